@@ -1,0 +1,422 @@
+package caddypush
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("push", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("push_publisher", parsePublisher)
+	httpcaddyfile.RegisterDirectiveOrder("push_publisher", httpcaddyfile.Before, "respond")
+	httpcaddyfile.RegisterHandlerDirective("push_subscriber", parseSubscriber)
+	httpcaddyfile.RegisterDirectiveOrder("push_subscriber", httpcaddyfile.Before, "respond")
+}
+
+// nginxNames maps every nginx directive name we accept to its short name,
+// so nginx lines can be pasted in without their `;`.
+var nginxNames = map[string]string{
+	"push_max_reserved_memory":            "max_reserved_memory",
+	"push_channel_id":                     "channel_id",
+	"push_channel_group":                  "channel_group",
+	"push_max_channel_id_length":          "max_channel_id_length",
+	"push_store_messages":                 "store_messages",
+	"push_max_message_buffer_length":      "max_message_buffer_length",
+	"push_min_message_buffer_length":      "min_message_buffer_length",
+	"push_message_buffer_length":          "message_buffer_length",
+	"push_min_message_recipients":         "min_message_recipients",
+	"push_delete_oldest_received_message": "delete_oldest_received_message",
+	"push_message_timeout":                "message_timeout",
+	"push_channel_timeout":                "channel_timeout",
+	"client_max_body_size":                "max_message_size",
+	"push_subscriber_concurrency":         "concurrency",
+	"push_subscriber_timeout":             "timeout",
+	"push_authorized_channels_only":       "authorized_channels_only",
+	"push_max_channel_subscribers":        "max_channel_subscribers",
+	"push_ignore_queue_on_no_cache":       "first_message",
+	"push_allow_origin":                   "allow_origin",
+}
+
+// subdirectives reads the block of a directive: it yields each subdirective
+// under its short name and refuses one given twice.
+func subdirectives(d *caddyfile.Dispenser, each func(name string) error) error {
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if short, ok := nginxNames[name]; ok {
+			name = short
+		}
+		if name == "set" { // nginx: set $push_channel_id <expr>
+			name = "channel_id"
+			if !d.NextArg() || d.Val() != "$push_channel_id" {
+				return d.Errf("only 'set $push_channel_id <expression>' is supported here")
+			}
+		}
+		if seen[name] {
+			return d.Errf("%s is given more than once", name)
+		}
+		seen[name] = true
+		if err := each(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalChannelSub parses a subdirective common to both handlers; it
+// returns handled=false for any other name.
+func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string) (bool, error) {
+	var err error
+	switch name {
+	case "channel_id":
+		var v string
+		if v, err = oneArg(d); err == nil {
+			cc.ChannelID = nginxVariables(v)
+		}
+	case "channel_group":
+		cc.ChannelGroup, err = oneArg(d)
+	case "max_channel_id_length":
+		cc.MaxChannelIDLength, err = intArg(d, 1)
+	case "allow_origin":
+		cc.AllowOrigin, err = oneArg(d)
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	push_publisher [<matcher>] {
+//		channel_id                     <placeholder expression>
+//		channel_group                  <name>
+//		max_channel_id_length          <bytes>
+//		allow_origin                   <origin>
+//		store_messages                 on|off
+//		max_message_buffer_length      <n>
+//		min_message_buffer_length      <n>
+//		message_buffer_length          <n>
+//		min_message_recipients         <n>
+//		delete_oldest_received_message on|off
+//		message_timeout                <duration>
+//		channel_timeout                <duration>
+//		max_message_size               <size>
+//	}
+//
+// Every subdirective may also be written with its nginx name
+// (push_store_messages, client_max_body_size, set $push_channel_id ...).
+// Durations take Caddy's forms (90s, 2h, 1d) or bare seconds; sizes take
+// Caddy's (10MiB, 10MB) or nginx's (10M, 512k, binary units).
+func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	var minLen, maxLen *int
+	err := subdirectives(d, func(name string) error {
+		if ok, err := p.unmarshalChannelSub(d, name); ok {
+			return err
+		}
+		switch name {
+		case "store_messages":
+			b, err := onOffArg(d)
+			p.StoreMessages = &b
+			return err
+		case "max_message_buffer_length", "min_message_buffer_length", "message_buffer_length":
+			n, err := intArg(d, 0)
+			if err != nil {
+				return err
+			}
+			if name != "min_message_buffer_length" {
+				maxLen = &n
+			}
+			if name != "max_message_buffer_length" {
+				minLen = &n
+			}
+			lo, hi := intOr(minLen, DefaultMinMessageBufferLength), intOr(maxLen, DefaultMaxMessageBufferLength)
+			if lo > hi {
+				return d.Errf("min_message_buffer_length %d is greater than max_message_buffer_length %d "+
+					"(defaults: min %d, max %d)", lo, hi, DefaultMinMessageBufferLength, DefaultMaxMessageBufferLength)
+			}
+			return nil
+		case "min_message_recipients":
+			n, err := intArg(d, 0)
+			p.MinMessageRecipients = n
+			return err
+		case "delete_oldest_received_message":
+			b, err := onOffArg(d)
+			p.DeleteOldestReceivedMessage = b
+			return err
+		case "message_timeout":
+			dur, err := durationArg(d)
+			p.MessageTimeout = &dur
+			return err
+		case "channel_timeout":
+			dur, err := durationArg(d)
+			p.ChannelTimeout = dur
+			return err
+		case "max_message_size":
+			n, err := sizeArg(d)
+			p.MaxMessageSize = n
+			return err
+		}
+		return d.Errf("unrecognized push_publisher subdirective '%s'", d.Val())
+	})
+	p.MinMessageBufferLength, p.MaxMessageBufferLength = minLen, maxLen
+	return err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	push_subscriber [<matcher>] [long-poll|interval-poll] {
+//		channel_id               <placeholder expression>
+//		channel_group            <name>
+//		max_channel_id_length    <bytes>
+//		allow_origin             <origin>
+//		concurrency              broadcast|first|last
+//		timeout                  <duration>
+//		authorized_channels_only on|off
+//		max_channel_subscribers  <n>
+//		first_message            oldest|newest
+//	}
+//
+// Every subdirective may also be written with its nginx name
+// (push_subscriber_concurrency, push_subscriber_timeout,
+// push_ignore_queue_on_no_cache on|off, set $push_channel_id ...).
+func (s *Subscriber) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		s.Mode = d.Val()
+		if s.Mode != ModeLongPoll && s.Mode != ModeIntervalPoll {
+			return d.Errf("unknown push_subscriber mode '%s' (want long-poll or interval-poll)", s.Mode)
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	return subdirectives(d, func(name string) error {
+		if ok, err := s.unmarshalChannelSub(d, name); ok {
+			return err
+		}
+		var err error
+		switch name {
+		case "concurrency":
+			if s.Concurrency, err = oneArg(d); err == nil {
+				if _, ok := concurrencies[s.Concurrency]; !ok {
+					return d.Errf("unknown concurrency '%s' (want broadcast, first or last)", s.Concurrency)
+				}
+			}
+		case "timeout":
+			s.Timeout, err = durationArg(d)
+		case "authorized_channels_only":
+			s.AuthorizedChannelsOnly, err = onOffArg(d)
+		case "max_channel_subscribers":
+			s.MaxChannelSubscribers, err = intArg(d, 0)
+		case "first_message":
+			if d.Val() == "push_ignore_queue_on_no_cache" {
+				var on bool
+				if on, err = onOffArg(d); on {
+					s.FirstMessage = "newest"
+				}
+				return err
+			}
+			if s.FirstMessage, err = oneArg(d); err == nil && s.FirstMessage != "oldest" && s.FirstMessage != "newest" {
+				return d.Errf("unknown first_message '%s' (want oldest or newest)", s.FirstMessage)
+			}
+		default:
+			return d.Errf("unrecognized push_subscriber subdirective '%s'", d.Val())
+		}
+		return err
+	})
+}
+
+// UnmarshalCaddyfile sets up the app from the global option block. Syntax:
+//
+//	push {
+//		max_reserved_memory <size>
+//	}
+//
+// max_reserved_memory may also be written push_max_reserved_memory.
+func (app *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return subdirectives(d, func(name string) error {
+		if name != "max_reserved_memory" {
+			return d.Errf("unrecognized push option '%s'", d.Val())
+		}
+		n, err := sizeArg(d)
+		app.MaxReservedMemory = n
+		return err
+	})
+}
+
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if existing != nil {
+		if err := json.Unmarshal(existing.(httpcaddyfile.App).Value, app); err != nil {
+			return nil, d.Errf("merging push options: %v", err)
+		}
+	}
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "push", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parsePublisher(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(Publisher)
+	err := p.UnmarshalCaddyfile(h.Dispenser)
+	return p, err
+}
+
+func parseSubscriber(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	s := new(Subscriber)
+	err := s.UnmarshalCaddyfile(h.Dispenser)
+	return s, err
+}
+
+// oneArg reads exactly one argument on the current line.
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
+}
+
+func intArg(d *caddyfile.Dispenser, minimum int) (int, error) {
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < minimum {
+		return 0, d.Errf("invalid number '%s' (want a whole number of at least %d)", v, minimum)
+	}
+	return n, nil
+}
+
+func onOffArg(d *caddyfile.Dispenser) (bool, error) {
+	v, err := oneArg(d)
+	if err != nil {
+		return false, err
+	}
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, d.Errf("invalid value '%s' (want on or off)", v)
+}
+
+// durationArg reads a duration: Caddy's forms (2h, 90s, 1d) or nginx's bare
+// seconds.
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := parseDuration(v)
+	if err != nil {
+		return 0, d.Errf("invalid duration '%s': %v", v, err)
+	}
+	return caddy.Duration(dur), nil
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	var dur time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		dur = time.Duration(n) * time.Second
+		if n > int64(1<<63-1)/int64(time.Second) {
+			return 0, strconv.ErrRange
+		}
+	} else if dur, err = caddy.ParseDuration(v); err != nil {
+		return 0, err
+	}
+	if dur < 0 {
+		return 0, strconv.ErrRange
+	}
+	return dur, nil
+}
+
+func sizeArg(d *caddyfile.Dispenser) (int64, error) {
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := parseSize(v)
+	if err != nil {
+		return 0, d.Errf("invalid size '%s' (want e.g. 10M, 512k, 10MiB or 10MB)", v)
+	}
+	return n, nil
+}
+
+// parseSize reads a byte size: nginx's forms (a number with an optional k,
+// m or g suffix, binary units) or Caddy's (10MiB, 10MB, 1.5GB).
+func parseSize(v string) (int64, error) {
+	shift := 0
+	num := v
+	if n := len(v); n > 1 {
+		switch v[n-1] {
+		case 'k', 'K':
+			shift, num = 10, v[:n-1]
+		case 'm', 'M':
+			shift, num = 20, v[:n-1]
+		case 'g', 'G':
+			shift, num = 30, v[:n-1]
+		}
+	}
+	if n, err := strconv.ParseInt(num, 10, 64); err == nil && !strings.HasPrefix(num, "+") {
+		if n < 0 || n > (1<<62)>>shift {
+			return 0, strconv.ErrRange
+		}
+		return n << shift, nil
+	}
+	u, err := humanize.ParseBytes(v)
+	if err != nil || u > 1<<62 {
+		return 0, strconv.ErrSyntax
+	}
+	return int64(u), nil
+}
+
+// nginxVariables rewrites the nginx variables an nginx user may paste into
+// channel_id ($arg_NAME, $http_NAME, $cookie_NAME) to Caddy placeholders.
+func nginxVariables(v string) string {
+	prefixes := []struct{ nginx, caddy string }{
+		{"$arg_", "{http.request.uri.query."},
+		{"$http_", "{http.request.header."},
+		{"$cookie_", "{http.request.cookie."},
+	}
+	for _, p := range prefixes {
+		if name, ok := strings.CutPrefix(v, p.nginx); ok && name != "" {
+			if p.nginx == "$http_" {
+				name = strings.ReplaceAll(name, "_", "-")
+			}
+			return p.caddy + name + "}"
+		}
+	}
+	return v
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Publisher)(nil)
+	_ caddyfile.Unmarshaler = (*Subscriber)(nil)
+	_ caddyfile.Unmarshaler = (*App)(nil)
+)

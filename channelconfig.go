@@ -1,0 +1,105 @@
+package caddypush
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// Defaults shared by both handlers.
+const (
+	DefaultChannelID          = "{http.request.uri.query.id}"
+	DefaultMaxChannelIDLength = 1024
+	DefaultAllowOrigin        = "*"
+)
+
+// ChannelConfig holds the settings both handlers share: which channel a
+// request addresses and the CORS origin. Its fields appear inline in the
+// JSON of push_publisher and push_subscriber.
+type ChannelConfig struct {
+	// ChannelID is a placeholder expression giving the channel id of a
+	// request. Equivalent to nginx `set $push_channel_id $arg_id`.
+	// Default: `{http.request.uri.query.id}` (Caddyfile: `{query.id}`).
+	ChannelID string `json:"channel_id,omitempty"`
+
+	// ChannelGroup is a namespace: the channel key is group + "/" + id, so
+	// a publisher and a subscriber meet only when they use the same group.
+	// Equivalent to nginx push_channel_group. Default: empty.
+	ChannelGroup string `json:"channel_group,omitempty"`
+
+	// MaxChannelIDLength is the longest accepted channel id, in bytes;
+	// longer ids are refused with 403 (nginx truncated them silently).
+	// Equivalent to nginx push_max_channel_id_length. Default: 1024.
+	MaxChannelIDLength int `json:"max_channel_id_length,omitempty"`
+
+	// AllowOrigin is the value of Access-Control-Allow-Origin on OPTIONS
+	// answers and on responses. Default: `*`.
+	AllowOrigin string `json:"allow_origin,omitempty"`
+}
+
+func (cc *ChannelConfig) setDefaults() {
+	if cc.ChannelID == "" {
+		cc.ChannelID = DefaultChannelID
+	}
+	if cc.MaxChannelIDLength == 0 {
+		cc.MaxChannelIDLength = DefaultMaxChannelIDLength
+	}
+	if cc.AllowOrigin == "" {
+		cc.AllowOrigin = DefaultAllowOrigin
+	}
+}
+
+func (cc *ChannelConfig) validate() error {
+	if cc.MaxChannelIDLength < 0 {
+		return fmt.Errorf("max_channel_id_length must not be negative, got %d", cc.MaxChannelIDLength)
+	}
+	return nil
+}
+
+// channelKey resolves the request's channel id and returns the store key,
+// or writes the protocol's refusal (404 no id, 403 too long) and returns
+// ok=false.
+func (cc *ChannelConfig) channelKey(w http.ResponseWriter, r *http.Request) (id, key string, ok bool) {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	id = repl.ReplaceAll(cc.ChannelID, "")
+	switch {
+	case id == "":
+		writeText(w, http.StatusNotFound, "No channel id provided.")
+		return "", "", false
+	case len(id) > cc.MaxChannelIDLength:
+		writeText(w, http.StatusForbidden, "Channel id is longer than max_channel_id_length ("+
+			strconv.Itoa(cc.MaxChannelIDLength)+" bytes).")
+		return "", "", false
+	}
+	repl.Set("http.push.channel_id", id)
+	return id, cc.ChannelGroup + "/" + id, true
+}
+
+// writeCORS answers an OPTIONS request.
+func (cc *ChannelConfig) writeCORS(w http.ResponseWriter, allowHeaders, allowMethods string) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", cc.AllowOrigin)
+	h.Set("Access-Control-Allow-Headers", allowHeaders)
+	h.Set("Access-Control-Allow-Methods", allowMethods)
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+}
+
+// writeText writes a protocol answer that carries a reason: a short
+// text/plain body (PROTOCOL.md 3.2).
+func writeText(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain")
+	h.Set("Content-Length", strconv.Itoa(len(msg)))
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(msg))
+}
+
+// writeEmpty writes a headers-only answer (404 on the publisher, 405, 409,
+// 410).
+func writeEmpty(w http.ResponseWriter, status int) {
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(status)
+}

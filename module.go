@@ -1,0 +1,139 @@
+// Package caddypush is the nginx HTTP Push Module ("Comet" long-polling
+// pub/sub) as a Caddy v2 app and two HTTP handlers.
+package caddypush
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// DefaultMaxReservedMemory is the store's byte budget when none is set, as
+// nginx's push_max_reserved_memory default.
+const DefaultMaxReservedMemory = 32 << 20
+
+// stores keeps the channel store alive across config reloads: the app of a
+// new config finds the store of the old one, with its messages and the
+// long-polls parked on it.
+var stores = caddy.NewUsagePool()
+
+// storeKey is the stable key of the one in-memory store of the process.
+const storeKey = "push.store.memory"
+
+// App is the `push` app: it owns the channel store shared by every
+// push_publisher and push_subscriber handler of the process, with its
+// memory limit and expiry. The store outlives config reloads; changed
+// limits are applied to it in place.
+type App struct {
+	// MaxReservedMemory is the byte budget of the whole store: message
+	// bodies, content types, ids and per-message and per-channel overhead.
+	// A publication that does not fit, even after expired messages and empty
+	// channels are collected, is refused with 507. Equivalent to nginx
+	// push_max_reserved_memory. Default: 32 MiB.
+	MaxReservedMemory int64 `json:"max_reserved_memory,omitempty"`
+
+	store  *MemoryStore
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "push",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision gets the process's store (creating it on first use) and applies
+// this config's limits to it.
+func (app *App) Provision(ctx caddy.Context) error {
+	app.logger = ctx.Logger()
+	if app.MaxReservedMemory == 0 {
+		app.MaxReservedMemory = DefaultMaxReservedMemory
+	}
+	val, loaded, err := stores.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
+		return NewMemoryStore(app.MaxReservedMemory, nil), nil
+	})
+	if err != nil {
+		return fmt.Errorf("loading channel store: %v", err)
+	}
+	app.store = val.(*MemoryStore)
+	if loaded && app.store.MaxBytes() != app.MaxReservedMemory {
+		app.logger.Info("applying new store limit",
+			zap.Int64("max_reserved_memory", app.MaxReservedMemory),
+			zap.Int64("previous", app.store.MaxBytes()))
+	}
+	app.store.SetMaxBytes(app.MaxReservedMemory)
+
+	// On process exit, parked long-polls must be answered at once (304), or
+	// the http app's shutdown waits for them. The "stopping" event comes
+	// before any app is stopped; a reload sends it too, but then waiters
+	// stay parked on the store, which the new config keeps using.
+	eventsApp, err := ctx.App("events")
+	if err != nil {
+		return fmt.Errorf("loading events app: %v", err)
+	}
+	return eventsApp.(*caddyevents.App).On("stopping", stoppingHandler{app})
+}
+
+// Validate checks the configuration.
+func (app *App) Validate() error {
+	if app.MaxReservedMemory < 0 {
+		return fmt.Errorf("max_reserved_memory must not be negative, got %d", app.MaxReservedMemory)
+	}
+	return nil
+}
+
+// Start starts the store's expiry sweeper.
+func (app *App) Start() error {
+	app.store.StartSweeper(time.Second)
+	return nil
+}
+
+// Stop does nothing: the store and its sweeper belong to the pool and live
+// on while another config uses them.
+func (app *App) Stop() error { return nil }
+
+// Cleanup releases this config's use of the store; the last user destroys
+// it, which stops the sweeper and releases every waiter.
+func (app *App) Cleanup() error {
+	if app.store == nil {
+		return nil
+	}
+	_, err := stores.Delete(storeKey)
+	return err
+}
+
+// Store returns the channel store.
+func (app *App) Store() *MemoryStore { return app.store }
+
+// stoppingHandler releases every waiter when the process exits.
+type stoppingHandler struct{ app *App }
+
+// Handle answers Caddy's "stopping" event.
+func (h stoppingHandler) Handle(context.Context, caddy.Event) error {
+	if !caddy.Exiting() {
+		return nil
+	}
+	n := h.app.store.ReleaseAll()
+	h.app.logger.Info("released waiting subscribers for exit", zap.Int("waiters", n))
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.App           = (*App)(nil)
+	_ caddy.Provisioner   = (*App)(nil)
+	_ caddy.Validator     = (*App)(nil)
+	_ caddy.CleanerUpper  = (*App)(nil)
+	_ caddyevents.Handler = stoppingHandler{}
+)

@@ -1,0 +1,283 @@
+package caddypush
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(Publisher{})
+}
+
+// Publisher defaults, as the nginx module's.
+const (
+	DefaultMaxMessageBufferLength = 10
+	DefaultMinMessageBufferLength = 1
+	DefaultMessageTimeout         = time.Hour
+	DefaultMaxMessageSize         = 1 << 20
+)
+
+// Publisher is the push_publisher handler: POST publishes the request body
+// to a channel (201 if a waiting subscriber received it, 202 if none did),
+// PUT creates a channel, GET returns channel info and DELETE removes a
+// channel, answering its waiting subscribers with 410. It sets the
+// placeholder {http.push.channel_id}.
+type Publisher struct {
+	ChannelConfig
+
+	// StoreMessages keeps published messages for subscribers that ask later.
+	// When false, a message reaches only the subscribers waiting at the
+	// moment it is published. Equivalent to nginx push_store_messages.
+	// Default: true.
+	StoreMessages *bool `json:"store_messages,omitempty"`
+
+	// MaxMessageBufferLength is the most messages a channel stores; when a
+	// publication exceeds it, the oldest message is removed. Equivalent to
+	// nginx push_max_message_buffer_length. Default: 10.
+	MaxMessageBufferLength *int `json:"max_message_buffer_length,omitempty"`
+
+	// MinMessageBufferLength is how many of the newest messages are never
+	// removed by min_message_recipients or delete_oldest_received_message
+	// (expiry still applies). Equivalent to nginx
+	// push_min_message_buffer_length. Default: 1.
+	MinMessageBufferLength *int `json:"min_message_buffer_length,omitempty"`
+
+	// MinMessageRecipients, when N > 0, removes a stored message beyond the
+	// min buffer once it has been received N times. Zero turns the rule off
+	// (nginx 0.69 treated 0 as "remove at once"). Equivalent to nginx
+	// push_min_message_recipients. Default: 0.
+	MinMessageRecipients int `json:"min_message_recipients,omitempty"`
+
+	// DeleteOldestReceivedMessage removes the oldest stored message right
+	// after it is delivered, if more than min_message_buffer_length
+	// messages are stored. Equivalent to nginx
+	// push_delete_oldest_received_message. Default: false.
+	DeleteOldestReceivedMessage bool `json:"delete_oldest_received_message,omitempty"`
+
+	// MessageTimeout is the lifetime of a message from its publication;
+	// zero means messages never expire. Equivalent to nginx
+	// push_message_timeout. Default: 1h.
+	MessageTimeout *caddy.Duration `json:"message_timeout,omitempty"`
+
+	// ChannelTimeout is how long a channel with no messages and no waiting
+	// subscribers lives after its last use. Equivalent to nginx
+	// push_channel_timeout. Default: 1h.
+	ChannelTimeout caddy.Duration `json:"channel_timeout,omitempty"`
+
+	// MaxMessageSize is the largest accepted message body, in bytes;
+	// larger bodies get 413 and are not stored. Equivalent to nginx
+	// client_max_body_size. Default: 1 MiB.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
+	store  ChannelStore
+	opts   PublishOptions
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Publisher) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.push_publisher",
+		New: func() caddy.Module { return new(Publisher) },
+	}
+}
+
+// Provision sets defaults and finds the push app's store.
+func (p *Publisher) Provision(ctx caddy.Context) error {
+	p.logger = ctx.Logger()
+	p.setDefaults()
+	if p.MaxMessageSize == 0 {
+		p.MaxMessageSize = DefaultMaxMessageSize
+	}
+	p.opts = PublishOptions{
+		StoreMessages:        p.StoreMessages == nil || *p.StoreMessages,
+		MaxBufferLength:      intOr(p.MaxMessageBufferLength, DefaultMaxMessageBufferLength),
+		MinBufferLength:      intOr(p.MinMessageBufferLength, DefaultMinMessageBufferLength),
+		MinRecipients:        p.MinMessageRecipients,
+		DeleteOldestReceived: p.DeleteOldestReceivedMessage,
+		MessageTimeout:       DefaultMessageTimeout,
+		ChannelTimeout:       time.Duration(p.ChannelTimeout),
+	}
+	if p.MessageTimeout != nil {
+		p.opts.MessageTimeout = time.Duration(*p.MessageTimeout)
+	}
+	if p.ChannelTimeout == 0 {
+		p.opts.ChannelTimeout = DefaultChannelTimeout
+	}
+	store, err := pushStore(ctx)
+	if err != nil {
+		return err
+	}
+	p.store = store
+	return nil
+}
+
+// Validate checks the configuration.
+func (p *Publisher) Validate() error {
+	if err := p.validate(); err != nil {
+		return err
+	}
+	o := p.opts
+	switch {
+	case o.MaxBufferLength < 0 || o.MinBufferLength < 0:
+		return fmt.Errorf("message buffer lengths must not be negative")
+	case o.MinBufferLength > o.MaxBufferLength:
+		return fmt.Errorf("min_message_buffer_length (%d) is greater than max_message_buffer_length (%d)",
+			o.MinBufferLength, o.MaxBufferLength)
+	case o.MinRecipients < 0:
+		return fmt.Errorf("min_message_recipients must not be negative")
+	case o.MessageTimeout < 0 || o.ChannelTimeout < 0:
+		return fmt.Errorf("timeouts must not be negative")
+	case p.MaxMessageSize < 0:
+		return fmt.Errorf("max_message_size must not be negative")
+	}
+	return nil
+}
+
+const publisherMethods = "GET, POST, PUT, DELETE, OPTIONS"
+
+// ServeHTTP answers a publisher request (PROTOCOL.md section 3).
+func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method == http.MethodOptions {
+		p.writeCORS(w, "Content-Type, Origin", publisherMethods)
+		return nil
+	}
+	w.Header().Set("Access-Control-Allow-Origin", p.AllowOrigin)
+	_, key, ok := p.channelKey(w, r)
+	if !ok {
+		return nil
+	}
+	switch r.Method {
+	case http.MethodPost:
+		return p.publish(w, r, key)
+	case http.MethodPut:
+		info, err := p.store.Touch(key, p.opts.ChannelTimeout)
+		if err != nil {
+			return storeRefusal(w, err)
+		}
+		writeInfo(w, r, http.StatusOK, info)
+	case http.MethodGet:
+		info, ok := p.store.Info(key)
+		if !ok {
+			writeEmpty(w, http.StatusNotFound)
+			return nil
+		}
+		writeInfo(w, r, http.StatusOK, info)
+	case http.MethodDelete:
+		info, ok := p.store.Delete(key)
+		if !ok {
+			writeEmpty(w, http.StatusNotFound)
+			return nil
+		}
+		p.logger.Debug("channel deleted", zap.String("channel", key), zap.Int("waiters", info.Subscribers))
+		writeInfo(w, r, http.StatusOK, info)
+	default:
+		if _, ok := p.store.Info(key); !ok {
+			writeEmpty(w, http.StatusNotFound)
+			return nil
+		}
+		w.Header().Set("Allow", publisherMethods)
+		writeEmpty(w, http.StatusMethodNotAllowed)
+	}
+	return nil
+}
+
+func (p *Publisher) publish(w http.ResponseWriter, r *http.Request, key string) error {
+	body, err := p.readBody(w, r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeText(w, http.StatusRequestEntityTooLarge, "Message body is larger than max_message_size ("+
+				strconv.FormatInt(p.MaxMessageSize, 10)+" bytes).")
+			return nil
+		}
+		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading message body: %w", err))
+	}
+	var contentType string
+	if ct := r.Header["Content-Type"]; len(ct) > 0 {
+		contentType = ct[0]
+	}
+	res, err := p.store.Publish(key, body, contentType, p.opts)
+	if err != nil {
+		return storeRefusal(w, err)
+	}
+	if c := p.logger.Check(zapcore.DebugLevel, "message published"); c != nil {
+		c.Write(zap.String("channel", key), zap.Int("bytes", len(body)),
+			zap.Int64("time", res.ID.Time), zap.Int64("tag", res.ID.Tag), zap.Int("delivered", res.Delivered))
+	}
+	status := http.StatusAccepted
+	if res.Delivered > 0 {
+		status = http.StatusCreated
+	}
+	writeInfo(w, r, status, res.Info)
+	return nil
+}
+
+// readBody reads the whole message body, refusing more than MaxMessageSize
+// bytes with an *http.MaxBytesError.
+func (p *Publisher) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > p.MaxMessageSize {
+		return nil, &http.MaxBytesError{Limit: p.MaxMessageSize}
+	}
+	rd := http.MaxBytesReader(w, r.Body, p.MaxMessageSize)
+	if r.ContentLength >= 0 {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(rd)
+}
+
+// storeRefusal writes the answer to a store error that refuses a request.
+func storeRefusal(w http.ResponseWriter, err error) error {
+	switch err {
+	case ErrInsufficientStorage:
+		writeText(w, http.StatusInsufficientStorage,
+			"Insufficient storage: the channel store is full (max_reserved_memory).")
+	case ErrChannelNotFound:
+		writeText(w, http.StatusForbidden, "Channel does not exist and authorized_channels_only is on.")
+	case ErrTooManySubscribers:
+		writeText(w, http.StatusForbidden, "Channel already has max_channel_subscribers waiting subscribers.")
+	case ErrConflict:
+		writeEmpty(w, http.StatusConflict)
+	default:
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	return nil
+}
+
+// pushStore returns the store of the push app, loading the app if the
+// config does not mention it.
+func pushStore(ctx caddy.Context) (ChannelStore, error) {
+	appIface, err := ctx.App("push")
+	if err != nil {
+		return nil, fmt.Errorf("loading push app: %v", err)
+	}
+	return appIface.(*App).Store(), nil
+}
+
+func intOr(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Publisher)(nil)
+	_ caddy.Validator             = (*Publisher)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Publisher)(nil)
+)

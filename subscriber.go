@@ -1,0 +1,236 @@
+package caddypush
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(Subscriber{})
+}
+
+// Subscriber modes: long-poll waits for a message, interval-poll never waits.
+const (
+	ModeLongPoll     = "long-poll"
+	ModeIntervalPoll = "interval-poll"
+)
+
+// Subscriber is the push_subscriber handler: a GET returns the first message
+// of its channel newer than the message identified by the request's
+// If-Modified-Since and If-None-Match, with the Last-Modified and Etag that
+// identify it. With long-poll, a request that finds nothing waits until a
+// message is published (200), the channel is deleted (410), it is displaced
+// by `last` concurrency (409) or its timeout passes (304). It sets the
+// placeholder {http.push.channel_id}.
+type Subscriber struct {
+	ChannelConfig
+
+	// Mode is `long-poll` (wait for the next message) or `interval-poll`
+	// (answer 304 at once when there is nothing new). Equivalent to the
+	// argument of nginx push_subscriber. Default: long-poll.
+	Mode string `json:"mode,omitempty"`
+
+	// Concurrency decides what happens when a channel already has waiting
+	// subscribers: `broadcast` lets any number wait, `first` refuses the
+	// new request with 409, `last` answers every current waiter with 409.
+	// Equivalent to nginx push_subscriber_concurrency. Default: broadcast.
+	Concurrency string `json:"concurrency,omitempty"`
+
+	// Timeout is how long a long-poll waits before it is answered with 304;
+	// zero waits until a message comes. Equivalent to nginx
+	// push_subscriber_timeout. Default: 0.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// AuthorizedChannelsOnly forbids subscribers to create channels: a
+	// request for a channel that does not exist gets 403. Equivalent to
+	// nginx push_authorized_channels_only. Default: false.
+	AuthorizedChannelsOnly bool `json:"authorized_channels_only,omitempty"`
+
+	// MaxChannelSubscribers is how many long-polls may wait on one channel;
+	// the next gets 403. Zero is unlimited. Equivalent to nginx
+	// push_max_channel_subscribers. Default: 0.
+	MaxChannelSubscribers int `json:"max_channel_subscribers,omitempty"`
+
+	// FirstMessage is where a request without If-Modified-Since and
+	// If-None-Match starts: `oldest` gets the oldest stored message at
+	// once, `newest` waits for the next publication. Equivalent to nginx
+	// push_ignore_queue_on_no_cache (on = newest). Default: oldest.
+	FirstMessage string `json:"first_message,omitempty"`
+
+	store       ChannelStore
+	concurrency Concurrency
+	logger      *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Subscriber) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.push_subscriber",
+		New: func() caddy.Module { return new(Subscriber) },
+	}
+}
+
+// Provision sets defaults and finds the push app's store.
+func (s *Subscriber) Provision(ctx caddy.Context) error {
+	s.logger = ctx.Logger()
+	s.setDefaults()
+	if s.Mode == "" {
+		s.Mode = ModeLongPoll
+	}
+	if s.FirstMessage == "" {
+		s.FirstMessage = "oldest"
+	}
+	c, ok := concurrencies[s.Concurrency]
+	if !ok {
+		return fmt.Errorf("unknown concurrency %q (want broadcast, first or last)", s.Concurrency)
+	}
+	s.concurrency = c
+	store, err := pushStore(ctx)
+	if err != nil {
+		return err
+	}
+	s.store = store
+	return nil
+}
+
+var concurrencies = map[string]Concurrency{"": Broadcast, "broadcast": Broadcast, "first": First, "last": Last}
+
+// Validate checks the configuration.
+func (s *Subscriber) Validate() error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	switch {
+	case s.Mode != ModeLongPoll && s.Mode != ModeIntervalPoll:
+		return fmt.Errorf("unknown mode %q (want long-poll or interval-poll)", s.Mode)
+	case s.FirstMessage != "oldest" && s.FirstMessage != "newest":
+		return fmt.Errorf("unknown first_message %q (want oldest or newest)", s.FirstMessage)
+	case s.Timeout < 0:
+		return fmt.Errorf("timeout must not be negative")
+	case s.MaxChannelSubscribers < 0:
+		return fmt.Errorf("max_channel_subscribers must not be negative")
+	}
+	return nil
+}
+
+const subscriberMethods = "GET, OPTIONS"
+
+// ServeHTTP answers a subscriber request (PROTOCOL.md section 4).
+func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodOptions:
+		s.writeCORS(w, "If-None-Match, If-Modified-Since, Origin", subscriberMethods)
+		return nil
+	default:
+		w.Header().Set("Allow", subscriberMethods)
+		writeEmpty(w, http.StatusMethodNotAllowed)
+		return nil
+	}
+	_, key, ok := s.channelKey(w, r)
+	if !ok {
+		return nil
+	}
+	ims, inm := r.Header.Get("If-Modified-Since"), r.Header.Get("If-None-Match")
+	res, err := s.store.Subscribe(key, SubscribeRequest{
+		Cursor:      ParseCursor(ims, inm),
+		HasCursor:   ims != "" || inm != "",
+		StartNewest: s.FirstMessage == "newest",
+		Create:      !s.AuthorizedChannelsOnly,
+		Wait:        s.Mode == ModeLongPoll,
+		Concurrency: s.concurrency,
+		MaxWaiters:  s.MaxChannelSubscribers,
+	})
+	switch {
+	case err != nil:
+		return storeRefusal(w, err)
+	case res.Message != nil:
+		s.writeMessage(w, res.Message)
+	case res.Waiter != nil:
+		s.wait(w, r, key, res.Waiter)
+	default: // interval-poll, nothing new: echo the cursor
+		h := w.Header()
+		if ims != "" {
+			h.Set("Last-Modified", ims)
+		}
+		if inm != "" {
+			h.Set("Etag", inm)
+		}
+		w.WriteHeader(http.StatusNotModified)
+	}
+	return nil
+}
+
+// wait parks the request until the store wakes it, the timeout passes or
+// the client goes away.
+func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, wt *Waiter) {
+	var timeout <-chan time.Time
+	if s.Timeout > 0 {
+		t := time.NewTimer(time.Duration(s.Timeout))
+		defer t.Stop()
+		timeout = t.C
+	}
+	if c := s.logger.Check(zapcore.DebugLevel, "subscriber waiting"); c != nil {
+		c.Write(zap.String("channel", key))
+	}
+	select {
+	case wk := <-wt.C:
+		s.answerWake(w, wk)
+	case <-timeout:
+		s.store.Cancel(wt)
+		select {
+		case wk := <-wt.C: // woken just before the cancel took effect
+			s.answerWake(w, wk)
+		default:
+			w.WriteHeader(http.StatusNotModified)
+		}
+	case <-r.Context().Done():
+		s.store.Cancel(wt)
+	}
+}
+
+func (s *Subscriber) answerWake(w http.ResponseWriter, wk Wake) {
+	switch wk.Reason {
+	case WakeMessage:
+		s.writeMessage(w, wk.Message)
+	case WakeDeleted:
+		writeEmpty(w, http.StatusGone)
+	case WakeDisplaced:
+		writeEmpty(w, http.StatusConflict)
+	default: // WakeShutdown
+		w.WriteHeader(http.StatusNotModified)
+	}
+}
+
+// writeMessage sends one message (PROTOCOL.md 4.2).
+func (s *Subscriber) writeMessage(w http.ResponseWriter, m *Message) {
+	h := w.Header()
+	if m.ContentType != "" {
+		h["Content-Type"] = []string{m.ContentType}
+	} else {
+		h["Content-Type"] = nil // no Content-Type, and no sniffing either
+	}
+	h["Last-Modified"] = []string{m.ID.LastModified()}
+	h["Etag"] = []string{m.ID.Etag()}
+	h["Vary"] = []string{"If-None-Match, If-Modified-Since"}
+	h["Access-Control-Allow-Origin"] = []string{s.AllowOrigin}
+	h["Access-Control-Expose-Headers"] = []string{"Last-Modified, Etag"}
+	h["Content-Length"] = []string{strconv.Itoa(len(m.Body))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(m.Body)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Subscriber)(nil)
+	_ caddy.Validator             = (*Subscriber)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Subscriber)(nil)
+)

@@ -1,0 +1,257 @@
+package caddypush
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// testSkew moves the integration store's clock forward, so expiry tests
+// need no sleeps.
+var testSkew atomic.Int64
+
+func skewedNow() time.Time { return time.Now().Add(time.Duration(testSkew.Load())) }
+
+// integrationStore is the pooled store every config of the test process
+// uses; TestMain creates it with the skewable clock before any config is
+// loaded, and keeps a reference so it lives as long as the tests.
+var integrationStore *MemoryStore
+
+func TestMain(m *testing.M) {
+	v, _, err := stores.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
+		return NewMemoryStore(DefaultMaxReservedMemory, skewedNow), nil
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	integrationStore = v.(*MemoryStore)
+	os.Exit(m.Run())
+}
+
+const base = "http://localhost:9080"
+
+const globalOptions = `{
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	skip_install_trust
+	servers {
+		protocols h1 h2c
+	}
+`
+
+// mainConfig has one route per behaviour under test.
+const mainConfig = globalOptions + `	push {
+		max_reserved_memory 64M
+	}
+}
+:9080 {
+	route /pub {
+		push_publisher
+	}
+	route /sub {
+		push_subscriber
+	}
+	route /pub/big {
+		push_publisher {
+			max_message_buffer_length 1000
+		}
+	}
+	route /pub/off {
+		push_publisher {
+			store_messages off
+		}
+	}
+	route /pub/short {
+		push_publisher {
+			message_timeout 10s
+			channel_timeout 5s
+		}
+	}
+	route /pub/small {
+		push_publisher {
+			max_message_size 1k
+		}
+	}
+	route /pub/recip {
+		push_publisher {
+			min_message_recipients 2
+		}
+	}
+	route /poll {
+		push_subscriber interval-poll
+	}
+	route /sub/first {
+		push_subscriber {
+			concurrency first
+		}
+	}
+	route /sub/last {
+		push_subscriber {
+			concurrency last
+		}
+	}
+	route /sub/max2 {
+		push_subscriber {
+			max_channel_subscribers 2
+		}
+	}
+	route /sub/auth {
+		push_subscriber {
+			authorized_channels_only on
+		}
+	}
+	route /sub/timeout {
+		push_subscriber {
+			timeout 1s
+		}
+	}
+	route /sub/newest {
+		push_subscriber {
+			first_message newest
+		}
+	}
+	route /pub/grp {
+		push_publisher {
+			channel_group g1
+		}
+	}
+	route /sub/grp {
+		push_subscriber {
+			channel_group g1
+		}
+	}
+	route /pub/idlen {
+		push_publisher {
+			max_channel_id_length 8
+		}
+	}
+	route /pub/hdr {
+		push_publisher {
+			channel_id {header.X-Channel}
+			allow_origin https://example.com
+		}
+	}
+	route /gz/sub {
+		encode gzip {
+			minimum_length 1
+		}
+		push_subscriber
+	}
+}
+`
+
+// startMain loads mainConfig into the in-process Caddy.
+func startMain(t *testing.T) *caddytest.Tester {
+	t.Helper()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(mainConfig, "caddyfile")
+	return tester
+}
+
+var h1Client = &http.Client{Transport: &http.Transport{
+	MaxIdleConnsPerHost: 4096,
+	DisableCompression:  true,
+}}
+
+var h2Client = func() *http.Client {
+	tr := &http.Transport{Protocols: new(http.Protocols), DisableCompression: true}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: tr}
+}()
+
+// resp is a read response.
+type resp struct {
+	status int
+	header http.Header
+	body   string
+	proto  int
+}
+
+func do(t testing.TB, c *http.Client, method, url string, body io.Reader, hdr ...string) resp {
+	t.Helper()
+	r, err := doCtx(context.Background(), c, method, url, body, hdr...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return r
+}
+
+func doCtx(ctx context.Context, c *http.Client, method, url string, body io.Reader, hdr ...string) (resp, error) {
+	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return resp{}, err
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return resp{}, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return resp{}, err
+	}
+	return resp{status: res.StatusCode, header: res.Header, body: string(b), proto: res.ProtoMajor}, nil
+}
+
+// publish POSTs a text/plain message and returns the response.
+func publish(t testing.TB, path, ch, body string) resp {
+	t.Helper()
+	return do(t, h1Client, "POST", base+path+"?id="+ch, strings.NewReader(body), "Content-Type", "text/plain")
+}
+
+// cursor is what a subscriber echoes back.
+type cursor struct{ lastModified, etag string }
+
+func (c cursor) headers() []string {
+	var h []string
+	if c.lastModified != "" {
+		h = append(h, "If-Modified-Since", c.lastModified)
+	}
+	if c.etag != "" {
+		h = append(h, "If-None-Match", c.etag)
+	}
+	return h
+}
+
+func (r resp) cursor() cursor {
+	return cursor{r.header.Get("Last-Modified"), r.header.Get("Etag")}
+}
+
+// waitFor polls cond until it holds, failing after 10 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waiters returns how many long-polls wait on a channel key.
+func waiters(t testing.TB, key string) int {
+	info, _ := integrationStore.Info(key)
+	return info.Subscribers
+}
+
+// chanName makes a channel id unique to the test.
+func chanName(t testing.TB, suffix string) string {
+	return strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()) + "-" + suffix
+}
