@@ -485,6 +485,9 @@ func (c *channel) wakeAll(w Wake) {
 // afterDelivery applies min_message_recipients and
 // delete_oldest_received_message to a message that was just delivered.
 func (s *MemoryStore) afterDelivery(c *channel, m *Message) {
+	if m.minRecipients == 0 && !m.deleteOldest {
+		return // no rule applies: the common case stays O(1)
+	}
 	i := slices.Index(c.msgs, m)
 	if i < 0 || len(c.msgs) <= c.minBuffer {
 		return
@@ -497,7 +500,12 @@ func (s *MemoryStore) afterDelivery(c *channel, m *Message) {
 
 func (s *MemoryStore) removeAt(c *channel, i int) {
 	m := c.msgs[i]
-	c.msgs = slices.Delete(c.msgs, i, i+1)
+	if i == 0 { // the common case (trimming, expiry): O(1), append reclaims the slot
+		c.msgs[0] = nil
+		c.msgs = c.msgs[1:]
+	} else {
+		c.msgs = slices.Delete(c.msgs, i, i+1)
+	}
 	c.bytes -= m.size
 	s.release(m.size)
 }

@@ -1,0 +1,203 @@
+package caddypush
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// These tests run the module in a real Caddy binary built from ./cmd/caddy,
+// for what an in-process Caddy cannot show: process exit, and server
+// timeouts on a fresh process with default settings.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// caddyBinary builds ./cmd/caddy once per test run.
+func caddyBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs a Caddy binary")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "caddy-push-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "caddy")
+		out, err := exec.Command("go", "build", "-o", binPath, "./cmd/caddy").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// caddyProc is a running Caddy binary.
+type caddyProc struct {
+	cmd   *exec.Cmd
+	admin string
+	url   string
+	done  chan struct{} // closed when the process has exited
+}
+
+// runCaddy starts the binary on a Caddyfile whose site block is site, with
+// fresh ports, and waits until it serves.
+func runCaddy(t *testing.T, site string) *caddyProc {
+	t.Helper()
+	bin := caddyBinary(t)
+	adminPort, httpPort := freePort(t), freePort(t)
+	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tservers {\n\t\tprotocols h1 h2c\n\t}\n}\nhttp://127.0.0.1:%d {\n%s\n}\n",
+		adminPort, httpPort, site)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", file)
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	logf, err := os.Create(filepath.Join(dir, "caddy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &caddyProc{cmd: cmd, admin: fmt.Sprintf("127.0.0.1:%d", adminPort),
+		url: fmt.Sprintf("http://127.0.0.1:%d", httpPort), done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "caddy.log"))
+			t.Logf("caddy log:\n%s", log)
+		}
+	})
+	waitFor(t, "caddy to serve", func() bool {
+		r, err := http.Get(p.url + "/pub?id=ready")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil && r.StatusCode == 404
+	})
+	return p
+}
+
+// subscribers returns the waiter count a publisher GET reports.
+func (p *caddyProc) subscribers(t *testing.T, ch string) int {
+	r, err := doCtx(context.Background(), h1Client, "GET", p.url+"/pub?id="+ch, nil, "Accept", "text/json")
+	if err != nil || r.status != 200 {
+		return -1
+	}
+	var n int
+	fmt.Sscanf(r.body[strings.Index(r.body, `"subscribers": `)+len(`"subscribers": `):], "%d", &n)
+	return n
+}
+
+const pushSite = "\troute /pub {\n\t\tpush_publisher\n\t}\n\troute /sub {\n\t\tpush_subscriber\n\t}"
+
+// TestStopReleasesWaiters parks long-polls on HTTP/1.1 and HTTP/2, runs
+// `caddy stop`, and expects every waiter answered with 304 and the process
+// gone promptly (Caddy's default grace period is eternal).
+func TestStopReleasesWaiters(t *testing.T) {
+	t.Parallel()
+	p := runCaddy(t, pushSite)
+	do(t, h1Client, "PUT", p.url+"/pub?id=stop", nil)
+	results := make(chan resp, 6)
+	for i := range 6 {
+		c := h1Client
+		if i%2 == 1 {
+			c = h2Client
+		}
+		go func() {
+			r, err := doCtx(context.Background(), c, "GET", p.url+"/sub?id=stop", nil)
+			if err != nil {
+				r.body = err.Error()
+			}
+			results <- r
+		}()
+	}
+	waitFor(t, "6 waiters", func() bool { return p.subscribers(t, "stop") == 6 })
+	start := time.Now()
+	out, err := exec.Command(caddyBinary(t), "stop", "--address", p.admin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("caddy stop: %v\n%s", err, out)
+	}
+	for range 6 {
+		if r := <-results; r.status != 304 {
+			t.Fatalf("waiter got %d %q on stop, want 304", r.status, r.body)
+		}
+	}
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("caddy did not exit within 15 s of caddy stop")
+	}
+	t.Logf("waiters released and process exited %v after caddy stop", time.Since(start).Round(time.Millisecond))
+}
+
+// TestIdleLongPoll90s holds long-polls (HTTP/1.1 and HTTP/2) for 90 s with
+// no traffic at all, then publishes: Caddy 2.11's one-minute read and write
+// idle timeouts must not have cut them.
+func TestIdleLongPoll90s(t *testing.T) {
+	t.Parallel()
+	p := runCaddy(t, pushSite)
+	results := make(chan resp, 2)
+	for _, c := range []*http.Client{h1Client, h2Client} {
+		go func() {
+			r, err := doCtx(context.Background(), c, "GET", p.url+"/sub?id=idle", nil)
+			if err != nil {
+				r.body = err.Error()
+			}
+			results <- r
+		}()
+	}
+	waitFor(t, "2 waiters", func() bool { return p.subscribers(t, "idle") == 2 })
+	select {
+	case r := <-results:
+		t.Fatalf("a long-poll ended before any publish: %d %q", r.status, r.body)
+	case <-time.After(90 * time.Second):
+	}
+	r := do(t, h1Client, "POST", p.url+"/pub?id=idle", strings.NewReader("still there"))
+	if r.status != 201 {
+		t.Fatalf("publish after 90 s: %d %q", r.status, r.body)
+	}
+	protos := map[int]bool{}
+	for range 2 {
+		r := <-results
+		if r.status != 200 || r.body != "still there" {
+			t.Fatalf("waiter after 90 s: %d %q", r.status, r.body)
+		}
+		protos[r.proto] = true
+	}
+	if !protos[1] || !protos[2] {
+		t.Fatalf("protocols seen: %v, want HTTP/1 and HTTP/2", protos)
+	}
+}
