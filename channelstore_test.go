@@ -414,3 +414,18 @@ func FuzzParseCursor(f *testing.F) {
 		}
 	})
 }
+
+func FuzzNegotiateInfo(f *testing.F) {
+	f.Add("text/html, application/xml;q=0.9, */*;q=0.8")
+	f.Add("TEXT/JSON ; charset=x,")
+	f.Add(",,;;")
+	f.Fuzz(func(t *testing.T, accept string) {
+		format, media := negotiateInfo(accept)
+		if got, ok := infoFormats[media]; !ok || got != format {
+			t.Fatalf("negotiateInfo(%q) = %v %q: not a known pair", accept, format, media)
+		}
+		if len(formatInfo(format, ChannelInfo{Messages: 1, Requested: -1})) == 0 {
+			t.Fatal("empty info body")
+		}
+	})
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs the same pushbench load against caddy-push (GOMAXPROCS=1) and against
+# nginx + nchan (worker_processes 1), scenario by scenario in one run, then
+# prints both result tables and the caddy/nchan ratios.
+#
+#   bench/compare.sh            fan-out 100/1000/5000, publish (16 publishers,
+#                               1 and 1000 channels), idle 1000/10000
+#   bench/compare.sh quick      a short smoke pass
+#
+# Needs ../shared/peer (PEER=dir to override); installs nginx + nchan through
+# shared/peer/run-nchan.sh. Loopback only; every run is bounded by -max-time.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+PEER=${PEER:-$(cd "$ROOT/../shared/peer" && pwd)}
+WORK=${WORK:-/tmp/caddypush-bench}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$WORK/results-$STAMP
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)" || true
+
+(cd "$ROOT" && go build -o "$WORK/caddy" ./cmd/caddy)
+(cd "$PEER/pushbench" && go build -o "$WORK/pushbench" .)
+export PB=$WORK/pushbench OUTDIR=$OUT
+
+CADDY_PID=""
+stop_caddy() {
+  if [ -n "$CADDY_PID" ]; then
+    kill "$CADDY_PID" 2>/dev/null || true
+    wait "$CADDY_PID" 2>/dev/null || true
+    CADDY_PID=""
+  fi
+}
+trap stop_caddy EXIT
+
+start_caddy() {
+  stop_caddy
+  GOMAXPROCS=1 "$WORK/caddy" run --config "$HERE/bench.Caddyfile" > "$OUT/caddy.log" 2>&1 &
+  CADDY_PID=$!
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:18090/pub?id=ready" && break
+    sleep 0.1
+  done
+}
+
+# both LABEL-SUFFIX ARGS...: the same pushbench run against a fresh Caddy,
+# then against a fresh nginx+nchan.
+both() {
+  local sfx=$1; shift
+  start_caddy
+  timeout 300 "$PB" -label "caddy-$sfx" -pub 'http://127.0.0.1:18090/pub?id=%s' \
+    -sub 'http://127.0.0.1:18090/sub?id=%s' -server-pid "$CADDY_PID" \
+    -json-out "$OUT/caddy.jsonl" "$@" | tail -n +1 >> "$OUT/run.log"
+  stop_caddy
+  "$PEER/run-nchan.sh" one 1 "nchan-$sfx" "$@" >> "$OUT/run.log" 2>&1
+}
+
+if [ "${1:-full}" = quick ]; then
+  both quick -scenario fanout -subs 100 -rounds 20 -max-time 60s
+  both quick -scenario publish -publishers 16 -channels 1 -duration 2s -max-time 30s
+  both quick -scenario idle -subs 1000 -hold 1s -max-time 60s
+else
+  both r1 -scenario fanout -subs 100 -rounds 200 -max-time 120s
+  both r1 -scenario fanout -subs 1000 -rounds 50 -max-time 120s
+  both r1 -scenario fanout -subs 5000 -rounds 20 -max-time 180s
+  both r1 -scenario publish -publishers 16 -channels 1 -duration 10s -max-time 60s
+  both r1 -scenario publish -publishers 16 -channels 1000 -duration 10s -max-time 60s
+  both r1 -scenario idle -subs 1000 -hold 3s -max-time 90s
+  both r1 -scenario idle -subs 10000 -hold 3s -max-time 120s
+fi
+stop_caddy
+
+python3 "$PEER/summarize.py" "$OUT"/*.jsonl | tee "$OUT/summary.md"
+python3 "$HERE/ratios.py" "$OUT"/*.jsonl | tee "$OUT/ratios.md"
+echo "results: $OUT"

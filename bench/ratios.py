@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""caddy/nchan ratios from pushbench JSON lines of one run: ratios.py FILE..."""
+import json, sys
+
+rows = [json.loads(l) for p in sys.argv[1:] for l in open(p) if l.startswith("{")]
+
+def key(r):
+    s = r["scenario"]
+    if s == "fanout": return (s, "S=%d" % r["subs"])
+    if s == "publish": return (s, "P=%d C=%d" % (r["publishers"], r["channels"]))
+    if s == "idle": return (s, "N=%d%s" % (r["subs"], " shared" if r.get("shared_channel") else ""))
+    if s == "stream": return (s, "S=%d" % r["subs"])
+    return (s, "")
+
+metrics = {
+    "fanout": [("deliveries_per_s", "deliveries/s", True), ("server_cpu_s_per_1000_deliveries", "server CPU per delivery", False),
+               ("lat_p50_ms", "latency p50", False), ("lat_p99_ms", "latency p99", False), ("lost", "lost", None)],
+    "publish": [("publishes_per_s", "publishes/s", True), ("server_cpu_s_per_1000_publishes", "server CPU per publish", False),
+                ("lat_p99_ms", "latency p99", False)],
+    "idle": [("rss_bytes_per_sub", "RSS bytes per idle subscriber", False)],
+    "stream": [("deliveries_per_s", "deliveries/s", True), ("lost", "lost", None)],
+}
+side = {}
+for r in rows:
+    who = r["label"].split("-")[0]
+    side.setdefault(key(r), {})[who] = r
+
+print("| scenario | metric | caddy | nchan | caddy/nchan |")
+print("|---|---|---|---|---|")
+for k in sorted(side):
+    c, n = side[k].get("caddy"), side[k].get("nchan")
+    if not c or not n: continue
+    for m, name, higher_better in metrics.get(k[0], []):
+        cv, nv = c.get(m), n.get(m)
+        if cv is None or nv is None: continue
+        ratio = "-" if higher_better is None or not nv else "%.2fx" % (cv / nv)
+        print("| %s %s | %s | %s | %s | %s |" % (k[0], k[1], name, "%g" % cv, "%g" % nv, ratio))
