@@ -73,7 +73,7 @@ func TestWaiterGets201AndSameSecondTraversal(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	got := make(chan resp, 1)
-	go func() { got <- do(t, h1Client, "GET", base+"/sub?id="+ch, nil) }()
+	getAsync(h1Client, base+"/sub?id="+ch, got)
 	waitFor(t, "waiter", func() bool { return waiters(t, "/"+ch) == 1 })
 	r := publish(t, "/pub", ch, "m0")
 	if r.status != 201 || !strings.Contains(r.body, "active subscribers: 1") {
@@ -166,13 +166,7 @@ func broadcast(t *testing.T, c *http.Client, n int) {
 	ch := chanName(t, "b")
 	results := make(chan resp, n)
 	for range n {
-		go func() {
-			r, err := doCtx(context.Background(), c, "GET", base+"/sub?id="+ch, nil)
-			if err != nil {
-				r.body = err.Error()
-			}
-			results <- r
-		}()
+		getAsync(c, base+"/sub?id="+ch, results)
 	}
 	waitFor(t, "waiters", func() bool { return waiters(t, "/"+ch) == n })
 	pr := publish(t, "/pub", ch, "all")
@@ -210,11 +204,11 @@ func TestConcurrencyFirstAndLast(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "first")
 	got := make(chan resp, 1)
-	go func() { got <- do(t, h1Client, "GET", base+"/sub/first?id="+ch, nil) }()
+	getAsync(h1Client, base+"/sub/first?id="+ch, got)
 	waitFor(t, "first waiter", func() bool { return waiters(t, "/"+ch) == 1 })
 	publish(t, "/pub/off", ch, "x") // wakes the waiter; nothing is stored
 	<-got
-	go func() { got <- do(t, h1Client, "GET", base+"/sub/first?id="+ch, nil) }()
+	getAsync(h1Client, base+"/sub/first?id="+ch, got)
 	waitFor(t, "first waiter again", func() bool { return waiters(t, "/"+ch) == 1 })
 	r := do(t, h1Client, "GET", base+"/sub/first?id="+ch, nil)
 	if r.status != 409 || r.body != "" {
@@ -231,10 +225,10 @@ func TestConcurrencyFirstAndLast(t *testing.T) {
 	ch = chanName(t, "last")
 	old := make(chan resp, 2)
 	for range 2 {
-		go func() { old <- do(t, h1Client, "GET", base+"/sub?id="+ch, nil) }()
+		getAsync(h1Client, base+"/sub?id="+ch, old)
 	}
 	waitFor(t, "two waiters", func() bool { return waiters(t, "/"+ch) == 2 })
-	go func() { got <- do(t, h1Client, "GET", base+"/sub/last?id="+ch, nil) }()
+	getAsync(h1Client, base+"/sub/last?id="+ch, got)
 	for range 2 {
 		if r := <-old; r.status != 409 {
 			t.Fatalf("displaced waiter got %d", r.status)
@@ -254,7 +248,7 @@ func TestDeleteSends410(t *testing.T) {
 	cur := do(t, h1Client, "GET", base+"/sub?id="+ch, nil).cursor()
 	got := make(chan resp, 3)
 	for range 3 {
-		go func() { got <- do(t, h1Client, "GET", base+"/sub?id="+ch, nil, cur.headers()...) }()
+		getAsync(h1Client, base+"/sub?id="+ch, got, cur.headers()...)
 	}
 	waitFor(t, "waiters", func() bool { return waiters(t, "/"+ch) == 3 })
 	r := do(t, h1Client, "DELETE", base+"/pub?id="+ch, nil, "Accept", "application/json")
@@ -406,7 +400,7 @@ func TestSubscriberTimeoutIntervalPollAndNewest(t *testing.T) {
 	}
 	// first_message newest: a request without a cursor waits for the next.
 	got := make(chan resp, 1)
-	go func() { got <- do(t, h1Client, "GET", base+"/sub/newest?id="+ch, nil) }()
+	getAsync(h1Client, base+"/sub/newest?id="+ch, got)
 	waitFor(t, "newest waiter", func() bool { return waiters(t, "/"+ch) == 1 })
 	publish(t, "/pub", ch, "next")
 	if r := <-got; r.body != "next" {
@@ -420,7 +414,7 @@ func TestLimitsAndBadIDs(t *testing.T) {
 	// max_channel_subscribers 2
 	got := make(chan resp, 2)
 	for range 2 {
-		go func() { got <- do(t, h1Client, "GET", base+"/sub/max2?id="+ch, nil) }()
+		getAsync(h1Client, base+"/sub/max2?id="+ch, got)
 	}
 	waitFor(t, "two waiters", func() bool { return waiters(t, "/"+ch) == 2 })
 	r := do(t, h1Client, "GET", base+"/sub/max2?id="+ch, nil)
@@ -585,13 +579,7 @@ func TestReloadKeepsWaitersAndMessages(t *testing.T) {
 	const n = 1000
 	results := make(chan resp, n)
 	for range n {
-		go func() {
-			r, err := doCtx(context.Background(), h1Client, "GET", base+"/sub?id="+ch, nil)
-			if err != nil {
-				r.body = err.Error()
-			}
-			results <- r
-		}()
+		getAsync(h1Client, base+"/sub?id="+ch, results)
 	}
 	waitFor(t, "1000 waiters", func() bool { return waiters(t, "/"+ch) == n })
 

@@ -136,13 +136,7 @@ func TestStopReleasesWaiters(t *testing.T) {
 		if i%2 == 1 {
 			c = h2Client
 		}
-		go func() {
-			r, err := doCtx(context.Background(), c, "GET", p.url+"/sub?id=stop", nil)
-			if err != nil {
-				r.body = err.Error()
-			}
-			results <- r
-		}()
+		getAsync(c, p.url+"/sub?id=stop", results)
 	}
 	waitFor(t, "6 waiters", func() bool { return p.subscribers(t, "stop") == 6 })
 	start := time.Now()
@@ -171,13 +165,7 @@ func TestIdleLongPoll90s(t *testing.T) {
 	p := runCaddy(t, pushSite)
 	results := make(chan resp, 2)
 	for _, c := range []*http.Client{h1Client, h2Client} {
-		go func() {
-			r, err := doCtx(context.Background(), c, "GET", p.url+"/sub?id=idle", nil)
-			if err != nil {
-				r.body = err.Error()
-			}
-			results <- r
-		}()
+		getAsync(c, p.url+"/sub?id=idle", results)
 	}
 	waitFor(t, "2 waiters", func() bool { return p.subscribers(t, "idle") == 2 })
 	select {

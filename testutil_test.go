@@ -209,6 +209,18 @@ func doCtx(ctx context.Context, c *http.Client, method, url string, body io.Read
 	return resp{status: res.StatusCode, header: res.Header, body: string(b), proto: res.ProtoMajor}, nil
 }
 
+// getAsync sends a GET in a goroutine and delivers the response (or the
+// error, as its body) on out.
+func getAsync(c *http.Client, url string, out chan<- resp, hdr ...string) {
+	go func() {
+		r, err := doCtx(context.Background(), c, "GET", url, nil, hdr...)
+		if err != nil {
+			r.body = err.Error()
+		}
+		out <- r
+	}()
+}
+
 // publish POSTs a text/plain message and returns the response.
 func publish(t testing.TB, path, ch, body string) resp {
 	t.Helper()
