@@ -1,6 +1,7 @@
 package caddypush
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,22 +48,19 @@ func negotiateInfo(accept string) (infoFormat, string) {
 }
 
 // formatInfo renders channel info in format f.
-func formatInfo(f infoFormat, i ChannelInfo) []byte {
+func formatInfo(f infoFormat, i ChannelInfo) string {
 	n, s, k := strconv.Itoa(i.Messages), strconv.FormatInt(i.Requested, 10), strconv.Itoa(i.Subscribers)
-	var b strings.Builder
 	switch f {
 	case infoJSON:
-		b.WriteString(`{"messages": ` + n + `, "requested": ` + s + `, "subscribers": ` + k + `}`)
+		return `{"messages": ` + n + `, "requested": ` + s + `, "subscribers": ` + k + `}`
 	case infoXML:
-		b.WriteString("<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<channel>\n  <messages>" + n +
-			"</messages>\n  <requested>" + s + "</requested>\n  <subscribers>" + k + "</subscribers>\n</channel>\n")
+		return "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<channel>\n  <messages>" + n +
+			"</messages>\n  <requested>" + s + "</requested>\n  <subscribers>" + k + "</subscribers>\n</channel>\n"
 	case infoYAML:
-		b.WriteString("---\nmessages: " + n + "\nrequested: " + s + "\nsubscribers: " + k + "\n")
-	default:
-		b.WriteString("queued messages: " + n + "\r\nlast requested: " + s +
-			" sec. ago (-1=never)\r\nactive subscribers: " + k + "\r\n")
+		return "---\nmessages: " + n + "\nrequested: " + s + "\nsubscribers: " + k + "\n"
 	}
-	return []byte(b.String())
+	return "queued messages: " + n + "\r\nlast requested: " + s +
+		" sec. ago (-1=never)\r\nactive subscribers: " + k + "\r\n"
 }
 
 // writeInfo answers with channel info in the format the request accepts.
@@ -73,5 +71,5 @@ func writeInfo(w http.ResponseWriter, r *http.Request, status int, info ChannelI
 	h.Set("Content-Type", media)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	_, _ = io.WriteString(w, body)
 }

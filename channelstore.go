@@ -643,30 +643,6 @@ func (s *MemoryStore) ReleaseAll() int {
 	return n
 }
 
-// Stats is a snapshot of the store's size.
-type Stats struct {
-	Channels int
-	Messages int
-	Waiters  int
-	Bytes    int64
-	MaxBytes int64
-}
-
-// Stats returns a snapshot of the store's size.
-func (s *MemoryStore) Stats() Stats {
-	now := s.now()
-	all := s.snapshot()
-	st := Stats{Channels: len(all), Bytes: s.used.Load(), MaxBytes: s.maxBytes.Load()}
-	for _, c := range all {
-		c.mu.Lock()
-		s.pruneExpired(c, now)
-		st.Messages += len(c.msgs)
-		st.Waiters += len(c.waiters)
-		c.mu.Unlock()
-	}
-	return st
-}
-
 // Destruct stops the sweeper and releases every waiter; the store's last
 // user is gone (caddy.Destructor).
 func (s *MemoryStore) Destruct() error {
