@@ -84,7 +84,9 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 			cc.ChannelID = nginxVariables(v)
 		}
 	case "channel_group":
-		cc.ChannelGroup, err = oneArg(d)
+		if cc.ChannelGroup, err = oneArg(d); err == nil && strings.Contains(cc.ChannelGroup, "/") {
+			return true, d.Errf("channel_group '%s' must not contain '/'", cc.ChannelGroup)
+		}
 	case "max_channel_id_length":
 		cc.MaxChannelIDLength, err = intArg(d, 1)
 	case "allow_origin":
@@ -244,6 +246,7 @@ func (s *Subscriber) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	push {
 //		max_reserved_memory <size>
+//		disable_metrics
 //	}
 //
 // max_reserved_memory may also be written push_max_reserved_memory.
@@ -253,12 +256,19 @@ func (app *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	return subdirectives(d, func(name string) error {
-		if name != "max_reserved_memory" {
-			return d.Errf("unrecognized push option '%s'", d.Val())
+		switch name {
+		case "max_reserved_memory":
+			n, err := sizeArg(d)
+			app.MaxReservedMemory = n
+			return err
+		case "disable_metrics":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			app.DisableMetrics = true
+			return nil
 		}
-		n, err := sizeArg(d)
-		app.MaxReservedMemory = n
-		return err
+		return d.Errf("unrecognized push option '%s'", d.Val())
 	})
 }
 

@@ -77,6 +77,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"push_subscriber {\n\tfirst_message middle\n}", "unknown first_message 'middle'"},
 		{"push_subscriber {\n\ttimeout forever\n}", "invalid duration 'forever'"},
 		{"push_subscriber {\n\tpush_ignore_queue_on_no_cache yes\n}", "invalid value 'yes'"},
+		{"push_subscriber {\n\tchannel_group a/b\n}", "channel_group 'a/b' must not contain '/', at Caddyfile:3"},
 	}
 	for _, tt := range tests {
 		cfg := ":8080 {\n" + tt.block + "\n}\n"
@@ -90,6 +91,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"{\n\tpush {\n\t\tmax_reserved_memory huge\n\t}\n}\n:8080\n", "invalid size 'huge'"},
 		{"{\n\tpush {\n\t\tmax_channels 5\n\t}\n}\n:8080\n", "unrecognized push option 'max_channels', at Caddyfile:3"},
 		{"{\n\tpush on\n}\n:8080\n", "wrong argument count"},
+		{"{\n\tpush {\n\t\tdisable_metrics yes\n\t}\n}\n:8080\n", "wrong argument count"},
 	}
 	for _, tt := range global {
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tt.cfg), nil)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -26,7 +27,8 @@ type ChannelConfig struct {
 
 	// ChannelGroup is a namespace: the channel key is group + "/" + id, so
 	// a publisher and a subscriber meet only when they use the same group.
-	// Equivalent to nginx push_channel_group. Default: empty.
+	// It must not contain "/". Equivalent to nginx push_channel_group.
+	// Default: empty.
 	ChannelGroup string `json:"channel_group,omitempty"`
 
 	// MaxChannelIDLength is the longest accepted channel id, in bytes;
@@ -52,6 +54,9 @@ func (cc *ChannelConfig) setDefaults() {
 }
 
 func (cc *ChannelConfig) validate() error {
+	if strings.Contains(cc.ChannelGroup, "/") {
+		return fmt.Errorf("channel_group %q must not contain '/'", cc.ChannelGroup)
+	}
 	if cc.MaxChannelIDLength < 0 {
 		return fmt.Errorf("max_channel_id_length must not be negative, got %d", cc.MaxChannelIDLength)
 	}
@@ -90,6 +95,7 @@ func (cc *ChannelConfig) writeCORS(w http.ResponseWriter, allowHeaders, allowMet
 // writeText writes a protocol answer that carries a reason: a short
 // text/plain body (PROTOCOL.md 3.2).
 func writeText(w http.ResponseWriter, status int, msg string) {
+	countRefusal(status)
 	h := w.Header()
 	h.Set("Content-Type", "text/plain")
 	h.Set("Content-Length", strconv.Itoa(len(msg)))
@@ -100,6 +106,7 @@ func writeText(w http.ResponseWriter, status int, msg string) {
 // writeEmpty writes a headers-only answer (404 on the publisher, 405, 409,
 // 410).
 func writeEmpty(w http.ResponseWriter, status int) {
+	countRefusal(status)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(status)
 }

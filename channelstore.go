@@ -3,6 +3,7 @@ package caddypush
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,8 +158,10 @@ type channel struct {
 	lastUsed       time.Time
 	channelTimeout time.Duration
 	minBuffer      int
-	nextExpiry     time.Time // earliest message expiry; zero: none
-	bytes          int64     // charged to the store, overhead included
+	opts           PublishOptions // of the last publication
+	published      bool           // opts is set
+	nextExpiry     time.Time      // earliest message expiry; zero: none
+	bytes          int64          // charged to the store, overhead included
 	deleted        bool
 }
 
@@ -173,6 +176,10 @@ type MemoryStore struct {
 	maxBytes atomic.Int64
 	used     atomic.Int64
 	closing  atomic.Bool
+
+	published atomic.Uint64 // messages accepted by Publish
+	delivered atomic.Uint64 // messages handed to subscribers (immediate or woken)
+	expired   atomic.Uint64 // stored messages removed by message_timeout
 
 	sweepMu   sync.Mutex
 	sweepStop chan struct{}
@@ -315,10 +322,13 @@ func (s *MemoryStore) publish(key string, body []byte, contentType string, opts 
 	c.lastUsed = now
 	c.channelTimeout = opts.ChannelTimeout
 	c.minBuffer = opts.MinBufferLength
+	c.opts, c.published = opts, true
+	s.published.Add(1)
 
 	res := PublishResult{ID: m.ID, Info: c.info(now)}
 	res.Delivered = len(c.waiters)
 	c.wakeAll(Wake{Reason: WakeMessage, Message: m})
+	s.delivered.Add(uint64(res.Delivered))
 	if res.Delivered > 0 && opts.StoreMessages {
 		m.received += res.Delivered
 		s.afterDelivery(c, m)
@@ -412,6 +422,7 @@ func (s *MemoryStore) Subscribe(key string, req SubscribeRequest) (SubscribeResu
 
 	if m != nil {
 		m.received++
+		s.delivered.Add(1)
 		s.afterDelivery(c, m)
 		return SubscribeResult{Message: m}, nil
 	}
@@ -521,6 +532,7 @@ func (s *MemoryStore) pruneExpired(c *channel, now time.Time) {
 		if !m.expires.IsZero() && !now.Before(m.expires) {
 			c.bytes -= m.size
 			s.release(m.size)
+			s.expired.Add(1)
 			continue
 		}
 		if !m.expires.IsZero() && (next.IsZero() || m.expires.Before(next)) {
@@ -641,6 +653,101 @@ func (s *MemoryStore) ReleaseAll() int {
 		c.mu.Unlock()
 	}
 	return n
+}
+
+// Stats is a snapshot of the store's size and lifetime counters.
+type Stats struct {
+	Channels  int    `json:"channels"`
+	Messages  int    `json:"messages"`
+	Waiters   int    `json:"waiters"`
+	Bytes     int64  `json:"bytes"`
+	MaxBytes  int64  `json:"max_bytes"`
+	Published uint64 `json:"published"`
+	Delivered uint64 `json:"delivered"`
+	Expired   uint64 `json:"expired"`
+}
+
+// Stats returns a snapshot of the store.
+func (s *MemoryStore) Stats() Stats {
+	now := s.now()
+	all := s.snapshot()
+	st := Stats{
+		Channels: len(all), Bytes: s.used.Load(), MaxBytes: s.maxBytes.Load(),
+		Published: s.published.Load(), Delivered: s.delivered.Load(),
+	}
+	for _, c := range all {
+		c.mu.Lock()
+		s.pruneExpired(c, now)
+		st.Messages += len(c.msgs)
+		st.Waiters += len(c.waiters)
+		c.mu.Unlock()
+	}
+	st.Expired = s.expired.Load()
+	return st
+}
+
+// ChannelStat describes one channel for the admin API.
+type ChannelStat struct {
+	Key           string `json:"key"`
+	Messages      int    `json:"messages"`
+	Waiters       int    `json:"waiters"`
+	LastRequested int64  `json:"last_requested"` // seconds ago; -1 = never
+	Bytes         int64  `json:"bytes"`
+}
+
+// Channels returns up to limit channels whose key starts with prefix and
+// sorts after `after`, in key order, and whether more follow.
+func (s *MemoryStore) Channels(prefix, after string, limit int) ([]ChannelStat, bool) {
+	now := s.now()
+	var picked []*channel
+	for _, c := range s.snapshot() {
+		if strings.HasPrefix(c.key, prefix) && c.key > after {
+			picked = append(picked, c)
+		}
+	}
+	slices.SortFunc(picked, func(a, b *channel) int { return strings.Compare(a.key, b.key) })
+	more := len(picked) > limit
+	if more {
+		picked = picked[:limit]
+	}
+	out := make([]ChannelStat, 0, len(picked))
+	for _, c := range picked {
+		c.mu.Lock()
+		if !c.deleted {
+			s.pruneExpired(c, now)
+			i := c.info(now)
+			out = append(out, ChannelStat{Key: c.key, Messages: i.Messages, Waiters: i.Subscribers,
+				LastRequested: i.Requested, Bytes: c.bytes})
+		}
+		c.mu.Unlock()
+	}
+	return out, more
+}
+
+// ChannelStatOf describes one channel, if it exists.
+func (s *MemoryStore) ChannelStatOf(key string) (ChannelStat, bool) {
+	now := s.now()
+	c, _ := s.locked(key, false, now)
+	if c == nil {
+		return ChannelStat{}, false
+	}
+	defer c.mu.Unlock()
+	i := c.info(now)
+	return ChannelStat{Key: key, Messages: i.Messages, Waiters: i.Subscribers, LastRequested: i.Requested, Bytes: c.bytes}, true
+}
+
+// LastPublishOptions returns the options of a channel's last publication,
+// or def when the channel has none (the admin API publishes with them).
+func (s *MemoryStore) LastPublishOptions(key string, def PublishOptions) PublishOptions {
+	c, _ := s.locked(key, false, s.now())
+	if c == nil {
+		return def
+	}
+	defer c.mu.Unlock()
+	if !c.published {
+		return def
+	}
+	return c.opts
 }
 
 // Destruct stops the sweeper and releases every waiter; the store's last

@@ -24,6 +24,11 @@ func (id MessageID) After(other MessageID) bool {
 	return id.Tag > other.Tag
 }
 
+// String formats the id as nchan does, "time:tag".
+func (id MessageID) String() string {
+	return strconv.FormatInt(id.Time, 10) + ":" + strconv.FormatInt(id.Tag, 10)
+}
+
 // LastModified formats the time part as an HTTP-date.
 func (id MessageID) LastModified() string {
 	return time.Unix(id.Time, 0).UTC().Format(http.TimeFormat)

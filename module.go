@@ -41,6 +41,10 @@ type App struct {
 	// push_max_reserved_memory. Default: 32 MiB.
 	MaxReservedMemory int64 `json:"max_reserved_memory,omitempty"`
 
+	// DisableMetrics turns off the caddy_push_* Prometheus metrics on the
+	// admin endpoint's /metrics. nginx has no equivalent. Default: false.
+	DisableMetrics bool `json:"disable_metrics,omitempty"`
+
 	store  *MemoryStore
 	logger *zap.Logger
 }
@@ -73,6 +77,14 @@ func (app *App) Provision(ctx caddy.Context) error {
 			zap.Int64("previous", app.store.MaxBytes()))
 	}
 	app.store.SetMaxBytes(app.MaxReservedMemory)
+
+	if !app.DisableMetrics {
+		// Each config has a fresh registry; the collector reads the pooled
+		// store and package-level counters, so values survive reloads.
+		if err := ctx.GetMetricsRegistry().Register(collector{app.store}); err != nil {
+			return fmt.Errorf("registering metrics: %v", err)
+		}
+	}
 
 	// On process exit, parked long-polls must be answered at once (304), or
 	// the http app's shutdown waits for them. The "stopping" event comes

@@ -31,7 +31,9 @@ const (
 // to a channel (201 if a waiting subscriber received it, 202 if none did),
 // PUT creates a channel, GET returns channel info and DELETE removes a
 // channel, answering its waiting subscribers with 410. It sets the
-// placeholder {http.push.channel_id}.
+// placeholders {http.push.channel_id}, {http.push.message_id} (the new
+// message's id, "time:tag") and {http.push.subscribers} (waiters before
+// the broadcast).
 type Publisher struct {
 	ChannelConfig
 
@@ -99,20 +101,17 @@ func (p *Publisher) Provision(ctx caddy.Context) error {
 	if p.MaxMessageSize == 0 {
 		p.MaxMessageSize = DefaultMaxMessageSize
 	}
-	p.opts = PublishOptions{
-		StoreMessages:        p.StoreMessages == nil || *p.StoreMessages,
-		MaxBufferLength:      intOr(p.MaxMessageBufferLength, DefaultMaxMessageBufferLength),
-		MinBufferLength:      intOr(p.MinMessageBufferLength, DefaultMinMessageBufferLength),
-		MinRecipients:        p.MinMessageRecipients,
-		DeleteOldestReceived: p.DeleteOldestReceivedMessage,
-		MessageTimeout:       DefaultMessageTimeout,
-		ChannelTimeout:       time.Duration(p.ChannelTimeout),
-	}
+	p.opts = defaultPublishOptions()
+	p.opts.StoreMessages = p.StoreMessages == nil || *p.StoreMessages
+	p.opts.MaxBufferLength = intOr(p.MaxMessageBufferLength, DefaultMaxMessageBufferLength)
+	p.opts.MinBufferLength = intOr(p.MinMessageBufferLength, DefaultMinMessageBufferLength)
+	p.opts.MinRecipients = p.MinMessageRecipients
+	p.opts.DeleteOldestReceived = p.DeleteOldestReceivedMessage
 	if p.MessageTimeout != nil {
 		p.opts.MessageTimeout = time.Duration(*p.MessageTimeout)
 	}
-	if p.ChannelTimeout == 0 {
-		p.opts.ChannelTimeout = DefaultChannelTimeout
+	if p.ChannelTimeout != 0 {
+		p.opts.ChannelTimeout = time.Duration(p.ChannelTimeout)
 	}
 	store, err := pushStore(ctx)
 	if err != nil {
@@ -193,43 +192,58 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 }
 
 func (p *Publisher) publish(w http.ResponseWriter, r *http.Request, key string) error {
-	body, err := p.readBody(w, r)
+	status, err := publishRequest(w, r, p.store, key, p.MaxMessageSize, p.opts, p.logger)
+	countPublish(status)
+	return err
+}
+
+// publishRequest reads a POST body, publishes it and answers as PROTOCOL.md
+// section 3 says; the publisher handler and the admin API share it. It
+// returns the status it answered with.
+func publishRequest(w http.ResponseWriter, r *http.Request, store ChannelStore, key string,
+	maxSize int64, opts PublishOptions, logger *zap.Logger,
+) (int, error) {
+	body, err := readBody(w, r, maxSize)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeText(w, http.StatusRequestEntityTooLarge, "Message body is larger than max_message_size ("+
-				strconv.FormatInt(p.MaxMessageSize, 10)+" bytes).")
-			return nil
+				strconv.FormatInt(maxSize, 10)+" bytes).")
+			return http.StatusRequestEntityTooLarge, nil
 		}
-		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading message body: %w", err))
+		return http.StatusBadRequest, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading message body: %w", err))
 	}
 	var contentType string
 	if ct := r.Header["Content-Type"]; len(ct) > 0 {
 		contentType = ct[0]
 	}
-	res, err := p.store.Publish(key, body, contentType, p.opts)
+	res, err := store.Publish(key, body, contentType, opts)
 	if err != nil {
-		return storeRefusal(w, err)
+		return http.StatusInsufficientStorage, storeRefusal(w, err)
 	}
-	if c := p.logger.Check(zapcore.DebugLevel, "message published"); c != nil {
+	if c := logger.Check(zapcore.DebugLevel, "message published"); c != nil {
 		c.Write(zap.String("channel", key), zap.Int("bytes", len(body)),
 			zap.Int64("time", res.ID.Time), zap.Int64("tag", res.ID.Tag), zap.Int("delivered", res.Delivered))
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.push.message_id", res.ID.String())
+		repl.Set("http.push.subscribers", res.Info.Subscribers)
 	}
 	status := http.StatusAccepted
 	if res.Delivered > 0 {
 		status = http.StatusCreated
 	}
 	writeInfo(w, r, status, res.Info)
-	return nil
+	return status, nil
 }
 
-// readBody reads the whole message body, refusing more than MaxMessageSize
-// bytes with an *http.MaxBytesError.
-func (p *Publisher) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.ContentLength > p.MaxMessageSize {
-		return nil, &http.MaxBytesError{Limit: p.MaxMessageSize}
+// readBody reads the whole message body, refusing more than limit bytes with
+// an *http.MaxBytesError.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	rd := http.MaxBytesReader(w, r.Body, p.MaxMessageSize)
+	rd := http.MaxBytesReader(w, r.Body, limit)
 	if r.ContentLength >= 0 {
 		buf := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(rd, buf); err != nil {
@@ -256,6 +270,18 @@ func storeRefusal(w http.ResponseWriter, err error) error {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	return nil
+}
+
+// defaultPublishOptions are a publisher location's settings with nothing
+// configured.
+func defaultPublishOptions() PublishOptions {
+	return PublishOptions{
+		StoreMessages:   true,
+		MaxBufferLength: DefaultMaxMessageBufferLength,
+		MinBufferLength: DefaultMinMessageBufferLength,
+		MessageTimeout:  DefaultMessageTimeout,
+		ChannelTimeout:  DefaultChannelTimeout,
+	}
 }
 
 // pushStore returns the store of the push app, loading the app if the

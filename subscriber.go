@@ -29,7 +29,8 @@ const (
 // identify it. With long-poll, a request that finds nothing waits until a
 // message is published (200), the channel is deleted (410), it is displaced
 // by `last` concurrency (409) or its timeout passes (304). It sets the
-// placeholder {http.push.channel_id}.
+// placeholders {http.push.channel_id} and {http.push.message_id} (the id
+// of the message sent, "time:tag").
 type Subscriber struct {
 	ChannelConfig
 
@@ -153,7 +154,7 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 	case err != nil:
 		return storeRefusal(w, err)
 	case res.Message != nil:
-		s.writeMessage(w, res.Message)
+		s.writeMessage(w, r, res.Message)
 	case res.Waiter != nil:
 		s.wait(w, r, key, res.Waiter)
 	default: // interval-poll, nothing new: echo the cursor
@@ -183,12 +184,12 @@ func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, wt
 	}
 	select {
 	case wk := <-wt.C:
-		s.answerWake(w, wk)
+		s.answerWake(w, r, wk)
 	case <-timeout:
 		s.store.Cancel(wt)
 		select {
 		case wk := <-wt.C: // woken just before the cancel took effect
-			s.answerWake(w, wk)
+			s.answerWake(w, r, wk)
 		default:
 			w.WriteHeader(http.StatusNotModified)
 		}
@@ -197,10 +198,10 @@ func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, wt
 	}
 }
 
-func (s *Subscriber) answerWake(w http.ResponseWriter, wk Wake) {
+func (s *Subscriber) answerWake(w http.ResponseWriter, r *http.Request, wk Wake) {
 	switch wk.Reason {
 	case WakeMessage:
-		s.writeMessage(w, wk.Message)
+		s.writeMessage(w, r, wk.Message)
 	case WakeDeleted:
 		writeEmpty(w, http.StatusGone)
 	case WakeDisplaced:
@@ -211,7 +212,10 @@ func (s *Subscriber) answerWake(w http.ResponseWriter, wk Wake) {
 }
 
 // writeMessage sends one message (PROTOCOL.md 4.2).
-func (s *Subscriber) writeMessage(w http.ResponseWriter, m *Message) {
+func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *Message) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.push.message_id", m.ID.String())
+	}
 	h := w.Header()
 	if m.ContentType != "" {
 		h["Content-Type"] = []string{m.ContentType}

@@ -142,6 +142,22 @@ const mainConfig = globalOptions + `	push {
 			allow_origin https://example.com
 		}
 	}
+	route /pub/ph {
+		header {
+			defer
+			X-Push-Channel {http.push.channel_id}
+			X-Push-Message {http.push.message_id}
+			X-Push-Subscribers {http.push.subscribers}
+		}
+		push_publisher
+	}
+	route /sub/ph {
+		header {
+			defer
+			X-Push-Message {http.push.message_id}
+		}
+		push_subscriber
+	}
 	route /gz/sub {
 		encode gzip {
 			minimum_length 1

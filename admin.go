@@ -1,0 +1,181 @@
+package caddypush
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// AdminAPI is the admin.api.push module: it serves the channel store on
+// Caddy's admin endpoint. It finds the store when a request arrives and
+// never creates the push app.
+//
+//	GET    /push/stats                  store size and lifetime counters
+//	GET    /push/channels               channels: ?group= &prefix= &after= &limit=
+//	GET    /push/channels/{id}?group=   one channel (404 if missing)
+//	POST   /push/channels/{id}?group=   publish the body, as push_publisher does
+//	DELETE /push/channels/{id}?group=   delete it; its waiters get 410
+//
+// {id} is path-escaped, so ids with "/" and other reserved characters work
+// (a/b is a%2Fb).
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.push",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes returns the admin routes of the push store.
+func (a AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/push/stats", Handler: caddy.AdminHandlerFunc(a.serveStats)},
+		{Pattern: "/push/channels", Handler: caddy.AdminHandlerFunc(a.serveChannels)},
+		{Pattern: "/push/channels/", Handler: caddy.AdminHandlerFunc(a.serveChannel)},
+	}
+}
+
+// pooledStore returns the running store, without creating one.
+func pooledStore() (*MemoryStore, error) {
+	var store *MemoryStore
+	stores.Range(func(k, v any) bool {
+		if k == storeKey {
+			store = v.(*MemoryStore)
+		}
+		return true
+	})
+	if store == nil {
+		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no push store: the push app is not running")}
+	}
+	return store, nil
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) error {
+	w.Header().Set("Allow", allow)
+	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed")}
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// adminStats is the body of GET /push/stats.
+type adminStats struct {
+	Stats
+	Publishes map[string]uint64 `json:"publishes_by_status"`
+	Refusals  map[string]uint64 `json:"refusals_by_status"`
+}
+
+func (AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return methodNotAllowed(w, "GET")
+	}
+	store, err := pooledStore()
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, adminStats{store.Stats(), byStatus(&counters.publishes), byStatus(&counters.refusals)})
+}
+
+// adminChannel is one channel in admin API answers.
+type adminChannel struct {
+	Group string `json:"group"`
+	ID    string `json:"id"`
+	ChannelStat
+}
+
+func toAdmin(st ChannelStat) adminChannel {
+	group, id, _ := strings.Cut(st.Key, "/")
+	st.Key = ""
+	return adminChannel{Group: group, ID: id, ChannelStat: st}
+}
+
+// maxAdminPage is the most channels one listing returns.
+const maxAdminPage = 1000
+
+func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return methodNotAllowed(w, "GET")
+	}
+	store, err := pooledStore()
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxAdminPage {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest,
+				Err: fmt.Errorf("limit must be a number from 1 to %d, got %q", maxAdminPage, v)}
+		}
+	}
+	group := q.Get("group")
+	after := ""
+	if v := q.Get("after"); v != "" {
+		after = group + "/" + v
+	}
+	page, more := store.Channels(group+"/"+q.Get("prefix"), after, limit)
+	out := struct {
+		Channels []adminChannel `json:"channels"`
+		Next     string         `json:"next,omitempty"`
+	}{Channels: make([]adminChannel, 0, len(page))}
+	for _, st := range page {
+		out.Channels = append(out.Channels, toAdmin(st))
+	}
+	if more {
+		out.Next = out.Channels[len(out.Channels)-1].ID
+	}
+	return writeJSON(w, out)
+}
+
+func (AdminAPI) serveChannel(w http.ResponseWriter, r *http.Request) error {
+	store, err := pooledStore()
+	if err != nil {
+		return err
+	}
+	id, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/push/channels/"))
+	if err != nil || id == "" || len(id) > DefaultMaxChannelIDLength {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest,
+			Err: fmt.Errorf("want /push/channels/{id} with a path-escaped id of 1 to %d bytes", DefaultMaxChannelIDLength)}
+	}
+	key := r.URL.Query().Get("group") + "/" + id
+	switch r.Method {
+	case http.MethodGet:
+		st, ok := store.ChannelStatOf(key)
+		if !ok {
+			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no such channel")}
+		}
+		return writeJSON(w, toAdmin(st))
+	case http.MethodPost:
+		opts := store.LastPublishOptions(key, defaultPublishOptions())
+		status, err := publishRequest(w, r, store, key, DefaultMaxMessageSize, opts, caddy.Log().Named("admin.api.push"))
+		countPublish(status)
+		if err != nil {
+			return caddy.APIError{HTTPStatus: status, Err: err}
+		}
+		return nil
+	case http.MethodDelete:
+		info, ok := store.Delete(key)
+		if !ok {
+			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no such channel")}
+		}
+		writeInfo(w, r, http.StatusOK, info)
+		return nil
+	}
+	return methodNotAllowed(w, "GET, POST, DELETE")
+}
+
+// Interface guards
+var _ caddy.AdminRouter = AdminAPI{}

@@ -1,0 +1,94 @@
+package caddypush
+
+import (
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// counters are the process's lifetime counts of HTTP outcomes. They are
+// package-level so they survive config reloads; the admin API and the
+// Prometheus collector read them.
+var counters struct {
+	publishes [600]atomic.Uint64 // POST outcomes by status
+	refusals  [600]atomic.Uint64 // headers-only and text answers by status
+}
+
+func countPublish(status int) {
+	if status > 0 && status < len(counters.publishes) {
+		counters.publishes[status].Add(1)
+	}
+}
+
+func countRefusal(status int) {
+	if status > 0 && status < len(counters.refusals) {
+		counters.refusals[status].Add(1)
+	}
+}
+
+// byStatus returns the non-zero counts of a status array.
+func byStatus(a *[600]atomic.Uint64) map[string]uint64 {
+	m := map[string]uint64{}
+	for code := range a {
+		if n := a[code].Load(); n > 0 {
+			m[strconv.Itoa(code)] = n
+		}
+	}
+	return m
+}
+
+// collector exposes the store and the counters to Prometheus, namespace
+// caddy_push_. Each config registers a new one in its fresh registry; the
+// values come from the pooled store and the package-level counters, so
+// they carry over reloads.
+type collector struct{ store *MemoryStore }
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName("caddy", "push", name), help, labels, nil)
+}
+
+var (
+	descChannels  = desc("channels", "Channels in the store.")
+	descMessages  = desc("messages_stored", "Stored, unexpired messages.")
+	descWaiters   = desc("waiters", "Long-poll subscribers waiting for a message.")
+	descBytes     = desc("store_bytes", "Bytes charged against max_reserved_memory.")
+	descLimit     = desc("store_limit_bytes", "The store's byte budget, max_reserved_memory.")
+	descPublishes = desc("publishes_total", "Publications (POST) answered, by status.", "status")
+	descDelivered = desc("deliveries_total", "Messages sent to subscribers.")
+	descRefusals  = desc("refusals_total", "Requests refused or ended without a message, by status (403, 404, 405, 409, 410, 413, 507).", "code")
+	descExpired   = desc("expired_messages_total", "Stored messages removed by message_timeout.")
+)
+
+// Describe sends the descriptors of every metric.
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descChannels, descMessages, descWaiters, descBytes, descLimit,
+		descPublishes, descDelivered, descRefusals, descExpired} {
+		ch <- d
+	}
+}
+
+// Collect sends the current values.
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.store.Stats()
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descChannels, float64(st.Channels))
+	gauge(descMessages, float64(st.Messages))
+	gauge(descWaiters, float64(st.Waiters))
+	gauge(descBytes, float64(st.Bytes))
+	gauge(descLimit, float64(st.MaxBytes))
+	counter(descDelivered, st.Delivered)
+	counter(descExpired, st.Expired)
+	for code, n := range byStatus(&counters.publishes) {
+		counter(descPublishes, n, code)
+	}
+	for code, n := range byStatus(&counters.refusals) {
+		counter(descRefusals, n, code)
+	}
+}
+
+// Interface guards
+var _ prometheus.Collector = collector{}
