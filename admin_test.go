@@ -139,16 +139,16 @@ func TestMetricsSurviveReloadAndCanBeDisabled(t *testing.T) {
 	if before < 1 || metricValue(t, "caddy_push_channels") < 1 || metricValue(t, "caddy_push_store_limit_bytes") != 64<<20 {
 		t.Fatalf("metrics missing: publishes %v", before)
 	}
-	tester.InitServer(mainConfig, "caddyfile") // reload
+	load(tester, mainConfig) // reload
 	publish(t, "/pub", chanName(t, "m"), "y")
 	if after := metricValue(t, `caddy_push_publishes_total{status="202"}`); after != before+1 {
 		t.Fatalf("publishes after reload: %v, want %v", after, before+1)
 	}
-	tester.InitServer(strings.Replace(mainConfig, "max_reserved_memory 64M", "max_reserved_memory 64M\n\t\tdisable_metrics", 1), "caddyfile")
+	load(tester, strings.Replace(mainConfig, "max_reserved_memory 64M", "max_reserved_memory 64M\n\t\tdisable_metrics", 1))
 	if v := metricValue(t, "caddy_push_channels"); v != -1 {
 		t.Fatalf("disable_metrics: caddy_push_channels still reported (%v)", v)
 	}
-	tester.InitServer(mainConfig, "caddyfile")
+	load(tester, mainConfig)
 }
 
 func TestPlaceholders(t *testing.T) {

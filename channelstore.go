@@ -207,15 +207,16 @@ func (s *MemoryStore) MaxBytes() int64 { return s.maxBytes.Load() }
 // UsedBytes returns the bytes charged against the budget.
 func (s *MemoryStore) UsedBytes() int64 { return s.used.Load() }
 
-// tryReserve charges n bytes if, once `freed` bytes about to be released
-// are released, the total stays within the budget.
+// tryReserve charges n bytes and releases `freed` bytes (of messages the
+// caller is about to remove without releasing them again) in one step, if
+// the total stays within the budget; so the count never exceeds it.
 func (s *MemoryStore) tryReserve(n, freed int64) bool {
 	for {
 		used := s.used.Load()
 		if used-freed+n > s.maxBytes.Load() {
 			return false
 		}
-		if s.used.CompareAndSwap(used, used+n) {
+		if s.used.CompareAndSwap(used, used-freed+n) {
 			return true
 		}
 	}
@@ -315,7 +316,7 @@ func (s *MemoryStore) publish(key string, body []byte, contentType string, opts 
 		c.msgs = append(c.msgs, m)
 		c.bytes += m.size
 		for len(c.msgs) > opts.MaxBufferLength {
-			s.removeAt(c, 0)
+			s.removeAt(c, 0, false) // already released by tryReserve
 		}
 	}
 	c.lastID = m.ID
@@ -505,11 +506,13 @@ func (s *MemoryStore) afterDelivery(c *channel, m *Message) {
 	}
 	beyondMin := i < len(c.msgs)-c.minBuffer
 	if (m.minRecipients > 0 && m.received >= m.minRecipients && beyondMin) || (m.deleteOldest && i == 0) {
-		s.removeAt(c, i)
+		s.removeAt(c, i, true)
 	}
 }
 
-func (s *MemoryStore) removeAt(c *channel, i int) {
+// removeAt removes message i of a locked channel, releasing its bytes from
+// the budget unless the caller already did.
+func (s *MemoryStore) removeAt(c *channel, i int, release bool) {
 	m := c.msgs[i]
 	if i == 0 { // the common case (trimming, expiry): O(1), append reclaims the slot
 		c.msgs[0] = nil
@@ -518,7 +521,9 @@ func (s *MemoryStore) removeAt(c *channel, i int) {
 		c.msgs = slices.Delete(c.msgs, i, i+1)
 	}
 	c.bytes -= m.size
-	s.release(m.size)
+	if release {
+		s.release(m.size)
+	}
 }
 
 // pruneExpired removes expired messages; it is cheap when none is due.

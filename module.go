@@ -57,26 +57,19 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision gets the process's store (creating it on first use) and applies
-// this config's limits to it.
+// Provision gets the process's store, creating it on first use.
 func (app *App) Provision(ctx caddy.Context) error {
 	app.logger = ctx.Logger()
 	if app.MaxReservedMemory == 0 {
 		app.MaxReservedMemory = DefaultMaxReservedMemory
 	}
-	val, loaded, err := stores.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
+	val, _, err := stores.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
 		return NewMemoryStore(app.MaxReservedMemory, nil), nil
 	})
 	if err != nil {
 		return fmt.Errorf("loading channel store: %v", err)
 	}
 	app.store = val.(*MemoryStore)
-	if loaded && app.store.MaxBytes() != app.MaxReservedMemory {
-		app.logger.Info("applying new store limit",
-			zap.Int64("max_reserved_memory", app.MaxReservedMemory),
-			zap.Int64("previous", app.store.MaxBytes()))
-	}
-	app.store.SetMaxBytes(app.MaxReservedMemory)
 
 	if !app.DisableMetrics {
 		// Each config has a fresh registry; the collector reads the pooled
@@ -105,8 +98,15 @@ func (app *App) Validate() error {
 	return nil
 }
 
-// Start starts the store's expiry sweeper.
+// Start applies this config's limits to the store and starts its expiry
+// sweeper. Limits are applied here, not in Provision, so that validating a
+// config (which provisions but never starts) leaves the running store alone.
 func (app *App) Start() error {
+	if prev := app.store.MaxBytes(); prev != app.MaxReservedMemory {
+		app.logger.Info("applying store limit",
+			zap.Int64("max_reserved_memory", app.MaxReservedMemory), zap.Int64("previous", prev))
+		app.store.SetMaxBytes(app.MaxReservedMemory)
+	}
 	app.store.StartSweeper(time.Second)
 	return nil
 }

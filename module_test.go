@@ -583,7 +583,7 @@ func TestReloadKeepsWaitersAndMessages(t *testing.T) {
 	}
 	waitFor(t, "1000 waiters", func() bool { return waiters(t, "/"+ch) == n })
 
-	tester.InitServer(strings.Replace(mainConfig, "max_reserved_memory 64M", "max_reserved_memory 48M", 1), "caddyfile")
+	load(tester, strings.Replace(mainConfig, "max_reserved_memory 64M", "max_reserved_memory 48M", 1))
 	if got := integrationStore.MaxBytes(); got != 48<<20 {
 		t.Fatalf("max_reserved_memory after reload = %d, want %d", got, 48<<20)
 	}
@@ -617,8 +617,8 @@ func TestMemoryCap(t *testing.T) {
 	integrationStore.collect(true)
 	budget := integrationStore.UsedBytes() + 64<<10
 	cfg := strings.Replace(mainConfig, "max_reserved_memory 64M", fmt.Sprintf("max_reserved_memory %d", budget), 1)
-	tester.InitServer(cfg, "caddyfile")
-	defer tester.InitServer(mainConfig, "caddyfile")
+	load(tester, cfg)
+	defer load(tester, mainConfig)
 	body := strings.Repeat("x", 8<<10)
 	var refused resp
 	for i := 0; i < 20; i++ {

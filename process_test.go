@@ -1,8 +1,11 @@
 package caddypush
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -10,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -188,4 +192,124 @@ func TestIdleLongPoll90s(t *testing.T) {
 	if !protos[1] || !protos[2] {
 		t.Fatalf("protocols seen: %v, want HTTP/1 and HTTP/2", protos)
 	}
+}
+
+// serverGoroutines reads the goroutine count from the admin endpoint's pprof.
+func (p *caddyProc) serverGoroutines(t *testing.T) int {
+	t.Helper()
+	// Idle keep-alive connections of our clients hold server goroutines too.
+	h1Client.CloseIdleConnections()
+	http.DefaultClient.CloseIdleConnections()
+	r := do(t, h1Client, "GET", "http://"+p.admin+"/debug/pprof/goroutine?debug=1", nil)
+	var n int
+	if _, err := fmt.Sscanf(r.body, "goroutine profile: total %d", &n); err != nil {
+		t.Fatalf("goroutine count: %v in %.60q", err, r.body)
+	}
+	return n
+}
+
+// serverRSS reads the server's resident memory in bytes from /proc.
+func (p *caddyProc) serverRSS(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+func (p *caddyProc) storeWaiters(t *testing.T) int {
+	var st Stats
+	r, err := doCtx(context.Background(), h1Client, "GET", "http://"+p.admin+"/push/stats", nil)
+	if err != nil || json.Unmarshal([]byte(r.body), &st) != nil {
+		return -1
+	}
+	return st.Waiters
+}
+
+// TestTenThousandWaiters holds 10,000 long-polls on 10,000 channels, reports
+// the server's memory per waiter, answers every one with a publish, and
+// checks that closing them frees every waiter and goroutine.
+func TestTenThousandWaiters(t *testing.T) {
+	const n = 10000
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	lim.Cur = lim.Max // also for the Caddy child: Go restores no limit once we set one
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Cur < n+1000 {
+		t.Skipf("RLIMIT_NOFILE %d is too low for %d connections", lim.Cur, n)
+	}
+	p := runCaddy(t, pushSite)
+	goroutinesBefore, rssBefore := p.serverGoroutines(t), p.serverRSS(t)
+	addr := strings.TrimPrefix(p.url, "http://")
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /sub?id=ten%d HTTP/1.1\r\nHost: %s\r\n\r\n", i, addr)
+	}
+	waitFor(t, "10,000 waiters", func() bool { return p.storeWaiters(t) == n })
+	rssWith, goroutinesWith := p.serverRSS(t), p.serverGoroutines(t)
+	t.Logf("%d waiters: server RSS %d -> %d MB (%d bytes per waiter), goroutines %d -> %d",
+		n, rssBefore>>20, rssWith>>20, (rssWith-rssBefore)/n, goroutinesBefore, goroutinesWith)
+	if per := (rssWith - rssBefore) / n; per > 100<<10 {
+		t.Fatalf("%d bytes per idle waiter: memory is not bounded as it should be", per)
+	}
+	var pwg sync.WaitGroup
+	for w := range 8 {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			for i := w; i < n; i += 8 {
+				r, err := doCtx(context.Background(), h1Client, "POST", fmt.Sprintf("%s/pub?id=ten%d", p.url, i), strings.NewReader(fmt.Sprint(i)))
+				if err != nil || r.status != 201 {
+					t.Errorf("publish %d: %v %d", i, err, r.status)
+					return
+				}
+			}
+		}()
+	}
+	pwg.Wait()
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("waiter %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 64))
+		if res.StatusCode != 200 || string(b) != fmt.Sprint(i) {
+			t.Fatalf("waiter %d: %d %q", i, res.StatusCode, b)
+		}
+	}
+	// Park them again, then close every connection: nothing may stay behind.
+	for i, c := range conns {
+		fmt.Fprintf(c, "GET /sub?id=ten%d HTTP/1.1\r\nHost: %s\r\nIf-None-Match: 0\r\nIf-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n\r\n", i, addr)
+	}
+	waitFor(t, "10,000 waiters again", func() bool { return p.storeWaiters(t) == n })
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	waitFor(t, "waiters to be freed", func() bool { return p.storeWaiters(t) == 0 })
+	waitFor(t, "goroutines to return", func() bool { return p.serverGoroutines(t) <= goroutinesBefore+2 })
 }

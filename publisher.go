@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -211,7 +212,12 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store ChannelStore, 
 				strconv.FormatInt(maxSize, 10)+" bytes).")
 			return http.StatusRequestEntityTooLarge, nil
 		}
-		return http.StatusBadRequest, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading message body: %w", err))
+		status := http.StatusBadRequest // short body, broken chunking, client gone
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			status = http.StatusRequestTimeout // the server's read_body or read idle timeout
+		}
+		return status, caddyhttp.Error(status, fmt.Errorf("reading message body: %w", err))
 	}
 	var contentType string
 	if ct := r.Header["Content-Type"]; len(ct) > 0 {

@@ -47,6 +47,9 @@ const globalOptions = `{
 	skip_install_trust
 	servers {
 		protocols h1 h2c
+		timeouts {
+			read_body 2s
+		}
 	}
 `
 
@@ -167,11 +170,20 @@ const mainConfig = globalOptions + `	push {
 }
 `
 
+// load loads a Caddyfile into the in-process Caddy (a reload when one is
+// running) and drops the clients' idle connections: they belong to the old
+// server, which closes them, and a POST sent on one would fail.
+func load(tester *caddytest.Tester, cfg string) {
+	tester.InitServer(cfg, "caddyfile")
+	h1Client.CloseIdleConnections()
+	h2Client.CloseIdleConnections()
+}
+
 // startMain loads mainConfig into the in-process Caddy.
 func startMain(t *testing.T) *caddytest.Tester {
 	t.Helper()
 	tester := caddytest.NewTester(t)
-	tester.InitServer(mainConfig, "caddyfile")
+	load(tester, mainConfig)
 	return tester
 }
 

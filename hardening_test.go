@@ -1,0 +1,342 @@
+package caddypush
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// heldBytes recounts what a store holds from its channels, as the
+// accounting should have it.
+func heldBytes(s *MemoryStore) int64 {
+	var n int64
+	for _, c := range s.snapshot() {
+		c.mu.Lock()
+		if !c.deleted {
+			n += int64(len(c.key)) + channelOverhead
+			for _, m := range c.msgs {
+				n += int64(len(m.Body)+len(m.ContentType)) + messageOverhead
+			}
+		}
+		c.mu.Unlock()
+	}
+	return n
+}
+
+// TestMemoryCapUnderConcurrentLargePublishes publishes 64 KiB bodies to 50
+// channels from 8 goroutines into a 2 MiB budget while a sampler watches the
+// count: it never exceeds the budget, refusals are ErrInsufficientStorage,
+// and at the end the count equals the bytes really held.
+func TestMemoryCapUnderConcurrentLargePublishes(t *testing.T) {
+	const budget = 2 << 20
+	s := NewMemoryStore(budget, nil)
+	o := defaultPub
+	o.MaxBufferLength = 5
+	body := make([]byte, 64<<10)
+	var refused, stored atomic.Int64
+	var over atomic.Int64
+	stop := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if u := s.UsedBytes(); u > budget {
+				over.Store(u)
+			}
+			runtime.Gosched()
+		}
+	}()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				_, err := s.Publish(fmt.Sprintf("/big%d", (g*200+i)%50), body, "application/octet-stream", o)
+				switch err {
+				case nil:
+					stored.Add(1)
+				case ErrInsufficientStorage:
+					refused.Add(1)
+				default:
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	sampler.Wait()
+	if u := over.Load(); u != 0 {
+		t.Fatalf("accounting reached %d bytes, over the %d budget", u, budget)
+	}
+	if refused.Load() == 0 || stored.Load() == 0 {
+		t.Fatalf("stored %d, refused %d: the budget was not exercised", stored.Load(), refused.Load())
+	}
+	if used, held := s.UsedBytes(), heldBytes(s); used != held {
+		t.Fatalf("accounting says %d bytes, the store holds %d", used, held)
+	}
+	t.Logf("stored %d, refused %d (507)", stored.Load(), refused.Load())
+}
+
+// TestValidateLeavesRunningStoreAlone validates (provisions without
+// starting) a config with other limits in the process that runs the tests'
+// Caddy: the running store keeps its limit and no goroutine is left behind.
+func TestValidateLeavesRunningStoreAlone(t *testing.T) {
+	startMain(t)
+	limit := integrationStore.MaxBytes()
+	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(strings.Replace(
+		strings.Replace(mainConfig, "max_reserved_memory 64M", "max_reserved_memory 1M", 1),
+		"admin localhost:2999", "admin off", 1)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	var cfg caddy.Config
+	if err := caddy.StrictUnmarshalJSON(cfgJSON, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&cfg); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	if got := integrationStore.MaxBytes(); got != limit {
+		t.Fatalf("validate changed the running store's limit: %d -> %d", limit, got)
+	}
+	if refs, _ := stores.References(storeKey); refs != 2 { // TestMain + the running config
+		t.Fatalf("store references after validate: %d, want 2", refs)
+	}
+	waitFor(t, "goroutines to settle", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// rawExchange sends raw bytes on a new connection, optionally half-closes
+// it, and returns the first response's status line.
+func rawExchange(t *testing.T, req string, closeWrite bool) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", "localhost:9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	if closeWrite {
+		_ = conn.(*net.TCPConn).CloseWrite()
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading status: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+func TestSlowAndLyingPublishers(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	// Slowloris: 10 of 100 bytes, then nothing: 408 after read_body (2s).
+	start := time.Now()
+	status := rawExchange(t, "POST /pub?id="+ch+" HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789", false)
+	if !strings.HasPrefix(status, "HTTP/1.1 408") {
+		t.Fatalf("stalled body: %q", status)
+	}
+	t.Logf("stalled body answered %q after %v", status, time.Since(start).Round(time.Millisecond))
+	// Content-Length larger than the body sent: 400, nothing stored.
+	status = rawExchange(t, "POST /pub?id="+ch+" HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nshort", true)
+	if !strings.HasPrefix(status, "HTTP/1.1 400") {
+		t.Fatalf("short body: %q", status)
+	}
+	if _, ok := integrationStore.Info("/" + ch); ok {
+		t.Fatal("a failed publish created or filled the channel")
+	}
+	// Content-Length over the limit: 413 before any body is read.
+	status = rawExchange(t, "POST /pub/small?id="+ch+" HTTP/1.1\r\nHost: localhost\r\nContent-Length: 999999999\r\n\r\n", false)
+	if !strings.HasPrefix(status, "HTTP/1.1 413") {
+		t.Fatalf("huge Content-Length: %q", status)
+	}
+	// Content-Length smaller than the body: exactly that many bytes are the
+	// message; the rest is not a request.
+	conn, err := net.Dial("tcp", "localhost:9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /pub?id=%s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhelloEXTRA BYTES\r\n\r\n", ch)
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != 202 {
+		t.Fatalf("first response: %v %v", res, err)
+	}
+	io.Copy(io.Discard, res.Body)
+	if res, err = http.ReadResponse(br, nil); err != nil || res.StatusCode != 400 {
+		t.Fatalf("trailing bytes: %v %v", res, err)
+	}
+	if s := do(t, h1Client, "GET", base+"/sub?id="+ch, nil); s.body != "hello" {
+		t.Fatalf("stored %q, want hello", s.body)
+	}
+}
+
+// TestSubscriberThatNeverReads parks a subscriber that never reads its
+// response beside normal ones, then publishes 1 MiB messages: the others
+// get every message and the publisher is never held up.
+func TestSubscriberThatNeverReads(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	stuck, err := net.Dial("tcp", "localhost:9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	fmt.Fprintf(stuck, "GET /sub?id=%s HTTP/1.1\r\nHost: localhost\r\n\r\n", ch)
+	waitFor(t, "stuck waiter", func() bool { return waiters(t, "/"+ch) == 1 })
+	var cur cursor
+	for i := range 5 {
+		got := make(chan resp, 2)
+		for range 2 {
+			getAsync(h1Client, base+"/sub?id="+ch, got, cur.headers()...)
+		}
+		want := 2
+		if i == 0 {
+			want = 3 // the stuck one is still parked for the first message
+		}
+		waitFor(t, "waiters", func() bool { return waiters(t, "/"+ch) == want })
+		body := strings.Repeat(fmt.Sprint(i), 1<<20)
+		if r := do(t, h1Client, "POST", base+"/pub/big?id="+ch, strings.NewReader(body)); r.status != 201 {
+			t.Fatalf("publish %d: %d", i, r.status)
+		}
+		for range 2 {
+			r := <-got
+			if r.status != 200 || r.body != body {
+				t.Fatalf("message %d: %d, %d bytes", i, r.status, len(r.body))
+			}
+			cur = r.cursor()
+		}
+	}
+}
+
+// TestExampleRefusesOutsidePublishers loads example.Caddyfile (on test
+// ports) and publishes from 127.0.0.2, which the example does not allow,
+// and from 127.0.0.1, which it does.
+func TestExampleRefusesOutsidePublishers(t *testing.T) {
+	example, err := os.ReadFile("example.Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(example), "{\n", globalOptions, 1)
+	cfg = strings.Replace(cfg, ":8080 {", ":9080 {", 1)
+	if cfg == string(example) || !strings.Contains(cfg, ":9080 {") {
+		t.Fatal("could not rewrite example.Caddyfile for the test")
+	}
+	load(caddytest.NewTester(t), cfg)
+	outside := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")},
+	}).DialContext}}
+	ch := chanName(t, "a")
+	r := do(t, outside, "POST", "http://127.0.0.1:9080/publish?id="+ch, strings.NewReader("intruder"))
+	if r.status != 403 || r.body != "Publishing is allowed from this machine only." {
+		t.Fatalf("publish from 127.0.0.2: %d %q", r.status, r.body)
+	}
+	if _, ok := integrationStore.Info("/" + ch); ok {
+		t.Fatal("a refused publish created the channel")
+	}
+	if r := do(t, h1Client, "POST", "http://127.0.0.1:9080/publish?id="+ch, strings.NewReader("local")); r.status != 202 {
+		t.Fatalf("publish from 127.0.0.1: %d %q", r.status, r.body)
+	}
+	if r := do(t, outside, "GET", "http://127.0.0.1:9080/activity?id="+ch, nil); r.status != 200 || r.body != "local" {
+		t.Fatalf("subscribe from 127.0.0.2: %d %q", r.status, r.body)
+	}
+	if r := do(t, outside, "GET", "http://127.0.0.1:9080/", nil); r.status != 200 || !strings.Contains(r.body, "caddy-push") {
+		t.Fatalf("file_server root: %d", r.status)
+	}
+}
+
+var freshClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// TestReloadStorm reloads the config 20 times, each with another
+// max_reserved_memory, while 1000 subscribers re-poll one channel and
+// messages are published between reloads: every subscriber gets every
+// message once, in order, and the last limit is in force.
+func TestReloadStorm(t *testing.T) {
+	tester := startMain(t)
+	ch := chanName(t, "s")
+	const subs, reloads, perReload = 1000, 20, 2
+	const total = reloads * perReload
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	got := make([][]string, subs)
+	errs := make(chan error, subs)
+	var wg sync.WaitGroup
+	for i := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var cur cursor
+			for failures := 0; len(got[i]) < total; {
+				r, err := doCtx(ctx, h1Client, "GET", base+"/sub?id="+ch, nil, cur.headers()...)
+				if err != nil || r.status != 200 {
+					// A reload closes connections of the old server: ask again.
+					if failures++; failures > 50 || ctx.Err() != nil {
+						errs <- fmt.Errorf("subscriber %d: %v %d", i, err, r.status)
+						return
+					}
+					continue
+				}
+				got[i] = append(got[i], r.body)
+				cur = r.cursor()
+			}
+		}()
+	}
+	waitFor(t, "1000 waiters", func() bool { return waiters(t, "/"+ch) == subs })
+	for n := range reloads {
+		for j := range perReload {
+			// A fresh connection each time: a reload closes the old server's
+			// idle keep-alive connections, and a POST must not be retried.
+			r := do(t, freshClient, "POST", base+"/pub/big?id="+ch, strings.NewReader(fmt.Sprintf("m%02d", n*perReload+j)))
+			if r.status != 201 && r.status != 202 {
+				t.Fatalf("publish: %d", r.status)
+			}
+		}
+		limit := fmt.Sprintf("max_reserved_memory %dM", 40+n)
+		load(tester, strings.Replace(mainConfig, "max_reserved_memory 64M", limit, 1))
+		if got := integrationStore.MaxBytes(); got != int64(40+n)<<20 {
+			t.Fatalf("after reload %d the limit is %d", n, got)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range total {
+		want = append(want, fmt.Sprintf("m%02d", i))
+	}
+	for i := range subs {
+		if fmt.Sprint(got[i]) != fmt.Sprint(want) {
+			t.Fatalf("subscriber %d got %v", i, got[i])
+		}
+	}
+	load(tester, mainConfig)
+}
