@@ -295,7 +295,7 @@ func (s *MemoryStore) publish(key string, body []byte, contentType string, opts 
 	defer c.mu.Unlock()
 
 	m := &Message{ID: c.nextID(now), Body: body, ContentType: contentType}
-	if opts.StoreMessages {
+	if opts.StoreMessages && opts.MaxBufferLength > 0 { // a buffer of 0 stores nothing
 		m.size = int64(len(body)+len(contentType)) + messageOverhead
 		over := len(c.msgs) + 1 - opts.MaxBufferLength
 		var freed int64
@@ -330,7 +330,7 @@ func (s *MemoryStore) publish(key string, body []byte, contentType string, opts 
 	res.Delivered = len(c.waiters)
 	c.wakeAll(Wake{Reason: WakeMessage, Message: m})
 	s.delivered.Add(uint64(res.Delivered))
-	if res.Delivered > 0 && opts.StoreMessages {
+	if res.Delivered > 0 && m.size > 0 { // stored
 		m.received += res.Delivered
 		s.afterDelivery(c, m)
 	}

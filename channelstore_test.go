@@ -128,6 +128,7 @@ func TestBufferRules(t *testing.T) {
 		{"store off keeps nothing", func(o *PublishOptions) { o.StoreMessages = false }, 5, 0},
 		{"recipients rule waits for receipts", func(o *PublishOptions) { o.MinRecipients = 1 }, 5, 5},
 		{"min equals max", func(o *PublishOptions) { o.MinBufferLength, o.MaxBufferLength = 2, 2 }, 5, 2},
+		{"buffer of 0 stores nothing", func(o *PublishOptions) { o.MinBufferLength, o.MaxBufferLength = 0, 0 }, 5, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,6 +141,9 @@ func TestBufferRules(t *testing.T) {
 			info, _ := s.Info("/b")
 			if info.Messages != tt.want {
 				t.Fatalf("messages = %d, want %d", info.Messages, tt.want)
+			}
+			if used, held := s.UsedBytes(), heldBytes(s); used != held {
+				t.Fatalf("accounting %d bytes, store holds %d", used, held)
 			}
 		})
 	}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the same pushbench load against caddy-push (GOMAXPROCS=1) and against
-# nginx + nchan (worker_processes 1), scenario by scenario in one run, then
-# prints both result tables and the caddy/nchan ratios.
+# nginx + nchan (worker_processes 1), scenario by scenario in one run, plus
+# the publish load against Caddy's own respond handler (the ceiling for any
+# Caddy handler), then prints the result tables and the ratios.
 #
 #   bench/compare.sh            fan-out 100/1000/5000, publish (16 publishers,
 #                               1 and 1000 channels), idle 1000/10000
@@ -33,12 +34,12 @@ stop_caddy() {
 }
 trap stop_caddy EXIT
 
-start_caddy() {
+start_caddy() { # $1 = Caddyfile (default bench.Caddyfile)
   stop_caddy
-  GOMAXPROCS=1 "$WORK/caddy" run --config "$HERE/bench.Caddyfile" > "$OUT/caddy.log" 2>&1 &
+  GOMAXPROCS=1 "$WORK/caddy" run --config "$HERE/${1:-bench.Caddyfile}" > "$OUT/caddy.log" 2>&1 &
   CADDY_PID=$!
   for _ in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:18090/pub?id=ready" && break
+    curl -s -o /dev/null -X POST "http://127.0.0.1:18090/pub?id=ready" && break
     sleep 0.1
   done
 }
@@ -55,9 +56,21 @@ both() {
   "$PEER/run-nchan.sh" one 1 "nchan-$sfx" "$@" >> "$OUT/run.log" 2>&1
 }
 
+# respond LABEL-SUFFIX ARGS...: the publish load against Caddy's respond
+# handler on the same route shape: the ceiling for any Caddy handler.
+respond() {
+  local sfx=$1; shift
+  start_caddy respond.Caddyfile
+  timeout 300 "$PB" -label "respond-$sfx" -pub 'http://127.0.0.1:18090/pub?id=%s' \
+    -sub 'http://127.0.0.1:18090/sub?id=%s' -server-pid "$CADDY_PID" -info=false \
+    -json-out "$OUT/caddy.jsonl" "$@" >> "$OUT/run.log"
+  stop_caddy
+}
+
 if [ "${1:-full}" = quick ]; then
   both quick -scenario fanout -subs 100 -rounds 20 -max-time 60s
   both quick -scenario publish -publishers 16 -channels 1 -duration 2s -max-time 30s
+  respond quick -scenario publish -publishers 16 -channels 1 -duration 2s -max-time 30s
   both quick -scenario idle -subs 1000 -hold 1s -max-time 60s
 else
   both r1 -scenario fanout -subs 100 -rounds 200 -max-time 120s
@@ -65,6 +78,8 @@ else
   both r1 -scenario fanout -subs 5000 -rounds 20 -max-time 180s
   both r1 -scenario publish -publishers 16 -channels 1 -duration 10s -max-time 60s
   both r1 -scenario publish -publishers 16 -channels 1000 -duration 10s -max-time 60s
+  respond r1 -scenario publish -publishers 16 -channels 1 -duration 10s -max-time 60s
+  respond r1 -scenario publish -publishers 16 -channels 1000 -duration 10s -max-time 60s
   both r1 -scenario idle -subs 1000 -hold 3s -max-time 90s
   both r1 -scenario idle -subs 10000 -hold 3s -max-time 120s
 fi

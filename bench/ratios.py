@@ -25,6 +25,25 @@ for r in rows:
     who = r["label"].split("-")[0]
     side.setdefault(key(r), {})[who] = r
 
+# caddy-push against Caddy's respond handler (same route shape, same run)
+resp = {k: v["respond"] for k, v in side.items() if "respond" in v}
+if resp:
+    print("| scenario | metric | caddy-push | respond | caddy-push/respond |")
+    print("|---|---|---|---|---|")
+    for k in sorted(resp):
+        c, r = side[k].get("caddy"), resp[k]
+        if not c: continue
+        for m, name in [("publishes_per_s", "publishes/s"), ("server_cpu_s_per_1000_publishes", "server CPU per request")]:
+            if c.get(m) and r.get(m):
+                print("| %s %s | %s | %g | %g | %.2fx |" % (k[0], k[1], name, c[m], r[m], c[m] / r[m]))
+    base = resp.get(("publish", "P=16 C=1"), {}).get("server_cpu_s_per_1000_publishes")
+    for k in sorted(side):
+        c = side[k].get("caddy")
+        if k[0] == "fanout" and c and base and c.get("server_cpu_s_per_1000_deliveries"):
+            v = c["server_cpu_s_per_1000_deliveries"]
+            print("| fanout %s | CPU per delivery vs respond's per request | %g | %g | %.2fx |" % (k[1], v, base, v / base))
+    print()
+
 print("| scenario | metric | caddy | nchan | caddy/nchan |")
 print("|---|---|---|---|---|")
 for k in sorted(side):
