@@ -55,7 +55,7 @@ func readSample(pid int) (sample, bool) {
 // cpuPer records the server's CPU time per operation between two samples.
 func cpuPer(res result, key string, a, b sample, ok bool, ops int) {
 	if ok && ops > 0 {
-		res[key] = float64((b.cpu-a.cpu).Microseconds()) / float64(ops)
+		res[key] = float64((b.cpu - a.cpu).Microseconds()) / float64(ops)
 	}
 }
 
