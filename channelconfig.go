@@ -3,6 +3,7 @@ package caddypush
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -39,6 +40,11 @@ type ChannelConfig struct {
 	// AllowOrigin is the value of Access-Control-Allow-Origin on OPTIONS
 	// answers and on responses. Default: `*`.
 	AllowOrigin string `json:"allow_origin,omitempty"`
+
+	// queryKey is NAME when ChannelID is exactly {http.request.uri.query.NAME}:
+	// then the id is read from the raw query without building the replacer's
+	// map of every parameter.
+	queryKey string
 }
 
 func (cc *ChannelConfig) setDefaults() {
@@ -51,6 +57,46 @@ func (cc *ChannelConfig) setDefaults() {
 	if cc.AllowOrigin == "" {
 		cc.AllowOrigin = DefaultAllowOrigin
 	}
+	if name, ok := strings.CutPrefix(cc.ChannelID, "{http.request.uri.query."); ok {
+		if name, ok = strings.CutSuffix(name, "}"); ok && !strings.ContainsAny(name, "{}") {
+			cc.queryKey = name
+		}
+	}
+}
+
+// queryParam returns the values of key in a raw query joined with ",", as
+// Caddy's {http.request.uri.query.*} placeholder does (url.Query semantics:
+// pairs with a semicolon or a bad escape are skipped).
+func queryParam(raw, key string) string {
+	var out string
+	found := false
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if strings.ContainsAny(k, "%+") {
+			var err error
+			if k, err = url.QueryUnescape(k); err != nil {
+				continue
+			}
+		}
+		if k != key {
+			continue
+		}
+		v, err := url.QueryUnescape(v)
+		if err != nil {
+			continue
+		}
+		if found {
+			out += "," + v
+		} else {
+			out, found = v, true
+		}
+	}
+	return out
 }
 
 func (cc *ChannelConfig) validate() error {
@@ -68,7 +114,11 @@ func (cc *ChannelConfig) validate() error {
 // ok=false.
 func (cc *ChannelConfig) channelKey(w http.ResponseWriter, r *http.Request) (id, key string, ok bool) {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	id = repl.ReplaceAll(cc.ChannelID, "")
+	if cc.queryKey != "" {
+		id = queryParam(r.URL.RawQuery, cc.queryKey)
+	} else {
+		id = repl.ReplaceAll(cc.ChannelID, "")
+	}
 	switch {
 	case id == "":
 		writeText(w, http.StatusNotFound, "No channel id provided.")

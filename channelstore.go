@@ -74,6 +74,8 @@ type Message struct {
 	Body        []byte
 	ContentType string // "" when the publisher sent none
 
+	wire wireOnce // response headers, formatted once for every delivery
+
 	expires       time.Time // zero: never
 	minRecipients int
 	deleteOldest  bool

@@ -2,6 +2,8 @@ package caddypush
 
 import (
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -430,6 +432,20 @@ func FuzzNegotiateInfo(f *testing.F) {
 		}
 		if len(formatInfo(format, ChannelInfo{Messages: 1, Requested: -1})) == 0 {
 			t.Fatal("empty info body")
+		}
+	})
+}
+
+// FuzzQueryParam checks the channel id fast path against url.Query, the
+// oracle Caddy's {http.request.uri.query.*} placeholder uses.
+func FuzzQueryParam(f *testing.F) {
+	for _, q := range []string{"id=a", "id=a&id=b", "x=1&id=%41", "id=a;b&id=c", "i%64=z", "id=%zz&id=ok", "id", "&&id=&", "id=a+b"} {
+		f.Add(q, "id")
+	}
+	f.Fuzz(func(t *testing.T, raw, key string) {
+		want := strings.Join((&url.URL{RawQuery: raw}).Query()[key], ",")
+		if got := queryParam(raw, key); got != want {
+			t.Fatalf("queryParam(%q, %q) = %q, url.Query gives %q", raw, key, got, want)
 		}
 	})
 }

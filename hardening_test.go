@@ -340,3 +340,20 @@ func TestReloadStorm(t *testing.T) {
 	}
 	load(tester, mainConfig)
 }
+
+// TestHeaderRewriteDoesNotLeak delivers one message through a route whose
+// `header` rule rewrites the Etag in place, then through a plain route: the
+// rewrite must stay in its own response.
+func TestHeaderRewriteDoesNotLeak(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	publish(t, "/pub", ch, "x")
+	for range 2 {
+		if r := do(t, h1Client, "GET", base+"/sub/rewrite?id="+ch, nil); r.header.Get("Etag") != "rewritten-0" {
+			t.Fatalf("rewritten Etag = %q", r.header.Get("Etag"))
+		}
+	}
+	if r := do(t, h1Client, "GET", base+"/sub?id="+ch, nil); r.header.Get("Etag") != "0" || r.header.Get("Vary") != "If-None-Match, If-Modified-Since" {
+		t.Fatalf("plain route after a rewrite: Etag %q Vary %q", r.header.Get("Etag"), r.header.Get("Vary"))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -211,23 +212,50 @@ func (s *Subscriber) answerWake(w http.ResponseWriter, r *http.Request, wk Wake)
 	}
 }
 
+// wireOnce holds a message's response header values, formatted on its
+// first delivery and reused by every later one.
+type wireOnce struct {
+	once          sync.Once
+	lastModified  string
+	etag          string
+	contentLength string
+	id            string // "time:tag", for {http.push.message_id}
+}
+
+func (m *Message) headers() *wireOnce {
+	w := &m.wire
+	w.once.Do(func() {
+		w.lastModified = m.ID.LastModified()
+		w.etag = m.ID.Etag()
+		w.contentLength = strconv.Itoa(len(m.Body))
+		w.id = m.ID.String()
+	})
+	return w
+}
+
 // writeMessage sends one message (PROTOCOL.md 4.2).
 func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *Message) {
+	wire := m.headers()
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.push.message_id", m.ID.String())
+		repl.Set("http.push.message_id", wire.id)
 	}
+	// One backing array for this response's header values: middleware such
+	// as `header` may rewrite a value in place, so none may be shared.
+	v := [...]string{m.ContentType, wire.lastModified, wire.etag, "If-None-Match, If-Modified-Since",
+		s.AllowOrigin, "Last-Modified, Etag", wire.contentLength}
+	vals := v[:]
 	h := w.Header()
 	if m.ContentType != "" {
-		h["Content-Type"] = []string{m.ContentType}
+		h["Content-Type"] = vals[0:1:1]
 	} else {
 		h["Content-Type"] = nil // no Content-Type, and no sniffing either
 	}
-	h["Last-Modified"] = []string{m.ID.LastModified()}
-	h["Etag"] = []string{m.ID.Etag()}
-	h["Vary"] = []string{"If-None-Match, If-Modified-Since"}
-	h["Access-Control-Allow-Origin"] = []string{s.AllowOrigin}
-	h["Access-Control-Expose-Headers"] = []string{"Last-Modified, Etag"}
-	h["Content-Length"] = []string{strconv.Itoa(len(m.Body))}
+	h["Last-Modified"] = vals[1:2:2]
+	h["Etag"] = vals[2:3:3]
+	h["Vary"] = vals[3:4:4]
+	h["Access-Control-Allow-Origin"] = vals[4:5:5]
+	h["Access-Control-Expose-Headers"] = vals[5:6:6]
+	h["Content-Length"] = vals[6:7:7]
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(m.Body)
 }

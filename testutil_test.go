@@ -161,6 +161,13 @@ const mainConfig = globalOptions + `	push {
 		}
 		push_subscriber
 	}
+	route /sub/rewrite {
+		header {
+			defer
+			Etag "^(.*)$" "rewritten-$1"
+		}
+		push_subscriber
+	}
 	route /gz/sub {
 		encode gzip {
 			minimum_length 1
