@@ -61,6 +61,29 @@ func (rc *receiver) listen(ctx context.Context, cl *client, url string, want uin
 	}
 }
 
+// startReceivers starts n subscribers that listen until they have `want`
+// messages; wait(stop) waits for them to end, stopping them first if asked.
+func startReceivers(ctx context.Context, cl *client, url string, n int, want uint64, each func()) ([]*receiver, func(stop bool)) {
+	rcs := make([]*receiver, n)
+	var wg sync.WaitGroup
+	subCtx, stop := context.WithCancel(ctx)
+	for i := range rcs {
+		rcs[i] = &receiver{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rcs[i].listen(subCtx, cl, url, want, each)
+		}()
+	}
+	return rcs, func(stopFirst bool) {
+		if stopFirst {
+			stop()
+		}
+		wg.Wait()
+		stop()
+	}
+}
+
 // summarize adds the receivers' delivery figures to res.
 func summarize(res result, rcs []*receiver, expected uint64) uint64 {
 	var got, lost, dup, errs uint64
@@ -85,18 +108,8 @@ func fanout(ctx context.Context, c *config, cl *client) (result, error) {
 	subURL, pubURL := fmt.Sprintf(c.sub, ch), fmt.Sprintf(c.pub, ch)
 	res := result{"subs": c.subs, "rounds": c.rounds}
 	arrived := make(chan struct{}, c.subs)
-	rcs := make([]*receiver, c.subs)
-	var wg sync.WaitGroup
-	subCtx, stop := context.WithCancel(ctx)
-	defer func() { stop(); wg.Wait() }()
-	for i := range rcs {
-		rcs[i] = &receiver{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rcs[i].listen(subCtx, cl, subURL, uint64(c.rounds), func() { arrived <- struct{}{} })
-		}()
-	}
+	rcs, wait := startReceivers(ctx, cl, subURL, c.subs, uint64(c.rounds), func() { arrived <- struct{}{} })
+	defer wait(true)
 	before, measured := readSample(c.pid)
 	start := time.Now()
 	var roundTime time.Duration
@@ -118,7 +131,7 @@ func fanout(ctx context.Context, c *config, cl *client) (result, error) {
 		roundTime += time.Since(sent)
 	}
 	after, _ := readSample(c.pid)
-	wg.Wait()
+	wait(false) // every receiver has its `rounds` messages
 	got := summarize(res, rcs, uint64(c.rounds))
 	res["deliveries_per_s"] = float64(got) / roundTime.Seconds()
 	res["wall_s"] = time.Since(start).Seconds()
@@ -221,18 +234,8 @@ func stream(ctx context.Context, c *config, cl *client) (result, error) {
 	ch := c.run + "-stream"
 	subURL, pubURL := fmt.Sprintf(c.sub, ch), fmt.Sprintf(c.pub, ch)
 	res := result{"subs": c.subs, "window": c.window}
-	rcs := make([]*receiver, c.subs)
-	var wg sync.WaitGroup
-	subCtx, stop := context.WithCancel(ctx)
-	defer func() { stop(); wg.Wait() }()
-	for i := range rcs {
-		rcs[i] = &receiver{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rcs[i].listen(subCtx, cl, subURL, 1<<62, nil) // until stopped after the drain
-		}()
-	}
+	rcs, wait := startReceivers(ctx, cl, subURL, c.subs, 1<<62, nil) // until stopped after the drain
+	defer wait(true)
 	if err := cl.awaitSubscribers(ctx, pubURL, c.subs); err != nil {
 		return res, err
 	}
@@ -264,8 +267,7 @@ func stream(ctx context.Context, c *config, cl *client) (result, error) {
 	}
 	elapsed := time.Since(start)
 	after, _ := readSample(c.pid)
-	stop()
-	wg.Wait()
+	wait(true)
 	got := summarize(res, rcs, n)
 	res["published"], res["drained"] = n, drained
 	res["deliveries_per_s"] = float64(got) / elapsed.Seconds()
