@@ -46,19 +46,14 @@ func (a AdminAPI) Routes() []caddy.AdminRoute {
 	}
 }
 
-// pooledStore returns the running store, without creating one.
-func pooledStore() (*MemoryStore, error) {
-	var store *MemoryStore
-	stores.Range(func(k, v any) bool {
-		if k == storeKey {
-			store = v.(*MemoryStore)
-		}
-		return true
-	})
-	if store == nil {
+// runningPushStore returns the store of the running config, without
+// creating one.
+func runningPushStore() (Store, error) {
+	ref := runningStore.Load()
+	if ref == nil {
 		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no push store: the push app is not running")}
 	}
-	return store, nil
+	return ref.Store, nil
 }
 
 func methodNotAllowed(w http.ResponseWriter, allow string) error {
@@ -82,7 +77,7 @@ func (AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, "GET")
 	}
-	store, err := pooledStore()
+	store, err := runningPushStore()
 	if err != nil {
 		return err
 	}
@@ -109,7 +104,7 @@ func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, "GET")
 	}
-	store, err := pooledStore()
+	store, err := runningPushStore()
 	if err != nil {
 		return err
 	}
@@ -141,7 +136,7 @@ func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (AdminAPI) serveChannel(w http.ResponseWriter, r *http.Request) error {
-	store, err := pooledStore()
+	store, err := runningPushStore()
 	if err != nil {
 		return err
 	}

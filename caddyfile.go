@@ -247,6 +247,7 @@ func (s *Subscriber) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	push {
 //		max_reserved_memory <size>
 //		disable_metrics
+//		store <backend> [<options...>]
 //	}
 //
 // max_reserved_memory may also be written push_max_reserved_memory.
@@ -266,6 +267,17 @@ func (app *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			app.DisableMetrics = true
+			return nil
+		case "store":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			name := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "push.stores."+name)
+			if err != nil {
+				return err
+			}
+			app.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", name, nil)
 			return nil
 		}
 		return d.Errf("unrecognized push option '%s'", d.Val())

@@ -92,6 +92,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"{\n\tpush {\n\t\tmax_channels 5\n\t}\n}\n:8080\n", "unrecognized push option 'max_channels', at Caddyfile:3"},
 		{"{\n\tpush on\n}\n:8080\n", "wrong argument count"},
 		{"{\n\tpush {\n\t\tdisable_metrics yes\n\t}\n}\n:8080\n", "wrong argument count"},
+		{"{\n\tpush {\n\t\tstore\n\t}\n}\n:8080\n", "wrong argument count"},
+		{"{\n\tpush {\n\t\tstore bogus\n\t}\n}\n:8080\n", "push.stores.bogus"},
+		{"{\n\tpush {\n\t\tstore memory extra\n\t}\n}\n:8080\n", "wrong argument count"},
+		{"{\n\tpush {\n\t\tstore memory {\n\t\t\tsize 1\n\t\t}\n\t}\n}\n:8080\n", "the memory store takes no options"},
 	}
 	for _, tt := range global {
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tt.cfg), nil)

@@ -42,7 +42,7 @@ func byStatus(a *[600]atomic.Uint64) map[string]uint64 {
 // caddy_push_. Each config registers a new one in its fresh registry; the
 // values come from the pooled store and the package-level counters, so
 // they carry over reloads.
-type collector struct{ store *MemoryStore }
+type collector struct{ store Store }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(prometheus.BuildFQName("caddy", "push", name), help, labels, nil)

@@ -4,6 +4,7 @@ package caddypush
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -26,9 +27,6 @@ const DefaultMaxReservedMemory = 32 << 20
 // long-polls parked on it.
 var stores = caddy.NewUsagePool()
 
-// storeKey is the stable key of the one in-memory store of the process.
-const storeKey = "push.store.memory"
-
 // App is the `push` app: it owns the channel store shared by every
 // push_publisher and push_subscriber handler of the process, with its
 // memory limit and expiry. The store outlives config reloads; changed
@@ -45,8 +43,14 @@ type App struct {
 	// admin endpoint's /metrics. nginx has no equivalent. Default: false.
 	DisableMetrics bool `json:"disable_metrics,omitempty"`
 
-	store  *MemoryStore
-	logger *zap.Logger
+	// StoreRaw is the channel store backend, a module in the push.stores
+	// namespace. nginx has no equivalent (its store is always shared
+	// memory). Default: memory.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=push.stores inline_key=backend"`
+
+	store   Store
+	poolKey string
+	logger  *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -63,13 +67,21 @@ func (app *App) Provision(ctx caddy.Context) error {
 	if app.MaxReservedMemory == 0 {
 		app.MaxReservedMemory = DefaultMaxReservedMemory
 	}
-	val, _, err := stores.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
-		return NewMemoryStore(app.MaxReservedMemory, nil), nil
+	var backend StoreBackend = MemoryBackend{}
+	if app.StoreRaw != nil {
+		mod, err := ctx.LoadModule(app, "StoreRaw")
+		if err != nil {
+			return fmt.Errorf("loading store backend: %v", err)
+		}
+		backend = mod.(StoreBackend)
+	}
+	val, _, err := stores.LoadOrNew(backend.PoolKey(), func() (caddy.Destructor, error) {
+		return backend.NewStore(app.MaxReservedMemory)
 	})
 	if err != nil {
-		return fmt.Errorf("loading channel store: %v", err)
+		return fmt.Errorf("opening channel store: %v", err)
 	}
-	app.store = val.(*MemoryStore)
+	app.store, app.poolKey = val.(Store), backend.PoolKey()
 
 	if !app.DisableMetrics {
 		// Each config has a fresh registry; the collector reads the pooled
@@ -108,6 +120,7 @@ func (app *App) Start() error {
 		app.store.SetMaxBytes(app.MaxReservedMemory)
 	}
 	app.store.StartSweeper(time.Second)
+	runningStore.Store(&storeRef{app.store})
 	return nil
 }
 
@@ -121,12 +134,15 @@ func (app *App) Cleanup() error {
 	if app.store == nil {
 		return nil
 	}
-	_, err := stores.Delete(storeKey)
+	destroyed, err := stores.Delete(app.poolKey)
+	if ref := runningStore.Load(); destroyed && ref != nil && ref.Store == app.store {
+		runningStore.CompareAndSwap(ref, nil)
+	}
 	return err
 }
 
 // Store returns the channel store.
-func (app *App) Store() *MemoryStore { return app.store }
+func (app *App) Store() Store { return app.store }
 
 // stoppingHandler releases every waiter when the process exits.
 type stoppingHandler struct{ app *App }

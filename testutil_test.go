@@ -56,6 +56,7 @@ const globalOptions = `{
 // mainConfig has one route per behaviour under test.
 const mainConfig = globalOptions + `	push {
 		max_reserved_memory 64M
+		store memory
 	}
 }
 :9080 {
