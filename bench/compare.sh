@@ -5,8 +5,9 @@
 # Caddy handler), then prints the result tables and the ratios.
 #
 #   bench/compare.sh            fan-out 100/1000/5000, publish (16 publishers,
-#                               1 and 1000 channels), idle 1000/10000
+#                               1 and 1000 channels), idle 1000/10000, stream
 #   bench/compare.sh quick      a short smoke pass
+#   bench/compare.sh stream     only the stream scenario (100 subscribers, 10 s)
 #
 # Needs ../shared/peer (PEER=dir to override); installs nginx + nchan through
 # shared/peer/run-nchan.sh. Loopback only; every run is bounded by -max-time.
@@ -72,6 +73,8 @@ if [ "${1:-full}" = quick ]; then
   both quick -scenario publish -publishers 16 -channels 1 -duration 2s -max-time 30s
   respond quick -scenario publish -publishers 16 -channels 1 -duration 2s -max-time 30s
   both quick -scenario idle -subs 1000 -hold 1s -max-time 60s
+elif [ "${1:-full}" = stream ]; then
+  both r1 -scenario stream -subs 100 -duration 10s -window 200 -max-time 60s
 else
   both r1 -scenario fanout -subs 100 -rounds 200 -max-time 120s
   both r1 -scenario fanout -subs 1000 -rounds 50 -max-time 120s
@@ -82,6 +85,7 @@ else
   respond r1 -scenario publish -publishers 16 -channels 1000 -duration 10s -max-time 60s
   both r1 -scenario idle -subs 1000 -hold 3s -max-time 90s
   both r1 -scenario idle -subs 10000 -hold 3s -max-time 120s
+  both r1 -scenario stream -subs 100 -duration 10s -window 200 -max-time 60s
 fi
 stop_caddy
 
