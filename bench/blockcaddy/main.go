@@ -20,6 +20,7 @@ func init() {
 		h.Next()
 		return Block{}, nil
 	})
+	httpcaddyfile.RegisterDirectiveOrder("bench_block", httpcaddyfile.Before, "respond")
 }
 
 // Block holds a request until the client goes away.
