@@ -173,6 +173,12 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 
 // wait parks the request until the store wakes it, the timeout passes or
 // the client goes away.
+//
+// Keep the path to the park shallow: Caddy's handler chain leaves only a
+// few hundred bytes of a goroutine's initial 8 KB stack, and a request that
+// grows its stack to 16 KB before parking keeps 16 KB while it waits (the
+// README's "Idle long-polls and config shape"; measure with
+// bench/idle-floor.sh).
 func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, wt *Waiter) {
 	var timeout <-chan time.Time
 	if s.Timeout > 0 {
