@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
 // These integration tests run a real in-process Caddy (caddytest) on
@@ -640,5 +643,41 @@ func TestMemoryCap(t *testing.T) {
 	testSkew.Add(int64(11 * time.Second)) // message_timeout 10s on /pub/short
 	if r := publish(t, "/pub/short", chanName(t, "after"), body); r.status != 202 {
 		t.Fatalf("publish after expiry: %d %q", r.status, r.body)
+	}
+}
+
+// TestHTTP2OverTLS runs a round trip and a broadcast over HTTP/2 with TLS
+// (ALPN h2, Caddy's internal CA), as browsers use it.
+func TestHTTP2OverTLS(t *testing.T) {
+	tester := caddytest.NewTester(t)
+	cfg := strings.Replace(mainConfig, ":9080 {", "https://localhost:9443 {\n\ttls internal\n\tpush_publisher /tls/pub\n\tpush_subscriber /tls/sub\n}\n:9080 {", 1)
+	load(tester, strings.Replace(cfg, "protocols h1 h2c", "protocols h1 h2 h2c", 1))
+	defer load(tester, mainConfig)
+	tlsClient := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // Caddy's internal CA, not installed here
+		ForceAttemptHTTP2: true,
+	}}
+	const tlsBase = "https://localhost:9443"
+	waitFor(t, "the internal certificate", func() bool { // issued in the background
+		_, err := doCtx(context.Background(), tlsClient, "GET", tlsBase+"/tls/pub?id=x", nil)
+		return err == nil
+	})
+	ch := chanName(t, "a")
+	if r := do(t, tlsClient, "POST", tlsBase+"/tls/pub?id="+ch, strings.NewReader("over tls")); r.status != 202 || r.proto != 2 {
+		t.Fatalf("publish: HTTP/%d %d", r.proto, r.status)
+	}
+	results := make(chan resp, 50)
+	for range 50 {
+		getAsync(tlsClient, tlsBase+"/tls/sub?id="+ch, results, "If-None-Match", "0",
+			"If-Modified-Since", do(t, tlsClient, "GET", tlsBase+"/tls/sub?id="+ch, nil).header.Get("Last-Modified"))
+	}
+	waitFor(t, "50 waiters", func() bool { return waiters(t, "/"+ch) == 50 })
+	if r := do(t, tlsClient, "POST", tlsBase+"/tls/pub?id="+ch, strings.NewReader("broadcast")); r.status != 201 {
+		t.Fatalf("broadcast publish: %d", r.status)
+	}
+	for range 50 {
+		if r := <-results; r.status != 200 || r.body != "broadcast" || r.proto != 2 {
+			t.Fatalf("waiter: HTTP/%d %d %q", r.proto, r.status, r.body)
+		}
 	}
 }
