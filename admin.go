@@ -156,7 +156,6 @@ func (AdminAPI) serveChannel(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodPost:
 		opts := store.LastPublishOptions(key, defaultPublishOptions())
 		status, err := publishRequest(w, r, store, key, DefaultMaxMessageSize, opts, caddy.Log().Named("admin.api.push"))
-		countPublish(status)
 		if err != nil {
 			return caddy.APIError{HTTPStatus: status, Err: err}
 		}

@@ -722,9 +722,7 @@ func (s *MemoryStore) Channels(prefix, after string, limit int) ([]ChannelStat, 
 		c.mu.Lock()
 		if !c.deleted {
 			s.pruneExpired(c, now)
-			i := c.info(now)
-			out = append(out, ChannelStat{Key: c.key, Messages: i.Messages, Waiters: i.Subscribers,
-				LastRequested: i.Requested, Bytes: c.bytes})
+			out = append(out, c.stat(now))
 		}
 		c.mu.Unlock()
 	}
@@ -739,8 +737,13 @@ func (s *MemoryStore) ChannelStatOf(key string) (ChannelStat, bool) {
 		return ChannelStat{}, false
 	}
 	defer c.mu.Unlock()
+	return c.stat(now), true
+}
+
+// stat describes a locked channel for the admin API.
+func (c *channel) stat(now time.Time) ChannelStat {
 	i := c.info(now)
-	return ChannelStat{Key: key, Messages: i.Messages, Waiters: i.Subscribers, LastRequested: i.Requested, Bytes: c.bytes}, true
+	return ChannelStat{Key: c.key, Messages: i.Messages, Waiters: i.Subscribers, LastRequested: i.Requested, Bytes: c.bytes}
 }
 
 // LastPublishOptions returns the options of a channel's last publication,

@@ -193,17 +193,17 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 }
 
 func (p *Publisher) publish(w http.ResponseWriter, r *http.Request, key string) error {
-	status, err := publishRequest(w, r, p.store, key, p.MaxMessageSize, p.opts, p.logger)
-	countPublish(status)
+	_, err := publishRequest(w, r, p.store, key, p.MaxMessageSize, p.opts, p.logger)
 	return err
 }
 
 // publishRequest reads a POST body, publishes it and answers as PROTOCOL.md
 // section 3 says; the publisher handler and the admin API share it. It
-// returns the status it answered with.
+// counts and returns the status it answered with.
 func publishRequest(w http.ResponseWriter, r *http.Request, store ChannelStore, key string,
 	maxSize int64, opts PublishOptions, logger *zap.Logger,
-) (int, error) {
+) (status int, err error) {
+	defer func() { countPublish(status) }()
 	body, err := readBody(w, r, maxSize)
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -212,7 +212,7 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store ChannelStore, 
 				strconv.FormatInt(maxSize, 10)+" bytes).")
 			return http.StatusRequestEntityTooLarge, nil
 		}
-		status := http.StatusBadRequest // short body, broken chunking, client gone
+		status = http.StatusBadRequest // short body, broken chunking, client gone
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			status = http.StatusRequestTimeout // the server's read_body or read idle timeout
@@ -235,7 +235,7 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store ChannelStore, 
 		repl.Set("http.push.message_id", res.ID.String())
 		repl.Set("http.push.subscribers", res.Info.Subscribers)
 	}
-	status := http.StatusAccepted
+	status = http.StatusAccepted
 	if res.Delivered > 0 {
 		status = http.StatusCreated
 	}
