@@ -2,6 +2,7 @@ package caddypush
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -81,7 +82,11 @@ func (AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, adminStats{store.Stats(), byStatus(&counters.publishes), byStatus(&counters.refusals)})
+	st, err := store.Stats()
+	if err != nil {
+		return adminStoreError(err)
+	}
+	return writeJSON(w, adminStats{st, byStatus(&counters.publishes), byStatus(&counters.refusals)})
 }
 
 // adminChannel is one channel in admin API answers.
@@ -121,7 +126,10 @@ func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
 	if v := q.Get("after"); v != "" {
 		after = group + "/" + v
 	}
-	page, more := store.Channels(group+"/"+q.Get("prefix"), after, limit)
+	page, more, err := store.Channels(group+"/"+q.Get("prefix"), after, limit)
+	if err != nil {
+		return adminStoreError(err)
+	}
 	out := struct {
 		Channels []adminChannel `json:"channels"`
 		Next     string         `json:"next,omitempty"`
@@ -148,27 +156,39 @@ func (AdminAPI) serveChannel(w http.ResponseWriter, r *http.Request) error {
 	key := r.URL.Query().Get("group") + "/" + id
 	switch r.Method {
 	case http.MethodGet:
-		st, ok := store.ChannelStatOf(key)
-		if !ok {
-			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no such channel")}
+		st, err := store.ChannelStatOf(key)
+		if err != nil {
+			return adminStoreError(err)
 		}
 		return writeJSON(w, toAdmin(st))
 	case http.MethodPost:
-		opts := store.LastPublishOptions(key, defaultPublishOptions())
+		opts, err := store.LastPublishOptions(key, defaultPublishOptions())
+		if err != nil {
+			return adminStoreError(err)
+		}
 		status, err := publishRequest(w, r, store, key, DefaultMaxMessageSize, opts, caddy.Log().Named("admin.api.push"))
 		if err != nil {
 			return caddy.APIError{HTTPStatus: status, Err: err}
 		}
 		return nil
 	case http.MethodDelete:
-		info, ok := store.Delete(key)
-		if !ok {
-			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no such channel")}
+		info, err := store.Delete(key)
+		if err != nil {
+			return adminStoreError(err)
 		}
 		writeInfo(w, r, http.StatusOK, info)
 		return nil
 	}
 	return methodNotAllowed(w, "GET, POST, DELETE")
+}
+
+// adminStoreError turns a store error into the admin API's answer: 404 for
+// a missing channel, 503 when the store's backend is down.
+func adminStoreError(err error) error {
+	if errors.Is(err, ErrChannelNotFound) {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no such channel")}
+	}
+	return caddy.APIError{HTTPStatus: refusalStatus(err), Err: err}
 }
 
 // Interface guards

@@ -143,8 +143,8 @@ type Waiter struct {
 type ChannelStore interface {
 	Publish(key string, body []byte, contentType string, opts PublishOptions) (PublishResult, error)
 	Touch(key string, channelTimeout time.Duration) (ChannelInfo, error)
-	Info(key string) (ChannelInfo, bool)
-	Delete(key string) (ChannelInfo, bool)
+	Info(key string) (ChannelInfo, error)
+	Delete(key string) (ChannelInfo, error)
 	Subscribe(key string, req SubscribeRequest) (SubscribeResult, error)
 	Cancel(w *Waiter)
 }
@@ -364,31 +364,32 @@ func (s *MemoryStore) Touch(key string, channelTimeout time.Duration) (ChannelIn
 	return c.info(now), nil
 }
 
-// Info returns a channel's info, if it exists (publisher GET).
-func (s *MemoryStore) Info(key string) (ChannelInfo, bool) {
+// Info returns a channel's info (publisher GET), or ErrChannelNotFound.
+func (s *MemoryStore) Info(key string) (ChannelInfo, error) {
 	now := s.now()
 	c, _ := s.locked(key, false, now)
 	if c == nil {
-		return ChannelInfo{}, false
+		return ChannelInfo{}, ErrChannelNotFound
 	}
 	defer c.mu.Unlock()
-	return c.info(now), true
+	return c.info(now), nil
 }
 
 // Delete removes a channel and its messages and sends every waiter a
-// WakeDeleted. It returns the info from before the deletion.
-func (s *MemoryStore) Delete(key string) (ChannelInfo, bool) {
+// WakeDeleted. It returns the info from before the deletion, or
+// ErrChannelNotFound.
+func (s *MemoryStore) Delete(key string) (ChannelInfo, error) {
 	now := s.now()
 	c, _ := s.locked(key, false, now)
 	if c == nil {
-		return ChannelInfo{}, false
+		return ChannelInfo{}, ErrChannelNotFound
 	}
 	info := c.info(now)
 	c.wakeAll(Wake{Reason: WakeDeleted})
 	s.dropLocked(c)
 	c.mu.Unlock()
 	s.unmap(c)
-	return info, true
+	return info, nil
 }
 
 // Subscribe answers a subscriber GET (PROTOCOL.md section 4).
@@ -675,7 +676,7 @@ type Stats struct {
 }
 
 // Stats returns a snapshot of the store.
-func (s *MemoryStore) Stats() Stats {
+func (s *MemoryStore) Stats() (Stats, error) {
 	now := s.now()
 	all := s.snapshot()
 	st := Stats{
@@ -690,7 +691,7 @@ func (s *MemoryStore) Stats() Stats {
 		c.mu.Unlock()
 	}
 	st.Expired = s.expired.Load()
-	return st
+	return st, nil
 }
 
 // ChannelStat describes one channel for the admin API.
@@ -704,7 +705,7 @@ type ChannelStat struct {
 
 // Channels returns up to limit channels whose key starts with prefix and
 // sorts after `after`, in key order, and whether more follow.
-func (s *MemoryStore) Channels(prefix, after string, limit int) ([]ChannelStat, bool) {
+func (s *MemoryStore) Channels(prefix, after string, limit int) ([]ChannelStat, bool, error) {
 	now := s.now()
 	var picked []*channel
 	for _, c := range s.snapshot() {
@@ -726,18 +727,18 @@ func (s *MemoryStore) Channels(prefix, after string, limit int) ([]ChannelStat, 
 		}
 		c.mu.Unlock()
 	}
-	return out, more
+	return out, more, nil
 }
 
-// ChannelStatOf describes one channel, if it exists.
-func (s *MemoryStore) ChannelStatOf(key string) (ChannelStat, bool) {
+// ChannelStatOf describes one channel, or answers ErrChannelNotFound.
+func (s *MemoryStore) ChannelStatOf(key string) (ChannelStat, error) {
 	now := s.now()
 	c, _ := s.locked(key, false, now)
 	if c == nil {
-		return ChannelStat{}, false
+		return ChannelStat{}, ErrChannelNotFound
 	}
 	defer c.mu.Unlock()
-	return c.stat(now), true
+	return c.stat(now), nil
 }
 
 // stat describes a locked channel for the admin API.
@@ -748,16 +749,16 @@ func (c *channel) stat(now time.Time) ChannelStat {
 
 // LastPublishOptions returns the options of a channel's last publication,
 // or def when the channel has none (the admin API publishes with them).
-func (s *MemoryStore) LastPublishOptions(key string, def PublishOptions) PublishOptions {
+func (s *MemoryStore) LastPublishOptions(key string, def PublishOptions) (PublishOptions, error) {
 	c, _ := s.locked(key, false, s.now())
 	if c == nil {
-		return def
+		return def, nil
 	}
 	defer c.mu.Unlock()
 	if !c.published {
-		return def
+		return def, nil
 	}
-	return c.opts
+	return c.opts, nil
 }
 
 // Destruct stops the sweeper and releases every waiter; the store's last

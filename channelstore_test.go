@@ -207,7 +207,7 @@ func TestStoreExpiryAndChannelTimeout(t *testing.T) {
 	if n := s.Sweep(); n != 1 {
 		t.Fatalf("swept %d channels, want 1", n)
 	}
-	if _, ok := s.Info("/e"); ok {
+	if _, err := s.Info("/e"); err == nil {
 		t.Fatal("channel still there after channel_timeout")
 	}
 	if s.UsedBytes() != 0 {
@@ -271,7 +271,8 @@ func TestWaitersBroadcastDeleteAndConcurrency(t *testing.T) {
 	if wk := <-w3.Waiter.C; wk.Reason != WakeDisplaced {
 		t.Fatalf("displaced waiter got %+v", wk)
 	}
-	info, ok := s.Delete("/w")
+	info, err := s.Delete("/w")
+	ok := err == nil
 	if !ok || info.Subscribers != 1 {
 		t.Fatalf("delete info %+v ok=%v", info, ok)
 	}

@@ -168,7 +168,7 @@ func TestSlowAndLyingPublishers(t *testing.T) {
 	if !strings.HasPrefix(status, "HTTP/1.1 400") {
 		t.Fatalf("short body: %q", status)
 	}
-	if _, ok := integrationStore.Info("/" + ch); ok {
+	if _, err := integrationStore.Info("/" + ch); err == nil {
 		t.Fatal("a failed publish created or filled the channel")
 	}
 	// Content-Length over the limit: 413 before any body is read.
@@ -258,7 +258,7 @@ func TestExampleRefusesOutsidePublishers(t *testing.T) {
 	if r.status != 403 || r.body != "Publishing is allowed from this machine only." {
 		t.Fatalf("publish from 127.0.0.2: %d %q", r.status, r.body)
 	}
-	if _, ok := integrationStore.Info("/" + ch); ok {
+	if _, err := integrationStore.Info("/" + ch); err == nil {
 		t.Fatal("a refused publish created the channel")
 	}
 	if r := do(t, h1Client, "POST", "http://127.0.0.1:9080/publish?id="+ch, strings.NewReader("local")); r.status != 202 {

@@ -70,16 +70,18 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect sends the current values.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.store.Stats()
+	st, err := c.store.Stats()
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	gauge(descChannels, float64(st.Channels))
-	gauge(descMessages, float64(st.Messages))
-	gauge(descWaiters, float64(st.Waiters))
-	gauge(descBytes, float64(st.Bytes))
-	gauge(descLimit, float64(st.MaxBytes))
+	if err == nil { // else the store's backend is down: no gauges this scrape
+		gauge(descChannels, float64(st.Channels))
+		gauge(descMessages, float64(st.Messages))
+		gauge(descWaiters, float64(st.Waiters))
+		gauge(descBytes, float64(st.Bytes))
+		gauge(descLimit, float64(st.MaxBytes))
+	}
 	counter(descDelivered, st.Delivered)
 	counter(descExpired, st.Expired)
 	for code, n := range byStatus(&counters.publishes) {

@@ -464,7 +464,7 @@ func TestLimitsAndBadIDs(t *testing.T) {
 	if r = do(t, h1Client, "GET", base+"/sub/grp?id="+ch+"g", nil); r.body != "in group" {
 		t.Fatalf("group subscriber got %q", r.body)
 	}
-	if _, ok := integrationStore.Info("/" + ch + "g"); ok {
+	if _, err := integrationStore.Info("/" + ch + "g"); err == nil {
 		t.Fatal("group publish created the ungrouped channel")
 	}
 }

@@ -167,24 +167,21 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 		}
 		writeInfo(w, r, http.StatusOK, info)
 	case http.MethodGet:
-		info, ok := p.store.Info(key)
-		if !ok {
-			writeEmpty(w, http.StatusNotFound)
-			return nil
+		info, err := p.store.Info(key)
+		if err != nil {
+			return missingRefusal(w, err)
 		}
 		writeInfo(w, r, http.StatusOK, info)
 	case http.MethodDelete:
-		info, ok := p.store.Delete(key)
-		if !ok {
-			writeEmpty(w, http.StatusNotFound)
-			return nil
+		info, err := p.store.Delete(key)
+		if err != nil {
+			return missingRefusal(w, err)
 		}
 		p.logger.Debug("channel deleted", zap.String("channel", key), zap.Int("waiters", info.Subscribers))
 		writeInfo(w, r, http.StatusOK, info)
 	default:
-		if _, ok := p.store.Info(key); !ok {
-			writeEmpty(w, http.StatusNotFound)
-			return nil
+		if _, err := p.store.Info(key); err != nil {
+			return missingRefusal(w, err)
 		}
 		w.Header().Set("Allow", publisherMethods)
 		writeEmpty(w, http.StatusMethodNotAllowed)
@@ -225,7 +222,7 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store ChannelStore, 
 	}
 	res, err := store.Publish(key, body, contentType, opts)
 	if err != nil {
-		return http.StatusInsufficientStorage, storeRefusal(w, err)
+		return refusalStatus(err), storeRefusal(w, err)
 	}
 	if c := logger.Check(zapcore.DebugLevel, "message published"); c != nil {
 		c.Write(zap.String("channel", key), zap.Int("bytes", len(body)),
@@ -262,20 +259,50 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 
 // storeRefusal writes the answer to a store error that refuses a request.
 func storeRefusal(w http.ResponseWriter, err error) error {
-	switch err {
-	case ErrInsufficientStorage:
+	var down *UnavailableError
+	switch {
+	case errors.Is(err, ErrInsufficientStorage):
 		writeText(w, http.StatusInsufficientStorage,
 			"Insufficient storage: the channel store is full (max_reserved_memory).")
-	case ErrChannelNotFound:
+	case errors.Is(err, ErrChannelNotFound):
 		writeText(w, http.StatusForbidden, "Channel does not exist and authorized_channels_only is on.")
-	case ErrTooManySubscribers:
+	case errors.Is(err, ErrTooManySubscribers):
 		writeText(w, http.StatusForbidden, "Channel already has max_channel_subscribers waiting subscribers.")
-	case ErrConflict:
+	case errors.Is(err, ErrConflict):
 		writeEmpty(w, http.StatusConflict)
+	case errors.As(err, &down):
+		writeText(w, http.StatusServiceUnavailable,
+			"Service unavailable: the "+down.Backend+" channel store cannot be reached.")
 	default:
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	return nil
+}
+
+// refusalStatus is the status storeRefusal answers err with.
+func refusalStatus(err error) int {
+	var down *UnavailableError
+	switch {
+	case errors.Is(err, ErrInsufficientStorage):
+		return http.StatusInsufficientStorage
+	case errors.Is(err, ErrChannelNotFound), errors.Is(err, ErrTooManySubscribers):
+		return http.StatusForbidden
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict
+	case errors.As(err, &down):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// missingRefusal answers a publisher request for a channel that does not
+// exist with 404, and other store errors as storeRefusal does.
+func missingRefusal(w http.ResponseWriter, err error) error {
+	if errors.Is(err, ErrChannelNotFound) {
+		writeEmpty(w, http.StatusNotFound)
+		return nil
+	}
+	return storeRefusal(w, err)
 }
 
 // defaultPublishOptions are a publisher location's settings with nothing

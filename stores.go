@@ -22,10 +22,10 @@ type Store interface {
 	SetMaxBytes(n int64)
 	StartSweeper(every time.Duration)
 	ReleaseAll() int
-	Stats() Stats
-	Channels(prefix, after string, limit int) ([]ChannelStat, bool)
-	ChannelStatOf(key string) (ChannelStat, bool)
-	LastPublishOptions(key string, def PublishOptions) PublishOptions
+	Stats() (Stats, error)
+	Channels(prefix, after string, limit int) ([]ChannelStat, bool, error)
+	ChannelStatOf(key string) (ChannelStat, error)
+	LastPublishOptions(key string, def PublishOptions) (PublishOptions, error)
 	caddy.Destructor
 }
 
@@ -73,6 +73,20 @@ func (MemoryBackend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	return nil
 }
+
+// UnavailableError is a store's answer when its backend cannot be reached;
+// the handlers answer it with 503 and a body naming the store.
+type UnavailableError struct {
+	Backend string // the store's name, as in the config: "redis"
+	Err     error
+}
+
+func (e *UnavailableError) Error() string {
+	return e.Backend + " channel store unavailable: " + e.Err.Error()
+}
+
+// Unwrap returns the backend's error.
+func (e *UnavailableError) Unwrap() error { return e.Err }
 
 // storeKey is the pool key of the in-memory store.
 const storeKey = "push.store.memory"
