@@ -59,6 +59,7 @@ const (
 	WakeDeleted                     // the channel was deleted (410)
 	WakeDisplaced                   // displaced by `last` concurrency (409)
 	WakeShutdown                    // the process is exiting (304)
+	WakeRetry                       // the store lost track; the client asks again (304)
 )
 
 // Wake is what a parked waiter receives.
@@ -135,7 +136,8 @@ type SubscribeResult struct {
 type Waiter struct {
 	C   chan Wake
 	ch  *channel
-	idx int // position in ch.waiters; -1 once released
+	idx int        // position in ch.waiters; -1 once released
+	rw  *redisWait // the Redis store's state; nil in the memory store
 }
 
 // ChannelStore is what the handlers need from a channel store; the

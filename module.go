@@ -35,8 +35,11 @@ type App struct {
 	// MaxReservedMemory is the byte budget of the whole store: message
 	// bodies, content types, ids and per-message and per-channel overhead.
 	// A publication that does not fit, even after expired messages and empty
-	// channels are collected, is refused with 507. Equivalent to nginx
-	// push_max_reserved_memory. Default: 32 MiB.
+	// channels are collected, is refused with 507. With the Redis store it
+	// caps Redis's own used_memory (summed over a Cluster's masters), and
+	// unset means no cap of ours (Redis's maxmemory still answers 507).
+	// Equivalent to nginx push_max_reserved_memory. Default: 32 MiB (memory
+	// store), none (Redis store).
 	MaxReservedMemory int64 `json:"max_reserved_memory,omitempty"`
 
 	// DisableMetrics turns off the caddy_push_* Prometheus metrics on the
@@ -64,9 +67,6 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision gets the process's store, creating it on first use.
 func (app *App) Provision(ctx caddy.Context) error {
 	app.logger = ctx.Logger()
-	if app.MaxReservedMemory == 0 {
-		app.MaxReservedMemory = DefaultMaxReservedMemory
-	}
 	var backend StoreBackend = MemoryBackend{}
 	if app.StoreRaw != nil {
 		mod, err := ctx.LoadModule(app, "StoreRaw")
@@ -74,6 +74,9 @@ func (app *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("loading store backend: %v", err)
 		}
 		backend = mod.(StoreBackend)
+	}
+	if _, inRedis := backend.(*RedisBackend); !inRedis && app.MaxReservedMemory == 0 {
+		app.MaxReservedMemory = DefaultMaxReservedMemory
 	}
 	val, _, err := stores.LoadOrNew(backend.PoolKey(), func() (caddy.Destructor, error) {
 		return backend.NewStore(app.MaxReservedMemory)

@@ -22,7 +22,9 @@ import (
 // These integration tests run a real in-process Caddy (caddytest) on
 // mainConfig and talk to it over real HTTP/1.1 and HTTP/2 (h2c).
 
-func TestRoundTripAndHeaders(t *testing.T) {
+func TestRoundTripAndHeaders(t *testing.T) { forEachStore(t, testRoundTripAndHeaders) }
+
+func testRoundTripAndHeaders(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	r := publish(t, "/pub", ch, "hello")
@@ -73,6 +75,10 @@ func TestRoundTripAndHeaders(t *testing.T) {
 }
 
 func TestWaiterGets201AndSameSecondTraversal(t *testing.T) {
+	forEachStore(t, testWaiterGets201AndSameSecondTraversal)
+}
+
+func testWaiterGets201AndSameSecondTraversal(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	got := make(chan resp, 1)
@@ -100,7 +106,9 @@ func TestWaiterGets201AndSameSecondTraversal(t *testing.T) {
 	}
 }
 
-func TestNoLossNoDuplicates(t *testing.T) {
+func TestNoLossNoDuplicates(t *testing.T) { forEachStore(t, testNoLossNoDuplicates) }
+
+func testNoLossNoDuplicates(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	const subs, pubs, total = 50, 4, 500
@@ -187,12 +195,16 @@ func broadcast(t *testing.T, c *http.Client, n int) {
 	}
 }
 
-func TestBroadcast200Waiters(t *testing.T) {
+func TestBroadcast200Waiters(t *testing.T) { forEachStore(t, testBroadcast200Waiters) }
+
+func testBroadcast200Waiters(t *testing.T) {
 	startMain(t)
 	broadcast(t, h1Client, 200)
 }
 
-func TestHTTP2RoundTripAndBroadcast(t *testing.T) {
+func TestHTTP2RoundTripAndBroadcast(t *testing.T) { forEachStore(t, testHTTP2RoundTripAndBroadcast) }
+
+func testHTTP2RoundTripAndBroadcast(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "rt")
 	publish(t, "/pub", ch, "over h2")
@@ -203,7 +215,9 @@ func TestHTTP2RoundTripAndBroadcast(t *testing.T) {
 	broadcast(t, h2Client, 200)
 }
 
-func TestConcurrencyFirstAndLast(t *testing.T) {
+func TestConcurrencyFirstAndLast(t *testing.T) { forEachStore(t, testConcurrencyFirstAndLast) }
+
+func testConcurrencyFirstAndLast(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "first")
 	got := make(chan resp, 1)
@@ -244,7 +258,9 @@ func TestConcurrencyFirstAndLast(t *testing.T) {
 	}
 }
 
-func TestDeleteSends410(t *testing.T) {
+func TestDeleteSends410(t *testing.T) { forEachStore(t, testDeleteSends410) }
+
+func testDeleteSends410(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	publish(t, "/pub", ch, "stored")
@@ -272,6 +288,10 @@ func TestDeleteSends410(t *testing.T) {
 }
 
 func TestChannelInfoFormatsAndMethods(t *testing.T) {
+	forEachStore(t, testChannelInfoFormatsAndMethods)
+}
+
+func testChannelInfoFormatsAndMethods(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	if r := do(t, h1Client, "GET", base+"/pub?id="+ch, nil); r.status != 404 {
@@ -327,7 +347,9 @@ func TestChannelInfoFormatsAndMethods(t *testing.T) {
 	}
 }
 
-func TestBufferTrimmingAndStoreOff(t *testing.T) {
+func TestBufferTrimmingAndStoreOff(t *testing.T) { forEachStore(t, testBufferTrimmingAndStoreOff) }
+
+func testBufferTrimmingAndStoreOff(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	var r resp
@@ -356,7 +378,9 @@ func TestBufferTrimmingAndStoreOff(t *testing.T) {
 	}
 }
 
-func TestExpiryAndChannelTimeout(t *testing.T) {
+func TestExpiryAndChannelTimeout(t *testing.T) { forEachStore(t, testExpiryAndChannelTimeout) }
+
+func testExpiryAndChannelTimeout(t *testing.T) {
 	startMain(t)
 	defer testSkew.Store(0)
 	ch := chanName(t, "a")
@@ -371,13 +395,17 @@ func TestExpiryAndChannelTimeout(t *testing.T) {
 		t.Fatalf("expired message still counted: %q", r.body)
 	}
 	testSkew.Add(int64(10 * time.Second)) // everything expired; channel idle 10 s > 5 s
-	integrationStore.Sweep()
+	current.store.Sweep()
 	if r := do(t, h1Client, "GET", base+"/pub?id="+ch, nil); r.status != 404 {
 		t.Fatalf("channel after channel_timeout: %d", r.status)
 	}
 }
 
 func TestSubscriberTimeoutIntervalPollAndNewest(t *testing.T) {
+	forEachStore(t, testSubscriberTimeoutIntervalPollAndNewest)
+}
+
+func testSubscriberTimeoutIntervalPollAndNewest(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	start := time.Now()
@@ -411,7 +439,9 @@ func TestSubscriberTimeoutIntervalPollAndNewest(t *testing.T) {
 	}
 }
 
-func TestLimitsAndBadIDs(t *testing.T) {
+func TestLimitsAndBadIDs(t *testing.T) { forEachStore(t, testLimitsAndBadIDs) }
+
+func testLimitsAndBadIDs(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	// max_channel_subscribers 2
@@ -464,12 +494,16 @@ func TestLimitsAndBadIDs(t *testing.T) {
 	if r = do(t, h1Client, "GET", base+"/sub/grp?id="+ch+"g", nil); r.body != "in group" {
 		t.Fatalf("group subscriber got %q", r.body)
 	}
-	if _, err := integrationStore.Info("/" + ch + "g"); err == nil {
+	if _, err := current.store.Info("/" + ch + "g"); err == nil {
 		t.Fatal("group publish created the ungrouped channel")
 	}
 }
 
 func TestBodiesLargeBinaryAndTooLarge(t *testing.T) {
+	forEachStore(t, testBodiesLargeBinaryAndTooLarge)
+}
+
+func testBodiesLargeBinaryAndTooLarge(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	big := make([]byte, 1<<20)
@@ -493,7 +527,7 @@ func TestBodiesLargeBinaryAndTooLarge(t *testing.T) {
 	if r.status != 413 {
 		t.Fatalf("chunked 1025 bytes over a 1k limit: %d", r.status)
 	}
-	if info, _ := integrationStore.Info("/" + ch); info.Messages != 1 {
+	if info, _ := current.store.Info("/" + ch); info.Messages != 1 {
 		t.Fatalf("refused bodies were stored: %d messages", info.Messages)
 	}
 	// Empty body is a message too.
@@ -506,7 +540,9 @@ func TestBodiesLargeBinaryAndTooLarge(t *testing.T) {
 	}
 }
 
-func TestGarbageCursorHeaders(t *testing.T) {
+func TestGarbageCursorHeaders(t *testing.T) { forEachStore(t, testGarbageCursorHeaders) }
+
+func testGarbageCursorHeaders(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	publish(t, "/pub", ch, "m0")
@@ -546,7 +582,9 @@ func TestGarbageCursorHeaders(t *testing.T) {
 	}
 }
 
-func TestEncodeKeepsEtagCursor(t *testing.T) {
+func TestEncodeKeepsEtagCursor(t *testing.T) { forEachStore(t, testEncodeKeepsEtagCursor) }
+
+func testEncodeKeepsEtagCursor(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	for i := range 3 {
@@ -573,6 +611,10 @@ func TestEncodeKeepsEtagCursor(t *testing.T) {
 // TestReloadKeepsWaitersAndMessages parks 1000 long-polls, reloads the
 // config with changed limits and publishes through the new config.
 func TestReloadKeepsWaitersAndMessages(t *testing.T) {
+	forEachStore(t, testReloadKeepsWaitersAndMessages)
+}
+
+func testReloadKeepsWaitersAndMessages(t *testing.T) {
 	tester := startMain(t)
 	stored := chanName(t, "stored")
 	for i := range 3 {
@@ -586,8 +628,8 @@ func TestReloadKeepsWaitersAndMessages(t *testing.T) {
 	}
 	waitFor(t, "1000 waiters", func() bool { return waiters(t, "/"+ch) == n })
 
-	load(tester, strings.Replace(mainConfig, "max_reserved_memory 64M", "max_reserved_memory 48M", 1))
-	if got := integrationStore.MaxBytes(); got != 48<<20 {
+	load(tester, strings.Replace(current.config, "max_reserved_memory 64M", "max_reserved_memory 48M", 1))
+	if got := current.store.MaxBytes(); got != 48<<20 {
 		t.Fatalf("max_reserved_memory after reload = %d, want %d", got, 48<<20)
 	}
 	if w := waiters(t, "/"+ch); w != n {

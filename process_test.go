@@ -65,6 +65,7 @@ func freePort(t *testing.T) int {
 // caddyProc is a running Caddy binary.
 type caddyProc struct {
 	cmd   *exec.Cmd
+	log   string // its log file
 	admin string
 	url   string
 	done  chan struct{} // closed when the process has exited
@@ -74,10 +75,17 @@ type caddyProc struct {
 // fresh ports, and waits until it serves.
 func runCaddy(t *testing.T, site string) *caddyProc {
 	t.Helper()
+	return runCaddyGlobal(t, "", site)
+}
+
+// runCaddyGlobal is runCaddy with more global options (lines of the global
+// block, such as a push { } option).
+func runCaddyGlobal(t *testing.T, global, site string) *caddyProc {
+	t.Helper()
 	bin := caddyBinary(t)
 	adminPort, httpPort := freePort(t), freePort(t)
-	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tservers {\n\t\tprotocols h1 h2c\n\t}\n}\nhttp://127.0.0.1:%d {\n%s\n}\n",
-		adminPort, httpPort, site)
+	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tservers {\n\t\tprotocols h1 h2c\n\t}\n%s\n}\nhttp://127.0.0.1:%d {\n%s\n}\n",
+		adminPort, global, httpPort, site)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
@@ -93,7 +101,7 @@ func runCaddy(t *testing.T, site string) *caddyProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &caddyProc{cmd: cmd, admin: fmt.Sprintf("127.0.0.1:%d", adminPort),
+	p := &caddyProc{cmd: cmd, log: filepath.Join(dir, "caddy.log"), admin: fmt.Sprintf("127.0.0.1:%d", adminPort),
 		url: fmt.Sprintf("http://127.0.0.1:%d", httpPort), done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
@@ -109,7 +117,8 @@ func runCaddy(t *testing.T, site string) *caddyProc {
 		if err == nil {
 			r.Body.Close()
 		}
-		return err == nil && r.StatusCode == 404
+		// 404: no such channel; 503: the store's backend is not up yet.
+		return err == nil && (r.StatusCode == 404 || r.StatusCode == 503)
 	})
 	return p
 }

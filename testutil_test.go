@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,7 +36,75 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	integrationStore = v.(*MemoryStore)
-	os.Exit(m.Run())
+	memoryCase.store = integrationStore
+	code := m.Run()
+	if sharedRedis != nil {
+		sharedRedis.close()
+	}
+	os.Exit(code)
+}
+
+// storeCase is one store the core suite runs against: its config (mainConfig
+// with that store) and the pooled store that config uses.
+type storeCase struct {
+	name   string
+	config string
+	store  interface {
+		Store
+		Sweep() int
+	}
+}
+
+var memoryCase = &storeCase{name: "memory", config: mainConfig}
+
+// current is the store case of the running test; helpers read it.
+var current = memoryCase
+
+var (
+	redisCaseOnce sync.Once
+	redisCaseVal  *storeCase
+)
+
+// redisCase returns the Redis store case: the shared redis-server, and the
+// store pre-seeded in the pool (with the skewable clock) under the key the
+// config's backend computes.
+func redisCase(t *testing.T) *storeCase {
+	t.Helper()
+	srv := testRedis(t)
+	redisCaseOnce.Do(func() {
+		b := &RedisBackend{Addresses: []string{srv.addr()}, KeyPrefix: "test:"}
+		if err := b.Provision(caddy.Context{}); err != nil {
+			panic(err)
+		}
+		v, _, err := stores.LoadOrNew(b.PoolKey(), func() (caddy.Destructor, error) {
+			st, err := b.NewStore(0)
+			if err == nil {
+				st.(*RedisStore).skew = func() time.Duration { return time.Duration(testSkew.Load()) }
+			}
+			return st, err
+		})
+		if err != nil {
+			panic(err)
+		}
+		redisCaseVal = &storeCase{name: "redis", store: v.(*RedisStore), config: strings.Replace(mainConfig,
+			"store memory", "store redis {\n\t\t\taddress "+srv.addr()+"\n\t\t\tkey_prefix test:\n\t\t}", 1)}
+	})
+	return redisCaseVal
+}
+
+// forEachStore runs a test once per store: memory, then Redis.
+func forEachStore(t *testing.T, test func(t *testing.T)) {
+	for _, sc := range []func(*testing.T) *storeCase{
+		func(*testing.T) *storeCase { return memoryCase },
+		redisCase,
+	} {
+		c := sc(t)
+		t.Run(c.name, func(t *testing.T) {
+			current = c
+			defer func() { current = memoryCase }()
+			test(t)
+		})
+	}
 }
 
 const base = "http://localhost:9080"
@@ -187,11 +256,12 @@ func load(tester *caddytest.Tester, cfg string) {
 	h2Client.CloseIdleConnections()
 }
 
-// startMain loads mainConfig into the in-process Caddy.
+// startMain loads the current store case's main config into the
+// in-process Caddy.
 func startMain(t *testing.T) *caddytest.Tester {
 	t.Helper()
 	tester := caddytest.NewTester(t)
-	load(tester, mainConfig)
+	load(tester, current.config)
 	return tester
 }
 
@@ -284,7 +354,13 @@ func (r resp) cursor() cursor {
 // waitFor polls cond until it holds, failing after 10 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitWithin(t, 10*time.Second, what, cond)
+}
+
+// waitWithin polls cond until it holds, failing after d.
+func waitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -295,7 +371,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 // waiters returns how many long-polls wait on a channel key.
 func waiters(t testing.TB, key string) int {
-	info, _ := integrationStore.Info(key)
+	info, _ := current.store.Info(key)
 	return info.Subscribers
 }
 

@@ -1,0 +1,179 @@
+package caddypush
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// This file holds the Redis store's side of pub/sub: the listener that
+// wakes this process's waiters, and the recheck that catches up with what
+// a broken subscription missed.
+
+// parseNote reads a notification (see redisscripts.go); ok is false for a
+// malformed one.
+func parseNote(p string) (n note, ok bool) {
+	if len(p) < 2 {
+		return n, false
+	}
+	n.kind, p = p[0], p[1:]
+	gen, p, _ := strings.Cut(p, " ")
+	var id string
+	if n.kind == 'm' {
+		id, p, _ = strings.Cut(p, " ")
+	}
+	klen, p, _ := strings.Cut(p, " ")
+	kl, err := strconv.Atoi(klen)
+	if err != nil || kl < 0 || kl > len(p) {
+		return n, false
+	}
+	n.key, p = p[:kl], p[kl:]
+	if n.gen, err = strconv.ParseInt(gen, 10, 64); err != nil {
+		return n, false
+	}
+	switch n.kind {
+	case 'm':
+		n.id, n.payload = id, p
+	case 'd', 'x':
+	default:
+		return n, false
+	}
+	return n, true
+}
+
+// listen receives notifications until the store is destroyed. When the
+// subscription breaks it reconnects with backoff, and once subscribed
+// again it rechecks every parked waiter, so none stays deaf to what was
+// published meanwhile.
+func (s *RedisStore) listen() {
+	defer close(s.listenDone)
+	backoff := 50 * time.Millisecond
+	broken := false
+	for {
+		msg, err := s.pubsub.ReceiveTimeout(s.ctx, 15*time.Second)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if err = s.pubsub.Ping(s.ctx); err == nil {
+					continue // a quiet connection, alive
+				}
+			}
+			_ = s.fail(err)
+			broken = true
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Message:
+			if n, ok := parseNote(m.Payload); ok {
+				s.deliver(n)
+			}
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				// Availability is judged by commands (the pool may still
+				// refuse for a moment); a recheck's commands mark it.
+				backoff = 50 * time.Millisecond
+				if broken {
+					broken = false
+					s.logger.Info("redis notifications resumed; rechecking parked subscribers")
+					go s.recheck()
+				}
+			}
+		}
+	}
+}
+
+// recheck asks Redis, for every parked waiter, whether it missed
+// something: a stored message is delivered; a channel that changed in a
+// way no longer visible (deleted, broadcast without storing) is answered
+// 304 so the client asks again; otherwise the waiter stays parked.
+func (s *RedisStore) recheck() {
+	type parked struct {
+		w      *Waiter
+		key    string
+		cursor string
+		gen    int64
+	}
+	var all []parked
+	s.mu.Lock()
+	for key, lc := range s.local {
+		for _, w := range lc.waiters {
+			if !w.rw.pending {
+				all = append(all, parked{w, key, w.rw.cursor, w.rw.gen})
+			}
+		}
+	}
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	work := make(chan parked)
+	for range min(16, len(all)) {
+		wg.Go(func() {
+			for p := range work {
+				ctx, cancel := context.WithTimeout(s.ctx, redisCallTimeout)
+				res, err := s.run(ctx, redisRecheck, p.key, p.cursor, p.gen, s.instance)
+				cancel()
+				if err != nil {
+					continue // still down: the next resubscription rechecks again
+				}
+				var wk Wake
+				switch str(res[0]) {
+				case "same":
+					continue
+				case "msg":
+					wk = Wake{Reason: WakeMessage, Message: newMessage(parseID(str(res[1])), str(res[2]))}
+				default:
+					wk = Wake{Reason: WakeRetry}
+				}
+				s.wakeOne(p.w, wk)
+			}
+		})
+	}
+	for _, p := range all {
+		work <- p
+	}
+	close(work)
+	wg.Wait()
+}
+
+// wakeOne releases one parked waiter, if it is still parked.
+func (s *RedisStore) wakeOne(w *Waiter, wk Wake) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lc := s.local[w.rw.key]
+	if lc == nil || w.rw.idx < 0 {
+		return
+	}
+	lc.remove(w)
+	s.forget(w.rw.key, lc)
+	w.C <- wk
+	if wk.Reason == WakeMessage {
+		s.delivered.Add(1)
+	}
+}
+
+// redisLog sends go-redis's own log lines to Caddy's log at debug level:
+// the store logs outages itself, once.
+type redisLog struct{ caddyLogger *zap.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	if c := l.caddyLogger.Check(zap.DebugLevel, "go-redis"); c != nil {
+		c.Write(zap.String("detail", strings.TrimSpace(fmt.Sprintf(format, v...))))
+	}
+}
