@@ -96,6 +96,15 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"{\n\tpush {\n\t\tstore bogus\n\t}\n}\n:8080\n", "push.stores.bogus"},
 		{"{\n\tpush {\n\t\tstore memory extra\n\t}\n}\n:8080\n", "wrong argument count"},
 		{"{\n\tpush {\n\t\tstore memory {\n\t\t\tsize 1\n\t\t}\n\t}\n}\n:8080\n", "the memory store takes no options"},
+		{redisBlock("bogus 1"), "unknown redis store option 'bogus', at Caddyfile:4"},
+		{redisBlock("address"), "wrong argument count or unexpected line ending after 'address', at Caddyfile:4"},
+		{redisBlock("db -1"), "invalid number '-1' (want a whole number of at least 0), at Caddyfile:4"},
+		{redisBlock("db one"), "invalid number 'one'"},
+		{redisBlock("pool_size 1 2"), "wrong argument count"},
+		{redisBlock("tls yes"), "wrong argument count"},
+		{redisBlock("sentinel"), "wrong argument count"},
+		{redisBlock("read_timeout soon"), "invalid duration 'soon'"},
+		{redisBlock("key_prefix a\n\t\t\tkey_prefix b"), "duplicate option 'key_prefix', at Caddyfile:5"},
 	}
 	for _, tt := range global {
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tt.cfg), nil)
@@ -103,6 +112,12 @@ func TestCaddyfileErrors(t *testing.T) {
 			t.Errorf("%q:\n got  %v\n want %q", tt.cfg, err, tt.want)
 		}
 	}
+}
+
+// redisBlock is a global push option with a redis store block holding line
+// (at line 4).
+func redisBlock(line string) string {
+	return "{\n\tpush {\n\t\tstore redis {\n\t\t\t" + line + "\n\t\t}\n\t}\n}\n:8080\n"
 }
 
 func TestParseSizeAndDuration(t *testing.T) {
@@ -149,6 +164,12 @@ func TestValidateRefusesBadJSON(t *testing.T) {
 		{"bad first_message", &Subscriber{Mode: ModeLongPoll, FirstMessage: "x"}},
 		{"negative subscribers", &Subscriber{Mode: ModeLongPoll, FirstMessage: "oldest", MaxChannelSubscribers: -1}},
 		{"negative memory", &App{MaxReservedMemory: -1}},
+		{"redis URL scheme", &RedisBackend{Addresses: []string{"http://127.0.0.1:6379"}}},
+		{"redis URL database", &RedisBackend{Addresses: []string{"redis://127.0.0.1:6379/x"}}},
+		{"redis URL without host", &RedisBackend{Addresses: []string{"redis:///0"}}},
+		{"redis prefix with a hash tag", &RedisBackend{Addresses: []string{"a:1"}, KeyPrefix: "{x}"}},
+		{"redis negative db", &RedisBackend{Addresses: []string{"a:1"}, DB: -1}},
+		{"redis negative timeout", &RedisBackend{Addresses: []string{"a:1"}, ReadTimeout: -1}},
 	}
 	for _, tt := range tests {
 		if p, ok := tt.v.(*Publisher); ok {
