@@ -21,7 +21,9 @@ func adminJSON(t *testing.T, method, path string, into any) resp {
 	return r
 }
 
-func TestAdminChannelAPI(t *testing.T) {
+func TestAdminChannelAPI(t *testing.T) { forEachStore(t, testAdminChannelAPI) }
+
+func testAdminChannelAPI(t *testing.T) {
 	startMain(t)
 	id := chanName(t, "a/b c?&") // reserved characters in the id
 	publish(t, "/pub/big", url.QueryEscape(id), "first")
@@ -78,7 +80,9 @@ func TestAdminChannelAPI(t *testing.T) {
 	}
 }
 
-func TestAdminListingAndStats(t *testing.T) {
+func TestAdminListingAndStats(t *testing.T) { forEachStore(t, testAdminListingAndStats) }
+
+func testAdminListingAndStats(t *testing.T) {
 	startMain(t)
 	prefix := chanName(t, "")
 	for i := range 5 {
@@ -151,7 +155,9 @@ func TestMetricsSurviveReloadAndCanBeDisabled(t *testing.T) {
 	load(tester, mainConfig)
 }
 
-func TestPlaceholders(t *testing.T) {
+func TestPlaceholders(t *testing.T) { forEachStore(t, testPlaceholders) }
+
+func testPlaceholders(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "p")
 	r := do(t, h1Client, "POST", base+"/pub/ph?id="+ch, strings.NewReader("x"))
