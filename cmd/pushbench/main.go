@@ -5,6 +5,10 @@
 //
 //	pushbench -scenario fanout -subs 1000 -rounds 50 -server-pid $(pgrep caddy)
 //
+// Several subscriber URLs (comma-separated) spread the subscribers over
+// several servers, such as two Caddy instances sharing a Redis store; then
+// -server-pid takes every process to measure (both Caddys and redis-server).
+//
 // Scenarios:
 //
 //	fanout   S long-polls on one channel, R publications; per round every
@@ -41,7 +45,7 @@ type config struct {
 	hold       time.Duration
 	window     int
 	size       int
-	pid        int
+	pids       []int // the server's processes (CPU and memory are summed)
 	maxTime    time.Duration
 	jsonOut    string
 	run        string // channel name prefix, fresh per run
@@ -50,7 +54,8 @@ type config struct {
 func main() {
 	var c config
 	flag.StringVar(&c.pub, "pub", "http://127.0.0.1:8080/publish?id=%s", "publisher URL (%s = channel id)")
-	flag.StringVar(&c.sub, "sub", "http://127.0.0.1:8080/activity?id=%s", "subscriber URL (%s = channel id)")
+	flag.StringVar(&c.sub, "sub", "http://127.0.0.1:8080/activity?id=%s",
+		"subscriber URL (%s = channel id); several, comma-separated, share the subscribers round-robin")
 	flag.StringVar(&c.scenario, "scenario", "fanout", "fanout | publish | idle | stream")
 	flag.StringVar(&c.label, "label", "", "label copied into the result")
 	flag.IntVar(&c.subs, "subs", 100, "subscribers (fanout, idle, stream)")
@@ -61,7 +66,8 @@ func main() {
 	flag.DurationVar(&c.hold, "hold", 2*time.Second, "idle: how long waiters are held before memory is read")
 	flag.IntVar(&c.window, "window", 100, "stream: most messages the publisher may be ahead of the slowest subscriber")
 	flag.IntVar(&c.size, "size", 100, "message body bytes (at least 24)")
-	flag.IntVar(&c.pid, "server-pid", 0, "server pid, for CPU and memory from /proc (0: not measured)")
+	flag.Func("server-pid", "server pid for CPU and memory from /proc; several, comma-separated, are summed",
+		func(v string) error { return parsePids(v, &c.pids) })
 	flag.DurationVar(&c.maxTime, "max-time", 120*time.Second, "hard limit for the whole run")
 	flag.StringVar(&c.jsonOut, "json-out", "", "append the JSON result to this file")
 	flag.Parse()

@@ -27,12 +27,14 @@ func TestScenariosAgainstCaddy(t *testing.T) {
 		max_message_buffer_length 500
 	}
 	push_subscriber /sub
+	push_subscriber /sub2
 }
 `, "caddyfile")
 	base := config{
-		pub: "http://localhost:9083/pub?id=%s", sub: "http://localhost:9083/sub?id=%s",
+		// Two subscriber URLs: the subscribers are spread over both.
+		pub: "http://localhost:9083/pub?id=%s", sub: "http://localhost:9083/sub?id=%s,http://localhost:9083/sub2?id=%s",
 		subs: 20, rounds: 10, publishers: 4, channels: 3, duration: 500 * time.Millisecond,
-		hold: 100 * time.Millisecond, window: 50, size: 64, pid: os.Getpid(), run: "t",
+		hold: 100 * time.Millisecond, window: 50, size: 64, pids: []int{os.Getpid()}, run: "t",
 	}
 	for name, run := range map[string]func(context.Context, *config, *client) (result, error){
 		"fanout": fanout, "publish": publishLoad, "idle": idle, "stream": stream,

@@ -21,10 +21,36 @@ type sample struct {
 	rss int64 // bytes
 }
 
-func readSample(pid int) (sample, bool) {
-	if pid <= 0 {
-		return sample{}, false
+// parsePids reads a comma-separated list of pids.
+func parsePids(v string, into *[]int) error {
+	for _, f := range strings.Split(v, ",") {
+		pid, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || pid < 0 {
+			return fmt.Errorf("bad pid %q", f)
+		}
+		if pid > 0 {
+			*into = append(*into, pid)
+		}
 	}
+	return nil
+}
+
+// readSample sums the samples of every pid; ok is false when there are
+// none or one cannot be read.
+func readSample(pids []int) (sample, bool) {
+	var sum sample
+	for _, pid := range pids {
+		s, ok := readOne(pid)
+		if !ok {
+			return sample{}, false
+		}
+		sum.cpu += s.cpu
+		sum.rss += s.rss
+	}
+	return sum, len(pids) > 0
+}
+
+func readOne(pid int) (sample, bool) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return sample{}, false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,9 +62,19 @@ func (rc *receiver) listen(ctx context.Context, cl *client, url string, want uin
 	}
 }
 
-// startReceivers starts n subscribers that listen until they have `want`
-// messages; wait(stop) waits for them to end, stopping them first if asked.
-func startReceivers(ctx context.Context, cl *client, url string, n int, want uint64, each func()) ([]*receiver, func(stop bool)) {
+// subURLs returns the subscriber URLs of a channel, one per -sub template.
+func subURLs(c *config, ch string) []string {
+	var urls []string
+	for _, tmpl := range strings.Split(c.sub, ",") {
+		urls = append(urls, fmt.Sprintf(tmpl, ch))
+	}
+	return urls
+}
+
+// startReceivers starts n subscribers, spread round-robin over urls, that
+// listen until they have `want` messages; wait(stop) waits for them to
+// end, stopping them first if asked.
+func startReceivers(ctx context.Context, cl *client, urls []string, n int, want uint64, each func()) ([]*receiver, func(stop bool)) {
 	rcs := make([]*receiver, n)
 	var wg sync.WaitGroup
 	subCtx, stop := context.WithCancel(ctx)
@@ -72,7 +83,7 @@ func startReceivers(ctx context.Context, cl *client, url string, n int, want uin
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rcs[i].listen(subCtx, cl, url, want, each)
+			rcs[i].listen(subCtx, cl, urls[i%len(urls)], want, each)
 		}()
 	}
 	return rcs, func(stopFirst bool) {
@@ -105,12 +116,12 @@ func summarize(res result, rcs []*receiver, expected uint64) uint64 {
 // once all S wait, and waits until every subscriber has it.
 func fanout(ctx context.Context, c *config, cl *client) (result, error) {
 	ch := c.run + "-fan"
-	subURL, pubURL := fmt.Sprintf(c.sub, ch), fmt.Sprintf(c.pub, ch)
+	subs, pubURL := subURLs(c, ch), fmt.Sprintf(c.pub, ch)
 	res := result{"subs": c.subs, "rounds": c.rounds}
 	arrived := make(chan struct{}, c.subs)
-	rcs, wait := startReceivers(ctx, cl, subURL, c.subs, uint64(c.rounds), func() { arrived <- struct{}{} })
+	rcs, wait := startReceivers(ctx, cl, subs, c.subs, uint64(c.rounds), func() { arrived <- struct{}{} })
 	defer wait(true)
-	before, measured := readSample(c.pid)
+	before, measured := readSample(c.pids)
 	start := time.Now()
 	var roundTime time.Duration
 	for r := range c.rounds {
@@ -130,7 +141,7 @@ func fanout(ctx context.Context, c *config, cl *client) (result, error) {
 		}
 		roundTime += time.Since(sent)
 	}
-	after, _ := readSample(c.pid)
+	after, _ := readSample(c.pids)
 	wait(false) // every receiver has its `rounds` messages
 	got := summarize(res, rcs, uint64(c.rounds))
 	res["deliveries_per_s"] = float64(got) / roundTime.Seconds()
@@ -146,7 +157,7 @@ func publishLoad(ctx context.Context, c *config, cl *client) (result, error) {
 	lats := make([][]time.Duration, c.publishers)
 	ctx, cancel := context.WithTimeout(ctx, c.duration)
 	defer cancel()
-	before, measured := readSample(c.pid)
+	before, measured := readSample(c.pids)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for p := range c.publishers {
@@ -170,7 +181,7 @@ func publishLoad(ctx context.Context, c *config, cl *client) (result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	after, _ := readSample(c.pid)
+	after, _ := readSample(c.pids)
 	var lat []time.Duration
 	for _, l := range lats {
 		lat = append(lat, l...)
@@ -189,7 +200,7 @@ func publishLoad(ctx context.Context, c *config, cl *client) (result, error) {
 // waiter is the growth of its RSS divided by S.
 func idle(ctx context.Context, c *config, cl *client) (result, error) {
 	res := result{"subs": c.subs}
-	before, measured := readSample(c.pid)
+	before, measured := readSample(c.pids)
 	subCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -198,7 +209,8 @@ func idle(ctx context.Context, c *config, cl *client) (result, error) {
 		go func() {
 			defer wg.Done()
 			var cur cursor
-			if _, _, err := cl.poll(subCtx, fmt.Sprintf(c.sub, fmt.Sprintf("%s-idle%d", c.run, i)), &cur); err != nil && subCtx.Err() == nil {
+			urls := subURLs(c, fmt.Sprintf("%s-idle%d", c.run, i))
+			if _, _, err := cl.poll(subCtx, urls[i%len(urls)], &cur); err != nil && subCtx.Err() == nil {
 				failed.Add(1)
 			}
 		}()
@@ -214,7 +226,7 @@ func idle(ctx context.Context, c *config, cl *client) (result, error) {
 	case <-time.After(c.hold):
 	case <-ctx.Done():
 	}
-	with, _ := readSample(c.pid)
+	with, _ := readSample(c.pids)
 	stop()
 	wg.Wait()
 	res["errors"] = failed.Load()
@@ -232,14 +244,14 @@ func idle(ctx context.Context, c *config, cl *client) (result, error) {
 // fast as the slowest subscriber keeps up (at most -window ahead).
 func stream(ctx context.Context, c *config, cl *client) (result, error) {
 	ch := c.run + "-stream"
-	subURL, pubURL := fmt.Sprintf(c.sub, ch), fmt.Sprintf(c.pub, ch)
+	subs, pubURL := subURLs(c, ch), fmt.Sprintf(c.pub, ch)
 	res := result{"subs": c.subs, "window": c.window}
-	rcs, wait := startReceivers(ctx, cl, subURL, c.subs, 1<<62, nil) // until stopped after the drain
+	rcs, wait := startReceivers(ctx, cl, subs, c.subs, 1<<62, nil) // until stopped after the drain
 	defer wait(true)
 	if err := cl.awaitSubscribers(ctx, pubURL, c.subs); err != nil {
 		return res, err
 	}
-	before, measured := readSample(c.pid)
+	before, measured := readSample(c.pids)
 	start := time.Now()
 	var n uint64
 	for time.Since(start) < c.duration && ctx.Err() == nil {
@@ -266,7 +278,7 @@ func stream(ctx context.Context, c *config, cl *client) (result, error) {
 		time.Sleep(time.Millisecond)
 	}
 	elapsed := time.Since(start)
-	after, _ := readSample(c.pid)
+	after, _ := readSample(c.pids)
 	wait(true)
 	got := summarize(res, rcs, n)
 	res["published"], res["drained"] = n, drained
