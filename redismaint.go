@@ -14,8 +14,10 @@ import (
 // with parked waiters, the used_memory sample, exit-time release, and the
 // admin API's statistics and listings.
 
-// StartSweeper starts the once-a-second housekeeping if it is not running.
+// StartSweeper connects the store (once) and starts the once-a-second
+// housekeeping if it is not running.
 func (s *RedisStore) StartSweeper(every time.Duration) {
+	s.started.Do(s.connect)
 	s.sweepMu.Lock()
 	defer s.sweepMu.Unlock()
 	if s.sweepStop != nil {
@@ -128,7 +130,10 @@ func (s *RedisStore) Destruct() error {
 	s.StopSweeper()
 	s.ReleaseAll()
 	s.cancel()
-	_ = s.pubsub.Close()
+	s.started.Do(func() { close(s.listenDone) }) // never started: no listener
+	if s.pubsub != nil {
+		_ = s.pubsub.Close()
+	}
 	<-s.listenDone
 	return s.client.Close()
 }

@@ -44,8 +44,9 @@ type RedisStore struct {
 
 	ctx        context.Context
 	cancel     context.CancelFunc
-	pubsub     *redis.PubSub
-	listenDone chan struct{}
+	started    sync.Once
+	pubsub     *redis.PubSub // set by connect
+	listenDone chan struct{} // closed when the listener ends
 
 	sweepMu   sync.Mutex
 	sweepStop chan struct{}
@@ -110,17 +111,23 @@ func newRedisStore(client redis.UniversalClient, prefix string, maxBytes int64, 
 		listenDone: make(chan struct{}),
 	}
 	s.maxBytes.Store(maxBytes)
-	pctx, pcancel := context.WithTimeout(ctx, time.Second)
-	if err := client.Ping(pctx).Err(); err != nil {
+	return s
+}
+
+// connect checks Redis, saying whether it is up, and starts the
+// notification listener. It runs once, when the app starts: a config that
+// is only validated opens no connection and starts no goroutine.
+func (s *RedisStore) connect() {
+	pctx, pcancel := context.WithTimeout(s.ctx, time.Second)
+	if err := s.client.Ping(pctx).Err(); err != nil {
 		s.down.Store(true)
-		logger.Warn("redis not reachable yet; publishers get 503 until it is", zap.Error(err))
+		s.logger.Warn("redis not reachable yet; publishers get 503 until it is", zap.Error(err))
 	} else {
-		logger.Info("redis store connected", zap.String("instance", s.instance))
+		s.logger.Info("redis store connected", zap.String("instance", s.instance))
 	}
 	pcancel()
-	s.pubsub = client.Subscribe(ctx, s.notes)
+	s.pubsub = s.client.Subscribe(s.ctx, s.notes)
 	go s.listen()
-	return s
 }
 
 // keys returns a channel's keys, in the order the scripts take them.
