@@ -153,7 +153,9 @@ func rawExchange(t *testing.T, req string, closeWrite bool) string {
 	return strings.TrimSpace(line)
 }
 
-func TestSlowAndLyingPublishers(t *testing.T) {
+func TestSlowAndLyingPublishers(t *testing.T) { forEachStore(t, testSlowAndLyingPublishers) }
+
+func testSlowAndLyingPublishers(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	// Slowloris: 10 of 100 bytes, then nothing: 408 after read_body (2s).
@@ -168,7 +170,7 @@ func TestSlowAndLyingPublishers(t *testing.T) {
 	if !strings.HasPrefix(status, "HTTP/1.1 400") {
 		t.Fatalf("short body: %q", status)
 	}
-	if _, err := integrationStore.Info("/" + ch); err == nil {
+	if _, err := current.store.Info("/" + ch); err == nil {
 		t.Fatal("a failed publish created or filled the channel")
 	}
 	// Content-Length over the limit: 413 before any body is read.
@@ -201,7 +203,9 @@ func TestSlowAndLyingPublishers(t *testing.T) {
 // TestSubscriberThatNeverReads parks a subscriber that never reads its
 // response beside normal ones, then publishes 1 MiB messages: the others
 // get every message and the publisher is never held up.
-func TestSubscriberThatNeverReads(t *testing.T) {
+func TestSubscriberThatNeverReads(t *testing.T) { forEachStore(t, testSubscriberThatNeverReads) }
+
+func testSubscriberThatNeverReads(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	stuck, err := net.Dial("tcp", "localhost:9080")
@@ -278,7 +282,9 @@ var freshClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: tru
 // max_reserved_memory, while 1000 subscribers re-poll one channel and
 // messages are published between reloads: every subscriber gets every
 // message once, in order, and the last limit is in force.
-func TestReloadStorm(t *testing.T) {
+func TestReloadStorm(t *testing.T) { forEachStore(t, testReloadStorm) }
+
+func testReloadStorm(t *testing.T) {
 	tester := startMain(t)
 	ch := chanName(t, "s")
 	const subs, reloads, perReload = 1000, 20, 2
@@ -319,8 +325,8 @@ func TestReloadStorm(t *testing.T) {
 			}
 		}
 		limit := fmt.Sprintf("max_reserved_memory %dM", 40+n)
-		load(tester, strings.Replace(mainConfig, "max_reserved_memory 64M", limit, 1))
-		if got := integrationStore.MaxBytes(); got != int64(40+n)<<20 {
+		load(tester, strings.Replace(current.config, "max_reserved_memory 64M", limit, 1))
+		if got := current.store.MaxBytes(); got != int64(40+n)<<20 {
 			t.Fatalf("after reload %d the limit is %d", n, got)
 		}
 	}
@@ -338,13 +344,15 @@ func TestReloadStorm(t *testing.T) {
 			t.Fatalf("subscriber %d got %v", i, got[i])
 		}
 	}
-	load(tester, mainConfig)
+	load(tester, current.config)
 }
 
 // TestHeaderRewriteDoesNotLeak delivers one message through a route whose
 // `header` rule rewrites the Etag in place, then through a plain route: the
 // rewrite must stay in its own response.
-func TestHeaderRewriteDoesNotLeak(t *testing.T) {
+func TestHeaderRewriteDoesNotLeak(t *testing.T) { forEachStore(t, testHeaderRewriteDoesNotLeak) }
+
+func testHeaderRewriteDoesNotLeak(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
 	publish(t, "/pub", ch, "x")
