@@ -53,10 +53,14 @@ type RedisBackend struct {
 	// empty (the default user).
 	Username string `json:"username,omitempty"`
 
-	// Password authenticates to Redis (and to the Sentinels). Placeholders
-	// are replaced, so it can come from {env.REDIS_PASSWORD}. Default:
-	// empty.
+	// Password authenticates to Redis. Placeholders are replaced, so it can
+	// come from {env.REDIS_PASSWORD}. Default: empty.
 	Password string `json:"password,omitempty"`
+
+	// SentinelPassword authenticates to the Sentinels, which often have no
+	// password while Redis has one. Placeholders are replaced. Default:
+	// empty (no AUTH to the Sentinels).
+	SentinelPassword string `json:"sentinel_password,omitempty"`
 
 	// DB is the database number of a standalone or Sentinel-managed Redis
 	// (Cluster has only 0). Default: 0.
@@ -101,6 +105,7 @@ func (b *RedisBackend) Provision(caddy.Context) error {
 	}
 	b.Username = repl.ReplaceKnown(b.Username, "")
 	b.Password = repl.ReplaceKnown(b.Password, "")
+	b.SentinelPassword = repl.ReplaceKnown(b.SentinelPassword, "")
 	if len(b.Addresses) == 0 {
 		b.Addresses = []string{DefaultRedisAddress}
 	}
@@ -194,9 +199,7 @@ func (b *RedisBackend) options() (*redis.UniversalOptions, error) {
 	if useTLS {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	if b.Sentinel != "" {
-		o.SentinelUsername, o.SentinelPassword = o.Username, o.Password
-	}
+	o.SentinelPassword = b.SentinelPassword
 	return o, nil
 }
 
@@ -212,7 +215,7 @@ func redactURL(a string) string {
 // configs that reach the same keys share one client and connection pool
 // across reloads. The password enters only as a hash.
 func (b *RedisBackend) PoolKey() string {
-	sum := sha256.Sum256([]byte(b.Password))
+	sum := sha256.Sum256([]byte(b.Password + "\x00" + b.SentinelPassword))
 	id, _ := json.Marshal([]any{b.Addresses, b.Sentinel, b.Username, hex.EncodeToString(sum[:8]), b.DB, b.TLS,
 		b.KeyPrefix, b.DialTimeout, b.ReadTimeout, b.WriteTimeout, b.PoolSize})
 	return "push.store.redis:" + string(id)
@@ -235,6 +238,7 @@ func (b *RedisBackend) NewStore(maxBytes int64) (Store, error) {
 //		sentinel      <master-name>
 //		username      <name>
 //		password      <password>
+//		sentinel_password <password>
 //		db            <number>
 //		tls
 //		key_prefix    <prefix>
@@ -267,6 +271,8 @@ func (b *RedisBackend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			b.Username, err = oneArg(d)
 		case "password":
 			b.Password, err = oneArg(d)
+		case "sentinel_password":
+			b.SentinelPassword, err = oneArg(d)
 		case "db":
 			b.DB, err = intArg(d, 0)
 		case "tls":

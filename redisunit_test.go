@@ -89,8 +89,8 @@ func TestRedisClientOptions(t *testing.T) {
 	if strings.Join(o.Addrs, ",") != "h1:6379,h2:7000" || o.Username != "u" || o.Password != "p@ss" || o.DB != 2 || o.TLSConfig == nil {
 		t.Fatalf("options from URLs: %+v", o)
 	}
-	b = &RedisBackend{Addresses: []string{"s1:26379"}, Sentinel: "mymaster", Password: "pw"}
-	if o, _ = b.options(); o.MasterName != "mymaster" || o.SentinelPassword != "pw" || o.TLSConfig != nil {
+	b = &RedisBackend{Addresses: []string{"s1:26379"}, Sentinel: "mymaster", Password: "pw", SentinelPassword: "spw"}
+	if o, _ = b.options(); o.MasterName != "mymaster" || o.Password != "pw" || o.SentinelPassword != "spw" || o.TLSConfig != nil {
 		t.Fatalf("sentinel options: %+v", o)
 	}
 	k1 := (&RedisBackend{Addresses: []string{"a:1"}, Password: "secret"}).PoolKey()
