@@ -3,10 +3,12 @@ package caddypush
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -67,8 +69,13 @@ type RedisBackend struct {
 	DB int `json:"db,omitempty"`
 
 	// TLS connects with TLS, verifying the server against the system's
-	// roots; a rediss:// address turns it on too. Default: false.
+	// roots (or TLSCA); a rediss:// address turns it on too. Default: false.
 	TLS bool `json:"tls,omitempty"`
+
+	// TLSCA is a PEM file of the certificate authorities that sign the
+	// Redis servers' certificates, for a private CA; it implies TLS.
+	// Default: empty (the system's roots).
+	TLSCA string `json:"tls_ca,omitempty"`
 
 	// KeyPrefix starts every key and the pub/sub channel the store uses,
 	// so several applications can share one Redis. Default: `caddy-push:`.
@@ -106,6 +113,7 @@ func (b *RedisBackend) Provision(caddy.Context) error {
 	b.Username = repl.ReplaceKnown(b.Username, "")
 	b.Password = repl.ReplaceKnown(b.Password, "")
 	b.SentinelPassword = repl.ReplaceKnown(b.SentinelPassword, "")
+	b.TLSCA = repl.ReplaceKnown(b.TLSCA, "")
 	if len(b.Addresses) == 0 {
 		b.Addresses = []string{DefaultRedisAddress}
 	}
@@ -155,7 +163,7 @@ func (b *RedisBackend) options() (*redis.UniversalOptions, error) {
 		DialerRetries:   1,
 		DisableIdentity: true,
 	}
-	useTLS := b.TLS
+	useTLS := b.TLS || b.TLSCA != ""
 	for _, a := range b.Addresses {
 		if !strings.Contains(a, "://") {
 			o.Addrs = append(o.Addrs, a)
@@ -198,6 +206,16 @@ func (b *RedisBackend) options() (*redis.UniversalOptions, error) {
 	}
 	if useTLS {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if b.TLSCA != "" {
+			pem, err := os.ReadFile(b.TLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("tls_ca: %v", err)
+			}
+			o.TLSConfig.RootCAs = x509.NewCertPool()
+			if !o.TLSConfig.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("tls_ca %s: no PEM certificate in it", b.TLSCA)
+			}
+		}
 	}
 	o.SentinelPassword = b.SentinelPassword
 	return o, nil
@@ -216,7 +234,7 @@ func redactURL(a string) string {
 // across reloads. The password enters only as a hash.
 func (b *RedisBackend) PoolKey() string {
 	sum := sha256.Sum256([]byte(b.Password + "\x00" + b.SentinelPassword))
-	id, _ := json.Marshal([]any{b.Addresses, b.Sentinel, b.Username, hex.EncodeToString(sum[:8]), b.DB, b.TLS,
+	id, _ := json.Marshal([]any{b.Addresses, b.Sentinel, b.Username, hex.EncodeToString(sum[:8]), b.DB, b.TLS, b.TLSCA,
 		b.KeyPrefix, b.DialTimeout, b.ReadTimeout, b.WriteTimeout, b.PoolSize})
 	return "push.store.redis:" + string(id)
 }
@@ -241,6 +259,7 @@ func (b *RedisBackend) NewStore(maxBytes int64) (Store, error) {
 //		sentinel_password <password>
 //		db            <number>
 //		tls
+//		tls_ca        <pem-file>
 //		key_prefix    <prefix>
 //		dial_timeout  <duration>
 //		read_timeout  <duration>
@@ -280,6 +299,8 @@ func (b *RedisBackend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			b.TLS = true
+		case "tls_ca":
+			b.TLSCA, err = oneArg(d)
 		case "key_prefix":
 			b.KeyPrefix, err = oneArg(d)
 		case "dial_timeout":

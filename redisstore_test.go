@@ -2,8 +2,17 @@ package caddypush
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -47,6 +56,16 @@ const redisSite = `	route /pub {
 	route /sub/max1 {
 		push_subscriber {
 			max_channel_subscribers 1
+		}
+	}
+	route /sub/last {
+		push_subscriber {
+			concurrency last
+		}
+	}
+	route /sub/timeout {
+		push_subscriber {
+			timeout 1s
 		}
 	}`
 
@@ -240,6 +259,22 @@ func TestRedisTwoInstances(t *testing.T) {
 		}
 	})
 
+	t.Run("last displaces across", func(t *testing.T) {
+		first := make(chan resp, 1)
+		getAsync(h1Client, a.url+"/sub/last?id=last", first)
+		waitFor(t, "waiter on A", func() bool { return b.subscribers(t, "last") == 1 })
+		second := make(chan resp, 1)
+		getAsync(h1Client, b.url+"/sub/last?id=last", second)
+		if r := <-first; r.status != 409 {
+			t.Fatalf("waiter on A displaced by a `last` request on B: %d, want 409", r.status)
+		}
+		waitFor(t, "the new waiter counted alone", func() bool { return a.subscribers(t, "last") == 1 })
+		post(t, a.url+"/pub?id=last", "to the last")
+		if r := <-second; r.status != 200 || r.body != "to the last" {
+			t.Fatalf("the displacing waiter on B: %d %q", r.status, r.body)
+		}
+	})
+
 	t.Run("expiry", func(t *testing.T) {
 		post(t, a.url+"/pub/short?id=exp", "short-lived")
 		if r := do(t, h1Client, "GET", b.url+"/pub?id=exp", nil); !strings.HasPrefix(r.body, "queued messages: 1") {
@@ -276,9 +311,15 @@ func TestRedisOutage(t *testing.T) {
 	}
 	got := make(chan resp, 1)
 	getAsync(h1Client, p.url+"/sub?id=o", got, cur.headers()...)
-	waitFor(t, "a parked waiter", func() bool { return p.subscribers(t, "o") == 1 })
+	timed := make(chan resp, 1)
+	getAsync(h1Client, p.url+"/sub/timeout?id=o", timed, cur.headers()...)
+	waitFor(t, "two parked waiters", func() bool { return p.subscribers(t, "o") == 2 })
 
 	srv.kill()
+	// A waiter whose own timeout passes during the outage gets its 304.
+	if r := <-timed; r.status != 304 {
+		t.Fatalf("waiter with a 1s timeout during the outage: %d %q, want 304", r.status, r.body)
+	}
 	for i := range 5 {
 		r := post(t, p.url+"/pub?id=o", "lost")
 		if r.status != 503 || r.header.Get("Content-Type") != "text/plain" || !strings.Contains(r.body, "redis channel store") {
@@ -549,5 +590,77 @@ func TestRedisReloadKeepsOnePool(t *testing.T) {
 	}
 	if w := <-got; w.body != "after reloads" {
 		t.Fatalf("waiter across reloads: %d %q", w.status, w.body)
+	}
+}
+
+// writeTestCA writes a CA and a server certificate for 127.0.0.1 signed by
+// it into dir, returning the paths of the CA, the certificate and the key.
+func writeTestCA(t *testing.T, dir string) (ca, cert, key string) {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, srvKey := newKey(), newKey()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "caddy-push test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caTmpl, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, typ string, der []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER),
+		write("server.key", "EC PRIVATE KEY", keyDER)
+}
+
+// TestRedisTLS connects over TLS (rediss://) to a redis-server whose
+// certificate a private CA signed: with tls_ca it works, without it the
+// store is unavailable (the certificate is not trusted).
+func TestRedisTLS(t *testing.T) {
+	t.Parallel()
+	ca, cert, key := writeTestCA(t, t.TempDir())
+	tlsPort, err := freePortPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startRedisProc(t, fmt.Sprintf("tls-port %d", tlsPort), "tls-cert-file "+cert, "tls-key-file "+key,
+		"tls-ca-cert-file "+ca, "tls-auth-clients no")
+	t.Cleanup(srv.close)
+	url := fmt.Sprintf("rediss://127.0.0.1:%d", tlsPort)
+	p := runCaddyGlobal(t, redisGlobal(url, "tls:", "\t\t\ttls_ca "+ca), redisSite)
+	got := make(chan resp, 1)
+	getAsync(h1Client, p.url+"/sub?id=t", got)
+	waitFor(t, "a waiter", func() bool { return p.subscribers(t, "t") == 1 })
+	if r := post(t, p.url+"/pub?id=t", "over tls"); r.status != 201 {
+		t.Fatalf("publish over TLS: %d %q", r.status, r.body)
+	}
+	if r := <-got; r.body != "over tls" {
+		t.Fatalf("waiter over TLS: %d %q", r.status, r.body)
+	}
+	untrusting := runCaddyGlobal(t, redisGlobal(url, "tls:"), redisSite)
+	if r := post(t, untrusting.url+"/pub?id=t", "x"); r.status != 503 {
+		t.Fatalf("publish without the CA: %d %q, want 503", r.status, r.body)
 	}
 }

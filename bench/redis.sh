@@ -47,10 +47,16 @@ wait_http() { # URL
 }
 
 start_redis() {
+  if redis-cli -p 18379 ping >/dev/null 2>&1; then
+    echo "port 18379 is taken by another redis-server" >&2; exit 1
+  fi
   redis-server --port 18379 --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
     --logfile "$OUT/redis.log" --daemonize no &
   PIDS+=($!); REDIS_PID=$!
-  for _ in $(seq 1 50); do redis-cli -p 18379 ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  for _ in $(seq 1 50); do
+    redis-cli -p 18379 ping >/dev/null 2>&1 && kill -0 "$REDIS_PID" && return 0
+    sleep 0.1
+  done
   echo "redis did not start" >&2; exit 1
 }
 
