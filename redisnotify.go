@@ -49,14 +49,15 @@ func parseNote(p string) (n note, ok bool) {
 	return n, true
 }
 
-// listen receives notifications until the store is destroyed. When the
-// subscription breaks it reconnects with backoff, and once subscribed
-// again it rechecks every parked waiter, so none stays deaf to what was
-// published meanwhile.
-func (s *RedisStore) listen() {
+// listen receives notifications until the store is destroyed; subscribed
+// says whether the subscription is already confirmed. When the
+// subscription breaks (or was never confirmed) it reconnects with backoff,
+// and once subscribed again it rechecks every parked waiter, so none stays
+// deaf to what was published meanwhile.
+func (s *RedisStore) listen(subscribed bool) {
 	defer close(s.listenDone)
 	backoff := 50 * time.Millisecond
-	broken := false
+	broken := !subscribed
 	for {
 		msg, err := s.pubsub.ReceiveTimeout(s.ctx, 15*time.Second)
 		if s.ctx.Err() != nil {

@@ -16,7 +16,8 @@ import (
 //
 //	P{K}:m  hash: lt, lg (last id), gen, lu (last used, ms), rq (last
 //	        requested, ms), ct (channel_timeout, ms), mb (min buffer), by
-//	        (bytes), op (last publish options)
+//	        (bytes), op (last publish options), xa (the keys' expiry, ms,
+//	        or p: persistent)
 //	P{K}:q  sorted set: stored message ids "time:tag", scored time*2^20+tag
 //	P{K}:d  hash: id -> content type "\n" body
 //	P{K}:e  sorted set: id -> expiry (ms), for messages with a timeout
@@ -30,7 +31,8 @@ import (
 // below G. Every script takes the clock skew (ms, 0 outside tests) as
 // ARGV[1] and works on Redis's clock, so instances need no synchronized
 // clocks. Expiry is the keys' own: an idle channel's keys expire at
-// max(last used + channel_timeout, last message expiry).
+// max(last used + channel_timeout, last message expiry), plus slack (see
+// settl); scripts treat a channel past its time as gone already.
 
 // tagsPerSecond bounds the tag of an id, so that time*tagsPerSecond+tag is
 // an exact sorted-set score; a channel's 2^20th message in one second takes
@@ -44,6 +46,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber
 local TAGS = ` + "1048576" + `
 local MSG_OVERHEAD = ` + "128" + `
 local function fmt(n) return string.format('%d', n) end
+
+-- M caches the meta hash's fields for this call; writes update both.
+local M = {}
+local function load()
+  local v = redis.call('HMGET', m, 'gen', 'lt', 'lg', 'lu', 'rq', 'ct', 'mb', 'xa')
+  M = {gen = v[1], lt = v[2], lg = v[3], lu = v[4], rq = v[5], ct = v[6], mb = v[7], xa = v[8]}
+  return v[1] ~= false
+end
 
 local function drop(id)
   local body = redis.call('HGET', d, id)
@@ -66,42 +76,63 @@ local function waiting()
   return n
 end
 
+-- live loads the channel, removes its expired messages and reports whether
+-- it exists; an idle channel past its channel_timeout is removed here.
 local expired = 0
 local function live()
-  if redis.call('EXISTS', m) == 0 then return false end
+  if not load() then return false end
   expired = prune()
-  if redis.call('ZCARD', q) == 0 and waiting() == 0 and
-      now >= tonumber(redis.call('HGET', m, 'lu')) + tonumber(redis.call('HGET', m, 'ct')) then
+  if redis.call('ZCARD', q) == 0 and now >= tonumber(M.lu) + tonumber(M.ct) and waiting() == 0 then
     redis.call('DEL', m, q, d, e, x, w)
+    M = {}
     return false
   end
   return true
 end
 
 local function create(keycost)
-  if redis.call('EXISTS', m) == 1 then return end
   local gen = now * 1000
   local tomb = tonumber(redis.call('GET', z) or '0')
   if tomb >= gen then gen = tomb + 1 end
   redis.call('HSET', m, 'gen', fmt(gen), 'lu', fmt(now), 'ct', '3600000', 'mb', '1', 'by', keycost)
+  M = {gen = fmt(gen), lt = false, lg = false, lu = fmt(now), rq = false, ct = '3600000', mb = '1', xa = false}
 end
 
 local function requested()
-  local rq = redis.call('HGET', m, 'rq')
-  if not rq then return -1 end
-  return math.floor((now - tonumber(rq)) / 1000)
+  if not M.rq then return -1 end
+  return math.floor((now - tonumber(M.rq)) / 1000)
 end
 
-local function settl()
-  local at = tonumber(redis.call('HGET', m, 'lu')) + tonumber(redis.call('HGET', m, 'ct'))
-  if redis.call('ZCARD', q) > redis.call('ZCARD', e) then
-    for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PERSIST', k) end
+-- settl keeps the keys' own expiry at or after the channel's: the later of
+-- last use + channel_timeout and the last message expiry, or none while a
+-- message never expires. It is set with slack (a quarter of the timeout,
+-- at least a second) and kept in xa, so most calls only give the keys they
+-- wrote (which may be new) the expiry already set.
+local function settl(written)
+  local ct = tonumber(M.ct)
+  local at = tonumber(M.lu) + ct
+  local nq, ne = redis.call('ZCARD', q), redis.call('ZCARD', e)
+  if nq > ne then
+    if M.xa ~= 'p' then
+      for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PERSIST', k) end
+      redis.call('HSET', m, 'xa', 'p')
+      M.xa = 'p'
+    end
     return
   end
-  local last = redis.call('ZRANGE', e, -1, -1, 'WITHSCORES')
-  if #last == 2 and tonumber(last[2]) > at then at = tonumber(last[2]) end
+  if ne > 0 then
+    local last = redis.call('ZRANGE', e, -1, -1, 'WITHSCORES')
+    if tonumber(last[2]) > at then at = tonumber(last[2]) end
+  end
   at = at - tonumber(ARGV[1]) -- Redis expires on its own clock
-  for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PEXPIREAT', k, fmt(at)) end
+  if not M.xa or M.xa == 'p' or at > tonumber(M.xa) then
+    local xa = fmt(at + math.max(1000, math.floor(ct / 4)))
+    redis.call('HSET', m, 'xa', xa)
+    M.xa = xa
+    for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PEXPIREAT', k, xa) end
+    return
+  end
+  for _, k in ipairs(written) do redis.call('PEXPIREAT', k, M.xa) end
 end
 
 local function delivered(id, n)
@@ -111,7 +142,7 @@ local function delivered(id, n)
   minrec, got = tonumber(minrec), tonumber(got) + n
   redis.call('HSET', x, id, fmt(minrec) .. ' ' .. delold .. ' ' .. fmt(got))
   local cnt = redis.call('ZCARD', q)
-  local mb = tonumber(redis.call('HGET', m, 'mb'))
+  local mb = tonumber(M.mb)
   if cnt <= mb then return end
   local i = redis.call('ZRANK', q, id)
   if not i then return end
@@ -119,8 +150,8 @@ local function delivered(id, n)
 end
 
 local function info(expired)
-  return {'ok', expired, redis.call('ZCARD', q), requested(), waiting(),
-    redis.call('HGET', m, 'by') or '0', redis.call('HGET', m, 'op') or ''}
+  local v = redis.call('HMGET', m, 'by', 'op')
+  return {'ok', expired, redis.call('ZCARD', q), requested(), waiting(), v[1] or '0', v[2] or ''}
 end
 `
 
@@ -131,23 +162,32 @@ end
 // notification is "m<gen> <id> <key header><payload>".
 var redisPublish = redis.NewScript(luaPrelude + `
 if not live() then create(ARGV[13]) end
-local lt = tonumber(redis.call('HGET', m, 'lt') or '-1')
-local lg = tonumber(redis.call('HGET', m, 'lg') or '0')
+local lt = tonumber(M.lt or '-1')
+local lg = tonumber(M.lg or '0')
 local tm, tag = math.floor(now / 1000), 0
 if lt >= tm then tm, tag = lt, lg + 1 end
 if tag >= TAGS then tm, tag = tm + 1, 0 end
 local id = fmt(tm) .. ':' .. fmt(tag)
 redis.call('HSET', m, 'lt', fmt(tm), 'lg', fmt(tag), 'lu', fmt(now), 'ct', ARGV[8], 'mb', ARGV[4], 'op', ARGV[10])
+M.lu, M.ct, M.mb = fmt(now), ARGV[8], ARGV[4]
 local n = waiting()
 redis.call('DEL', w)
 local gen = redis.call('HINCRBY', m, 'gen', 1)
 local stored = false
+local written = {m}
 if ARGV[2] == '1' then
+  written = {m, q, d}
   redis.call('ZADD', q, fmt(tm * TAGS + tag), id)
   redis.call('HSET', d, id, ARGV[9])
   local mt = tonumber(ARGV[7])
-  if mt > 0 then redis.call('ZADD', e, fmt(now + mt), id) end
-  if ARGV[5] ~= '0' or ARGV[6] == '1' then redis.call('HSET', x, id, ARGV[5] .. ' ' .. ARGV[6] .. ' 0') end
+  if mt > 0 then
+    redis.call('ZADD', e, fmt(now + mt), id)
+    written[#written + 1] = e
+  end
+  if ARGV[5] ~= '0' or ARGV[6] == '1' then
+    redis.call('HSET', x, id, ARGV[5] .. ' ' .. ARGV[6] .. ' 0')
+    written[#written + 1] = x
+  end
   redis.call('HINCRBY', m, 'by', string.len(ARGV[9]) - 1 + MSG_OVERHEAD)
   local over = redis.call('ZCARD', q) - tonumber(ARGV[3])
   if over > 0 then
@@ -157,7 +197,7 @@ if ARGV[2] == '1' then
 end
 redis.call('PUBLISH', ARGV[11], 'm' .. fmt(gen) .. ' ' .. id .. ' ' .. ARGV[12] .. ARGV[9])
 if n > 0 and stored then delivered(id, n) end
-settl()
+settl(written)
 return {id, fmt(gen), n, redis.call('ZCARD', q), requested(), expired}
 `)
 
@@ -174,6 +214,7 @@ if not live() then
   create(ARGV[10])
 end
 redis.call('HSET', m, 'rq', fmt(now), 'lu', fmt(now))
+M.rq, M.lu = fmt(now), fmt(now)
 local cur = ARGV[3]
 if cur == 'newest' then
   local last = redis.call('ZRANGE', q, -1, -1, 'WITHSCORES')
@@ -183,27 +224,28 @@ local found = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 1)
 local n = waiting()
 local displaced = '0'
 if n > 0 then
-  if ARGV[5] == '1' then settl() return {'conflict', expired, displaced} end
+  if ARGV[5] == '1' then settl({m}) return {'conflict', expired, displaced} end
   if ARGV[5] == '2' then
     displaced = fmt(redis.call('HINCRBY', m, 'gen', 1))
+    M.gen = displaced
     redis.call('DEL', w)
     redis.call('PUBLISH', ARGV[8], 'x' .. displaced .. ' ' .. ARGV[9])
     n = 0
   end
   local max = tonumber(ARGV[6])
-  if max > 0 and n >= max then settl() return {'toomany', expired, displaced} end
+  if max > 0 and n >= max then settl({m}) return {'toomany', expired, displaced} end
 end
 if #found == 1 then
   local id = found[1]
   local payload = redis.call('HGET', d, id)
   delivered(id, 1)
-  settl()
+  settl({m})
   return {'msg', expired, displaced, id, payload}
 end
-if ARGV[4] == '0' then settl() return {'none', expired, displaced} end
+if ARGV[4] == '0' then settl({m}) return {'none', expired, displaced} end
 redis.call('HINCRBY', w, ARGV[7], 1)
-settl()
-return {'wait', expired, displaced, redis.call('HGET', m, 'gen'), cur, redis.call('HGET', m, 'ct')}
+settl({m, w})
+return {'wait', expired, displaced, M.gen, cur, M.ct}
 `)
 
 // redisRecheck looks again for a parked waiter after the notifications
@@ -213,7 +255,7 @@ return {'wait', expired, displaced, redis.call('HGET', m, 'gen'), cur, redis.cal
 var redisRecheck = redis.NewScript(luaPrelude + `
 if not live() then return {'changed'} end
 local found = redis.call('ZRANGEBYSCORE', q, '(' .. ARGV[2], '+inf', 'LIMIT', 0, 1)
-local same = redis.call('HGET', m, 'gen') == ARGV[3]
+local same = M.gen == ARGV[3]
 if #found == 1 then
   local id = found[1]
   local payload = redis.call('HGET', d, id)
@@ -222,7 +264,7 @@ if #found == 1 then
     local v = tonumber(redis.call('HGET', w, ARGV[4]) or '0')
     if v <= 1 then redis.call('HDEL', w, ARGV[4]) else redis.call('HINCRBY', w, ARGV[4], -1) end
   end
-  settl()
+  settl({m})
   return {'msg', id, payload}
 end
 if same then return {'same'} end
@@ -232,11 +274,12 @@ return {'changed'}
 // redisCancel uncounts a waiter that left: ARGV skew, instance, gen,
 // count. Waits already ended by a newer gen were uncounted by it.
 var redisCancel = redis.NewScript(luaPrelude + `
-if redis.call('HGET', m, 'gen') ~= ARGV[3] then return 0 end
+if not load() or M.gen ~= ARGV[3] then return 0 end
 local v = tonumber(redis.call('HGET', w, ARGV[2]) or '0') - tonumber(ARGV[4])
 if v <= 0 then redis.call('HDEL', w, ARGV[2]) else redis.call('HSET', w, ARGV[2], fmt(v)) end
 redis.call('HSET', m, 'lu', fmt(now))
-settl()
+M.lu = fmt(now)
+settl({m})
 return 1
 `)
 
@@ -245,7 +288,8 @@ return 1
 var redisKeepalive = redis.NewScript(luaPrelude + `
 if not live() then return 0 end
 redis.call('HSET', m, 'lu', fmt(now))
-settl()
+M.lu = fmt(now)
+settl({m})
 return 1
 `)
 
@@ -254,7 +298,8 @@ return 1
 var redisTouch = redis.NewScript(luaPrelude + `
 if not live() then create(ARGV[3]) end
 redis.call('HSET', m, 'lu', fmt(now), 'ct', ARGV[2])
-settl()
+M.lu, M.ct = fmt(now), ARGV[2]
+settl({m})
 return info(expired)
 `)
 

@@ -126,8 +126,15 @@ func (s *RedisStore) connect() {
 		s.logger.Info("redis store connected", zap.String("instance", s.instance))
 	}
 	pcancel()
+	// Wait (briefly) for the subscription to be confirmed: a publication
+	// made before it would wake nobody here. If it is not confirmed, the
+	// listener rechecks every waiter once it is.
 	s.pubsub = s.client.Subscribe(s.ctx, s.notes)
-	go s.listen()
+	sctx, scancel := context.WithTimeout(s.ctx, 2*time.Second)
+	msg, err := s.pubsub.Receive(sctx)
+	scancel()
+	_, subscribed := msg.(*redis.Subscription)
+	go s.listen(err == nil && subscribed)
 }
 
 // keys returns a channel's keys, in the order the scripts take them.
