@@ -185,9 +185,7 @@ type MemoryStore struct {
 	delivered atomic.Uint64 // messages handed to subscribers (immediate or woken)
 	expired   atomic.Uint64 // stored messages removed by message_timeout
 
-	sweepMu   sync.Mutex
-	sweepStop chan struct{}
-	sweepDone chan struct{}
+	sweeper ticker
 }
 
 // NewMemoryStore returns an empty store with the given byte budget. now is
@@ -615,40 +613,10 @@ func (s *MemoryStore) collect(force bool) int {
 func (s *MemoryStore) Sweep() int { return s.collect(false) }
 
 // StartSweeper starts the background sweeper if it is not running.
-func (s *MemoryStore) StartSweeper(every time.Duration) {
-	s.sweepMu.Lock()
-	defer s.sweepMu.Unlock()
-	if s.sweepStop != nil {
-		return
-	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	s.sweepStop, s.sweepDone = stop, done
-	go func() {
-		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				s.Sweep()
-			}
-		}
-	}()
-}
+func (s *MemoryStore) StartSweeper(every time.Duration) { s.sweeper.start(every, func() { s.Sweep() }) }
 
 // StopSweeper stops the background sweeper and waits for it to end.
-func (s *MemoryStore) StopSweeper() {
-	s.sweepMu.Lock()
-	defer s.sweepMu.Unlock()
-	if s.sweepStop == nil {
-		return
-	}
-	close(s.sweepStop)
-	<-s.sweepDone
-	s.sweepStop, s.sweepDone = nil, nil
-}
+func (s *MemoryStore) StopSweeper() { s.sweeper.halt() }
 
 // ReleaseAll sends WakeShutdown to every waiter and makes every later
 // long-poll return at once: the process is exiting.

@@ -18,39 +18,11 @@ import (
 // housekeeping if it is not running.
 func (s *RedisStore) StartSweeper(every time.Duration) {
 	s.started.Do(s.connect)
-	s.sweepMu.Lock()
-	defer s.sweepMu.Unlock()
-	if s.sweepStop != nil {
-		return
-	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	s.sweepStop, s.sweepDone = stop, done
-	go func() {
-		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				s.Sweep()
-			}
-		}
-	}()
+	s.sweeper.start(every, func() { s.Sweep() })
 }
 
 // StopSweeper stops the housekeeping and waits for it to end.
-func (s *RedisStore) StopSweeper() {
-	s.sweepMu.Lock()
-	defer s.sweepMu.Unlock()
-	if s.sweepStop == nil {
-		return
-	}
-	close(s.sweepStop)
-	<-s.sweepDone
-	s.sweepStop, s.sweepDone = nil, nil
-}
+func (s *RedisStore) StopSweeper() { s.sweeper.halt() }
 
 // Sweep refreshes the used_memory sample (when a budget is set) and marks
 // used the channels that have waiters here and a third of their
@@ -215,7 +187,7 @@ func (s *RedisStore) Stats() (Stats, error) {
 	}
 	s.mu.Lock()
 	for _, lc := range s.local {
-		st.Waiters += len(lc.waiters)
+		st.Waiters += len(lc.waiters) - lc.pending // parked: their Subscribe returned
 	}
 	s.mu.Unlock()
 	return st, nil

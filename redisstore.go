@@ -48,9 +48,7 @@ type RedisStore struct {
 	pubsub     *redis.PubSub // set by connect
 	listenDone chan struct{} // closed when the listener ends
 
-	sweepMu   sync.Mutex
-	sweepStop chan struct{}
-	sweepDone chan struct{}
+	sweeper ticker
 }
 
 // localChannel is this process's part of a channel: its parked waiters,
