@@ -1,0 +1,106 @@
+package caddypush
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// TestStoresAgree drives the memory store and the Redis store with the
+// same random sequence of publications (every buffer and recipient rule,
+// storing on and off), polls with cursors, info, PUTs and DELETEs, and
+// requires the same answer from both at every step: the protocol is one,
+// whichever store holds it. Ids differ only by the clock each store reads,
+// so cursors are kept per store, as "after the n-th message".
+func TestStoresAgree(t *testing.T) {
+	srv := testRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.addr()})
+	rs := newRedisStore(client, "agree:", 0, zap.NewNop())
+	t.Cleanup(func() { _ = rs.Destruct() })
+	ms := NewMemoryStore(DefaultMaxReservedMemory, nil)
+	stores := []Store{ms, rs}
+
+	for seed := range uint64(5) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { agree(t, stores, seed) })
+	}
+}
+
+// agree runs 600 random steps from seed on both stores.
+func agree(t *testing.T, stores []Store, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	keys := []string{fmt.Sprint("/", seed, "a"), fmt.Sprint("/", seed, "b"), fmt.Sprint("/", seed, "c")}
+	// ids[store][key][n] is the id that store gave the key's n-th message.
+	ids := make([]map[string][]MessageID, 2)
+	for i := range ids {
+		ids[i] = map[string][]MessageID{}
+	}
+	for step := range 600 {
+		key := keys[rng.IntN(len(keys))]
+		var got [2]string
+		switch op := rng.IntN(10); {
+		case op < 4: // publish with random settings
+			opts := PublishOptions{
+				StoreMessages:        rng.IntN(6) != 0,
+				MaxBufferLength:      rng.IntN(6),
+				MinBufferLength:      rng.IntN(3),
+				MinRecipients:        rng.IntN(3),
+				DeleteOldestReceived: rng.IntN(4) == 0,
+				ChannelTimeout:       time.Hour,
+			}
+			body := fmt.Sprintf("m%d", step)
+			for i, st := range stores {
+				res, err := st.Publish(key, []byte(body), "text/plain", opts)
+				if err == nil {
+					ids[i][key] = append(ids[i][key], res.ID)
+				}
+				got[i] = fmt.Sprintf("publish %+v: %v %+v delivered %d", opts, err, res.Info, res.Delivered)
+			}
+		case op < 8: // poll: from the start, the newest, or after the n-th message
+			n := len(ids[0][key])
+			after := rng.IntN(n + 2) // 0: no cursor; n+1: newest
+			create := rng.IntN(8) != 0
+			for i, st := range stores {
+				req := SubscribeRequest{Create: create, Concurrency: Broadcast}
+				switch {
+				case after == n+1:
+					req.StartNewest = true
+				case after > 0:
+					req.HasCursor, req.Cursor = true, ids[i][key][after-1]
+				}
+				res, err := st.Subscribe(key, req)
+				body := "none"
+				if res.Message != nil {
+					body = string(res.Message.Body) + " " + res.Message.ContentType
+				}
+				got[i] = fmt.Sprintf("poll after %d of %d: %v %s", after, n, errors.Is(err, ErrChannelNotFound), body)
+			}
+		case op == 8: // info, or PUT
+			put := rng.IntN(2) == 0
+			for i, st := range stores {
+				var info ChannelInfo
+				var err error
+				if put {
+					info, err = st.Touch(key, time.Hour)
+				} else {
+					info, err = st.Info(key)
+				}
+				got[i] = fmt.Sprintf("info (put %v): %v messages %d subscribers %d never %v", put, err,
+					info.Messages, info.Subscribers, info.Requested < 0)
+			}
+		default: // DELETE
+			for i, st := range stores {
+				info, err := st.Delete(key)
+				got[i] = fmt.Sprintf("delete: %v messages %d", err, info.Messages)
+				ids[i][key] = nil
+			}
+		}
+		if got[0] != got[1] {
+			t.Fatalf("step %d on %s: the stores disagree\n memory: %s\n redis:  %s", step, key, got[0], got[1])
+		}
+	}
+}
