@@ -669,3 +669,35 @@ func TestRedisTLS(t *testing.T) {
 		t.Fatalf("publish without the CA: %d %q, want 503", r.status, r.body)
 	}
 }
+
+// TestSwitchStoreOnReload reloads a running Caddy from the memory store to
+// the Redis store: the old store is closed, its parked waiter gets 304,
+// and its next poll waits on Redis.
+func TestSwitchStoreOnReload(t *testing.T) {
+	t.Parallel()
+	srv := testRedis(t)
+	p := runCaddy(t, redisSite)
+	got := make(chan resp, 1)
+	getAsync(h1Client, p.url+"/sub?id=sw", got)
+	waitFor(t, "a waiter on the memory store", func() bool { return p.subscribers(t, "sw") == 1 })
+	cfg := p.adminGet(t, "/config/").body
+	cfg = strings.Replace(cfg, `"apps":{`, `"apps":{"push":{"store":{"backend":"redis","addresses":["`+srv.addr()+
+		`"],"key_prefix":"switch:"}},`, 1)
+	if r := do(t, h1Client, "POST", "http://"+p.admin+"/load", strings.NewReader(cfg), "Content-Type", "application/json"); r.status != 200 {
+		t.Fatalf("reload onto Redis: %d %q", r.status, r.body)
+	}
+	if r := <-got; r.status != 304 {
+		t.Fatalf("waiter of the closed memory store: %d %q, want 304", r.status, r.body)
+	}
+	getAsync(h1Client, p.url+"/sub?id=sw", got)
+	waitFor(t, "the waiter on Redis", func() bool { return p.subscribers(t, "sw") == 1 })
+	post(t, p.url+"/pub?id=sw", "via redis")
+	if r := <-got; r.body != "via redis" {
+		t.Fatalf("waiter on Redis: %d %q", r.status, r.body)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: srv.addr()})
+	defer rc.Close()
+	if n, _ := rc.Exists(context.Background(), "switch:{/sw}:m").Result(); n != 1 {
+		t.Fatal("the channel is not in Redis")
+	}
+}
