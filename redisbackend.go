@@ -47,52 +47,62 @@ type RedisBackend struct {
 	Addresses []string `json:"addresses,omitempty"`
 
 	// Sentinel is the master name Redis Sentinel monitors; setting it makes
-	// the addresses Sentinels, and the store follows failovers. Default:
-	// empty (no Sentinel).
+	// the addresses Sentinels, and the store follows failovers. The nginx
+	// push module has no equivalent. Default: empty (no Sentinel).
 	Sentinel string `json:"sentinel,omitempty"`
 
-	// Username is the Redis ACL user. Placeholders are replaced. Default:
-	// empty (the default user).
+	// Username is the Redis ACL user. Placeholders are replaced. The nginx
+	// push module has no equivalent. Default: empty (the default user).
 	Username string `json:"username,omitempty"`
 
 	// Password authenticates to Redis. Placeholders are replaced, so it can
-	// come from {env.REDIS_PASSWORD}. Default: empty.
+	// come from {env.REDIS_PASSWORD}. The nginx push module has no
+	// equivalent (nchan: the password of nchan_redis_url). Default: empty.
 	Password string `json:"password,omitempty"`
 
 	// SentinelPassword authenticates to the Sentinels, which often have no
-	// password while Redis has one. Placeholders are replaced. Default:
-	// empty (no AUTH to the Sentinels).
+	// password while Redis has one. Placeholders are replaced. The nginx
+	// push module has no equivalent. Default: empty (no AUTH to the
+	// Sentinels).
 	SentinelPassword string `json:"sentinel_password,omitempty"`
 
 	// DB is the database number of a standalone or Sentinel-managed Redis
-	// (Cluster has only 0). Default: 0.
+	// (Cluster has only 0). The nginx push module has no equivalent
+	// (nchan: the path of nchan_redis_url). Default: 0.
 	DB int `json:"db,omitempty"`
 
 	// TLS connects with TLS, verifying the server against the system's
-	// roots (or TLSCA); a rediss:// address turns it on too. Default: false.
+	// roots (or TLSCA); a rediss:// address turns it on too. The nginx push
+	// module has no equivalent. Default: false.
 	TLS bool `json:"tls,omitempty"`
 
 	// TLSCA is a PEM file of the certificate authorities that sign the
-	// Redis servers' certificates, for a private CA; it implies TLS.
-	// Default: empty (the system's roots).
+	// Redis servers' certificates, for a private CA; it implies TLS. The
+	// nginx push module has no equivalent. Default: empty (the system's
+	// roots).
 	TLSCA string `json:"tls_ca,omitempty"`
 
 	// KeyPrefix starts every key and the pub/sub channel the store uses,
-	// so several applications can share one Redis. Default: `caddy-push:`.
+	// so several applications can share one Redis. The nginx push module
+	// has no equivalent (nchan: nchan_redis_namespace). Default:
+	// `caddy-push:`.
 	KeyPrefix string `json:"key_prefix,omitempty"`
 
-	// DialTimeout bounds connecting to Redis. Default: 5s.
+	// DialTimeout bounds connecting to Redis, a duration. The nginx push
+	// module has no equivalent. Default: 5s.
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
 
-	// ReadTimeout bounds waiting for one Redis reply; a request whose store
-	// call times out is answered 503. Default: 3s.
+	// ReadTimeout bounds waiting for one Redis reply, a duration; a request
+	// whose store call times out is answered 503. The nginx push module has
+	// no equivalent. Default: 3s.
 	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
 
-	// WriteTimeout bounds sending one Redis command. Default: 3s.
+	// WriteTimeout bounds sending one Redis command, a duration. The nginx
+	// push module has no equivalent. Default: 3s.
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
 
-	// PoolSize is the most connections to each Redis node. Default:
-	// go-redis's, 10 per CPU.
+	// PoolSize is the most connections to each Redis node. The nginx push
+	// module has no equivalent. Default: go-redis's, 10 per CPU.
 	PoolSize int `json:"pool_size,omitempty"`
 }
 
