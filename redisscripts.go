@@ -82,7 +82,7 @@ local expired = 0
 local function live()
   if not load() then return false end
   expired = prune()
-  if redis.call('ZCARD', q) == 0 and now >= tonumber(M.lu) + tonumber(M.ct) and waiting() == 0 then
+  if now >= tonumber(M.lu) + tonumber(M.ct) and redis.call('ZCARD', q) == 0 and waiting() == 0 then
     redis.call('DEL', m, q, d, e, x, w)
     M = {}
     return false
@@ -107,18 +107,21 @@ end
 -- last use + channel_timeout and the last message expiry, or none while a
 -- message never expires. It is set with slack (a quarter of the timeout,
 -- at least a second) and kept in xa, so most calls only give the keys they
--- wrote (which may be new) the expiry already set.
-local function settl(written)
+-- may have created (written; e when ewritten and it holds one id) the
+-- expiry already set. nq is the stored message count when the caller
+-- knows it; settl returns it.
+local function settl(written, nq, ewritten)
   local ct = tonumber(M.ct)
   local at = tonumber(M.lu) + ct
-  local nq, ne = redis.call('ZCARD', q), redis.call('ZCARD', e)
+  nq = nq or redis.call('ZCARD', q)
+  local ne = redis.call('ZCARD', e)
   if nq > ne then
     if M.xa ~= 'p' then
       for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PERSIST', k) end
       redis.call('HSET', m, 'xa', 'p')
       M.xa = 'p'
     end
-    return
+    return nq
   end
   if ne > 0 then
     local last = redis.call('ZRANGE', e, -1, -1, 'WITHSCORES')
@@ -130,9 +133,11 @@ local function settl(written)
     redis.call('HSET', m, 'xa', xa)
     M.xa = xa
     for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PEXPIREAT', k, xa) end
-    return
+    return nq
   end
+  if ewritten and ne == 1 then redis.call('PEXPIREAT', e, M.xa) end
   for _, k in ipairs(written) do redis.call('PEXPIREAT', k, M.xa) end
+  return nq
 end
 
 local function delivered(id, n)
@@ -168,37 +173,46 @@ local tm, tag = math.floor(now / 1000), 0
 if lt >= tm then tm, tag = lt, lg + 1 end
 if tag >= TAGS then tm, tag = tm + 1, 0 end
 local id = fmt(tm) .. ':' .. fmt(tag)
-redis.call('HSET', m, 'lt', fmt(tm), 'lg', fmt(tag), 'lu', fmt(now), 'ct', ARGV[8], 'mb', ARGV[4], 'op', ARGV[10])
-M.lu, M.ct, M.mb = fmt(now), ARGV[8], ARGV[4]
 local n = waiting()
 redis.call('DEL', w)
-local gen = redis.call('HINCRBY', m, 'gen', 1)
-local stored = false
-local written = {m}
+local gen = tonumber(M.gen) + 1
+redis.call('HSET', m, 'lt', fmt(tm), 'lg', fmt(tag), 'lu', fmt(now), 'ct', ARGV[8], 'mb', ARGV[4], 'op', ARGV[10],
+  'gen', fmt(gen))
+M.lu, M.ct, M.mb, M.gen = fmt(now), ARGV[8], ARGV[4], fmt(gen)
+local stored, ewritten, nq = false, false, nil
+local written = {}
 if ARGV[2] == '1' then
-  written = {m, q, d}
   redis.call('ZADD', q, fmt(tm * TAGS + tag), id)
   redis.call('HSET', d, id, ARGV[9])
   local mt = tonumber(ARGV[7])
   if mt > 0 then
     redis.call('ZADD', e, fmt(now + mt), id)
-    written[#written + 1] = e
+    ewritten = true
   end
   if ARGV[5] ~= '0' or ARGV[6] == '1' then
     redis.call('HSET', x, id, ARGV[5] .. ' ' .. ARGV[6] .. ' 0')
     written[#written + 1] = x
   end
   redis.call('HINCRBY', m, 'by', string.len(ARGV[9]) - 1 + MSG_OVERHEAD)
-  local over = redis.call('ZCARD', q) - tonumber(ARGV[3])
+  nq = redis.call('ZCARD', q)
+  local over = nq - tonumber(ARGV[3])
   if over > 0 then
     for _, old in ipairs(redis.call('ZRANGE', q, 0, over - 1)) do drop(old) end
+    nq = nq - over
+  end
+  if nq == 1 then -- q and d may be new
+    written[#written + 1] = q
+    written[#written + 1] = d
   end
   stored = true
 end
 redis.call('PUBLISH', ARGV[11], 'm' .. fmt(gen) .. ' ' .. id .. ' ' .. ARGV[12] .. ARGV[9])
-if n > 0 and stored then delivered(id, n) end
-settl(written)
-return {id, fmt(gen), n, redis.call('ZCARD', q), requested(), expired}
+if n > 0 and stored then
+  delivered(id, n)
+  nq = nil -- a recipient rule may have dropped a message
+end
+nq = settl(written, nq, ewritten)
+return {id, fmt(gen), n, nq, requested(), expired}
 `)
 
 // redisSubscribe: ARGV skew, create (0/1), cursor score or "newest",
@@ -224,7 +238,7 @@ local found = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 1)
 local n = waiting()
 local displaced = '0'
 if n > 0 then
-  if ARGV[5] == '1' then settl({m}) return {'conflict', expired, displaced} end
+  if ARGV[5] == '1' then settl({}) return {'conflict', expired, displaced} end
   if ARGV[5] == '2' then
     displaced = fmt(redis.call('HINCRBY', m, 'gen', 1))
     M.gen = displaced
@@ -233,18 +247,17 @@ if n > 0 then
     n = 0
   end
   local max = tonumber(ARGV[6])
-  if max > 0 and n >= max then settl({m}) return {'toomany', expired, displaced} end
+  if max > 0 and n >= max then settl({}) return {'toomany', expired, displaced} end
 end
 if #found == 1 then
   local id = found[1]
   local payload = redis.call('HGET', d, id)
   delivered(id, 1)
-  settl({m})
+  settl({})
   return {'msg', expired, displaced, id, payload}
 end
-if ARGV[4] == '0' then settl({m}) return {'none', expired, displaced} end
-redis.call('HINCRBY', w, ARGV[7], 1)
-settl({m, w})
+if ARGV[4] == '0' then settl({}) return {'none', expired, displaced} end
+if redis.call('HINCRBY', w, ARGV[7], 1) == 1 then settl({w}) else settl({}) end
 return {'wait', expired, displaced, M.gen, cur, M.ct}
 `)
 
@@ -264,7 +277,7 @@ if #found == 1 then
     local v = tonumber(redis.call('HGET', w, ARGV[4]) or '0')
     if v <= 1 then redis.call('HDEL', w, ARGV[4]) else redis.call('HINCRBY', w, ARGV[4], -1) end
   end
-  settl({m})
+  settl({})
   return {'msg', id, payload}
 end
 if same then return {'same'} end
@@ -279,7 +292,7 @@ local v = tonumber(redis.call('HGET', w, ARGV[2]) or '0') - tonumber(ARGV[4])
 if v <= 0 then redis.call('HDEL', w, ARGV[2]) else redis.call('HSET', w, ARGV[2], fmt(v)) end
 redis.call('HSET', m, 'lu', fmt(now))
 M.lu = fmt(now)
-settl({m})
+settl({})
 return 1
 `)
 
@@ -289,7 +302,7 @@ var redisKeepalive = redis.NewScript(luaPrelude + `
 if not live() then return 0 end
 redis.call('HSET', m, 'lu', fmt(now))
 M.lu = fmt(now)
-settl({m})
+settl({})
 return 1
 `)
 
@@ -299,7 +312,7 @@ var redisTouch = redis.NewScript(luaPrelude + `
 if not live() then create(ARGV[3]) end
 redis.call('HSET', m, 'lu', fmt(now), 'ct', ARGV[2])
 M.lu, M.ct = fmt(now), ARGV[2]
-settl({m})
+settl({})
 return info(expired)
 `)
 

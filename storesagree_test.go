@@ -104,3 +104,81 @@ func agree(t *testing.T, stores []Store, seed uint64) {
 		}
 	}
 }
+
+// TestRedisKeysExpire checks the keys' own expiry through a channel's
+// life: every key that exists has one while all messages expire (so idle
+// channels leave nothing behind), none while a message never expires, and
+// one again once that message is trimmed away.
+func TestRedisKeysExpire(t *testing.T) {
+	srv := testRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.addr()})
+	defer client.Close()
+	rs := newRedisStore(client, "ttl:", 0, zap.NewNop())
+	t.Cleanup(func() { _ = rs.Destruct() })
+	ctx := t.Context()
+	check := func(step string, persistent bool) {
+		t.Helper()
+		for _, k := range rs.keys("/k")[:6] {
+			ttl, err := client.PTTL(ctx, k).Result()
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case ttl == -2: // no such key
+			case persistent && ttl != -1:
+				t.Fatalf("%s: %s expires in %v, want no expiry", step, k, ttl)
+			case !persistent && ttl < 0:
+				t.Fatalf("%s: %s has no expiry (%v): it would outlive the channel", step, k, ttl)
+			}
+		}
+	}
+	expiring := PublishOptions{StoreMessages: true, MaxBufferLength: 3, MinBufferLength: 1, MinRecipients: 2,
+		MessageTimeout: time.Hour, ChannelTimeout: time.Minute}
+	for i := range 10 {
+		if _, err := rs.Publish("/k", []byte(fmt.Sprint(i)), "", expiring); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rs.Subscribe("/k", SubscribeRequest{Create: true}); err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprint("expiring publication ", i), false)
+	}
+	forever := expiring
+	forever.MessageTimeout = 0
+	if _, err := rs.Publish("/k", []byte("forever"), "", forever); err != nil {
+		t.Fatal(err)
+	}
+	check("a message that never expires", true)
+	for i := range 3 {
+		if _, err := rs.Publish("/k", []byte(fmt.Sprint("after", i)), "", expiring); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("the never-expiring message trimmed away", false)
+	// Emptied (delete_oldest_received with no minimum), then refilled: the
+	// message keys are created anew under an existing channel.
+	emptying := expiring
+	emptying.MinBufferLength, emptying.MinRecipients, emptying.DeleteOldestReceived = 0, 0, true
+	for i := range 3 {
+		if _, err := rs.Publish("/k", []byte(fmt.Sprint("once", i)), "", emptying); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		if _, err := rs.Subscribe("/k", SubscribeRequest{Create: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := client.Exists(ctx, rs.keys("/k")[1]).Result(); n != 0 {
+		t.Fatal("the channel's message queue is not empty")
+	}
+	if _, err := rs.Publish("/k", []byte("refill"), "", emptying); err != nil {
+		t.Fatal(err)
+	}
+	check("refilled", false)
+	if _, err := rs.Delete("/k"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := client.Exists(ctx, rs.keys("/k")[:6]...).Result(); n != 0 {
+		t.Fatalf("%d keys left after DELETE", n)
+	}
+}
