@@ -58,12 +58,13 @@ var (
 	descDelivered = desc("deliveries_total", "Messages sent to subscribers.")
 	descRefusals  = desc("refusals_total", "Requests refused or ended without a message, by status (403, 404, 405, 409, 410, 413, 507).", "code")
 	descExpired   = desc("expired_messages_total", "Stored messages removed by message_timeout.")
+	descUp        = desc("store_up", "1 when the store answered this scrape, 0 when its backend (Redis) is unreachable.")
 )
 
 // Describe sends the descriptors of every metric.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descChannels, descMessages, descWaiters, descBytes, descLimit,
-		descPublishes, descDelivered, descRefusals, descExpired} {
+		descPublishes, descDelivered, descRefusals, descExpired, descUp} {
 		ch <- d
 	}
 }
@@ -75,12 +76,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	if err == nil { // else the store's backend is down: no gauges this scrape
+	if err == nil { // else the store's backend is down: no size gauges this scrape
 		gauge(descChannels, float64(st.Channels))
 		gauge(descMessages, float64(st.Messages))
 		gauge(descWaiters, float64(st.Waiters))
 		gauge(descBytes, float64(st.Bytes))
 		gauge(descLimit, float64(st.MaxBytes))
+		gauge(descUp, 1)
+	} else {
+		gauge(descUp, 0)
 	}
 	counter(descDelivered, st.Delivered)
 	counter(descExpired, st.Expired)

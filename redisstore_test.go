@@ -332,6 +332,12 @@ func TestRedisOutage(t *testing.T) {
 	if r := do(t, h1Client, "GET", p.url+"/sub?id=o", nil); r.status != 503 {
 		t.Fatalf("new subscriber while Redis is down: %d", r.status)
 	}
+	if r := p.adminGet(t, "/metrics"); !strings.Contains(r.body, "\ncaddy_push_store_up 0\n") {
+		t.Fatal("caddy_push_store_up is not 0 while Redis is down")
+	}
+	if r := p.adminGet(t, "/push/stats"); r.status != 503 {
+		t.Fatalf("/push/stats while Redis is down: %d", r.status)
+	}
 	select {
 	case r := <-got:
 		t.Fatalf("the parked waiter was answered while Redis was down: %d %q", r.status, r.body)
@@ -360,6 +366,9 @@ func TestRedisOutage(t *testing.T) {
 	}
 	if want := []string{"stored0", "stored1", "stored2", "after"}; !slices.Equal(all, want) {
 		t.Fatalf("messages after the restart: %q, want %q", all, want)
+	}
+	if r := p.adminGet(t, "/metrics"); !strings.Contains(r.body, "\ncaddy_push_store_up 1\n") {
+		t.Fatal("caddy_push_store_up is not 1 after Redis returned")
 	}
 	log, _ := os.ReadFile(p.log)
 	if n := strings.Count(string(log), "redis unavailable"); n != 1 {
