@@ -10,11 +10,13 @@ metrics = {
                ("duplicated", "duplicated")],
     "publish": [("publishes_per_s", "publishes/s"), ("server_cpu_us_per_publish", "server CPU µs per publish"),
                 ("latency_p99_ms", "latency p99 ms")],
+    "stream": [("deliveries_per_s", "deliveries/s"), ("server_cpu_us_per_delivery", "server CPU µs per delivery"),
+               ("lost", "lost"), ("duplicated", "duplicated")],
 }
 side = {}
 for r in rows:
     s = r["scenario"]
-    k = (s, "S=%d" % r["subs"] if s == "fanout" else "P=%d C=%d" % (r["publishers"], r["channels"]))
+    k = (s, "P=%d C=%d" % (r["publishers"], r["channels"]) if s == "publish" else "S=%d" % r["subs"])
     side.setdefault(k, {})[r["label"]] = r
 
 print("| scenario | metric | memory | redis (2 Caddys) | nchan | redis/memory | redis/nchan |")

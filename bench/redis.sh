@@ -10,6 +10,8 @@
 #   bench/redis.sh          fan-out 1000 (50 rounds), publish 16 publishers
 #                           on 1 and 1000 channels (10 s each)
 #   bench/redis.sh quick    a short smoke pass
+#   bench/redis.sh more     fan-out 5000 (20 rounds) and stream (100
+#                           subscribers re-polling, 10 s)
 #
 # Needs redis-server and nginx with nchan (Debian: redis-server, nginx-light,
 # libnginx-mod-nchan). Loopback only; every run is bounded by -max-time.
@@ -100,7 +102,10 @@ run() {
   cleanup
 }
 
-if [ "${1:-full}" = quick ]; then
+if [ "${1:-full}" = more ]; then
+  run -scenario fanout -subs 5000 -rounds 20 -max-time 180s
+  run -scenario stream -subs 100 -duration 10s -window 200 -max-time 60s
+elif [ "${1:-full}" = quick ]; then
   run -scenario fanout -subs 100 -rounds 10 -max-time 60s
   run -scenario publish -publishers 16 -channels 1 -duration 2s -max-time 30s
 else
