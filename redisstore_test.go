@@ -401,6 +401,16 @@ func TestRedisNotUpAtStart(t *testing.T) {
 	waitFor(t, "publishing to work", func() bool { return post(t, p.url+"/pub?id=late", "x").status == 202 })
 }
 
+// load posts a JSON config to a Caddy binary's admin /load, then drops the
+// client's idle connections: the old server closes them, and a POST sent
+// on one would fail.
+func (p *caddyProc) load(t *testing.T, cfg string) resp {
+	t.Helper()
+	r := do(t, h1Client, "POST", "http://"+p.admin+"/load", strings.NewReader(cfg), "Content-Type", "application/json")
+	h1Client.CloseIdleConnections()
+	return r
+}
+
 // adminGet GETs an admin API path of a Caddy binary.
 func (p *caddyProc) adminGet(t *testing.T, path string) resp {
 	t.Helper()
@@ -535,7 +545,7 @@ func TestRedisMemoryCap(t *testing.T) {
 	budget := used() + 512<<10
 	cfg := p.adminGet(t, "/config/").body
 	cfg = strings.Replace(cfg, `"store":{`, fmt.Sprintf(`"max_reserved_memory":%d,"store":{`, budget), 1)
-	if r := do(t, h1Client, "POST", "http://"+p.admin+"/load", strings.NewReader(cfg), "Content-Type", "application/json"); r.status != 200 {
+	if r := p.load(t, cfg); r.status != 200 {
 		t.Fatalf("loading the budget: %d %q", r.status, r.body)
 	}
 	body := strings.Repeat("x", 32<<10)
@@ -590,7 +600,7 @@ func TestRedisReloadKeepsOnePool(t *testing.T) {
 	cfgResp := p.adminGet(t, "/config/")
 	for i := range 5 {
 		cfg := strings.Replace(cfgResp.body, `"store":{`, fmt.Sprintf(`"max_reserved_memory":%d,"store":{`, (i+64)<<20), 1)
-		r := do(t, h1Client, "POST", "http://"+p.admin+"/load", strings.NewReader(cfg), "Content-Type", "application/json")
+		r := p.load(t, cfg)
 		if r.status != 200 {
 			t.Fatalf("reload %d: %d %q", i, r.status, r.body)
 		}
@@ -692,7 +702,7 @@ func TestSwitchStoreOnReload(t *testing.T) {
 	cfg := p.adminGet(t, "/config/").body
 	cfg = strings.Replace(cfg, `"apps":{`, `"apps":{"push":{"store":{"backend":"redis","addresses":["`+srv.addr()+
 		`"],"key_prefix":"switch:"}},`, 1)
-	if r := do(t, h1Client, "POST", "http://"+p.admin+"/load", strings.NewReader(cfg), "Content-Type", "application/json"); r.status != 200 {
+	if r := p.load(t, cfg); r.status != 200 {
 		t.Fatalf("reload onto Redis: %d %q", r.status, r.body)
 	}
 	if r := <-got; r.status != 304 {
