@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -172,6 +173,10 @@ func (b *RedisBackend) options() (*redis.UniversalOptions, error) {
 		MaxRetries: 2, MinRetryBackoff: 8 * time.Millisecond, MaxRetryBackoff: 256 * time.Millisecond,
 		DialerRetries:   1,
 		DisableIdentity: true,
+		// RESP2: the classic pub/sub path. RESP3's push-notification and
+		// maintenance-notification machinery buys this store nothing.
+		Protocol:                 2,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
 	useTLS := b.TLS || b.TLSCA != ""
 	for _, a := range b.Addresses {
