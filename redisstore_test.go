@@ -75,10 +75,11 @@ func redisGlobal(addr, prefix string, extra ...string) string {
 		strings.Join(extra, "\n") + "\n\t\t}\n\t}"
 }
 
-// twoInstances starts two Caddy binaries sharing one Redis key prefix.
-func twoInstances(t *testing.T, addr string) (a, b *caddyProc) {
+// twoInstances starts two Caddy binaries sharing one Redis key prefix,
+// fresh for each run (the shared redis-server outlives a test).
+func twoInstances(t *testing.T, addr string) (a, b *caddyProc, prefix string) {
 	t.Helper()
-	prefix := "two" + strings.ReplaceAll(t.Name(), "/", "-") + ":"
+	prefix = fmt.Sprintf("two%d:", time.Now().UnixNano())
 	var wg sync.WaitGroup
 	wg.Go(func() { a = runCaddyGlobal(t, redisGlobal(addr, prefix), redisSite) })
 	wg.Go(func() { b = runCaddyGlobal(t, redisGlobal(addr, prefix), redisSite) })
@@ -86,7 +87,7 @@ func twoInstances(t *testing.T, addr string) (a, b *caddyProc) {
 	if a == nil || b == nil {
 		t.FailNow()
 	}
-	return a, b
+	return a, b, prefix
 }
 
 func post(t testing.TB, url, body string) resp {
@@ -100,7 +101,7 @@ func post(t testing.TB, url, body string) resp {
 func TestRedisTwoInstances(t *testing.T) {
 	t.Parallel()
 	srv := testRedis(t)
-	a, b := twoInstances(t, srv.addr())
+	a, b, prefix := twoInstances(t, srv.addr())
 
 	t.Run("round trip and counts", func(t *testing.T) {
 		got := make(chan resp, 1)
@@ -287,7 +288,6 @@ func TestRedisTwoInstances(t *testing.T) {
 		})
 		rc := redis.NewClient(&redis.Options{Addr: srv.addr()})
 		defer rc.Close()
-		prefix := "two" + strings.ReplaceAll(strings.TrimSuffix(t.Name(), "/expiry"), "/", "-") + ":"
 		waitFor(t, "the channel's keys to leave Redis", func() bool {
 			keys, err := rc.Keys(context.Background(), prefix+"{/exp}*").Result()
 			return err == nil && len(keys) == 0
@@ -700,8 +700,9 @@ func TestSwitchStoreOnReload(t *testing.T) {
 	getAsync(h1Client, p.url+"/sub?id=sw", got)
 	waitFor(t, "a waiter on the memory store", func() bool { return p.subscribers(t, "sw") == 1 })
 	cfg := p.adminGet(t, "/config/").body
+	prefix := fmt.Sprintf("switch%d:", time.Now().UnixNano())
 	cfg = strings.Replace(cfg, `"apps":{`, `"apps":{"push":{"store":{"backend":"redis","addresses":["`+srv.addr()+
-		`"],"key_prefix":"switch:"}},`, 1)
+		`"],"key_prefix":"`+prefix+`"}},`, 1)
 	if r := p.load(t, cfg); r.status != 200 {
 		t.Fatalf("reload onto Redis: %d %q", r.status, r.body)
 	}
@@ -716,7 +717,7 @@ func TestSwitchStoreOnReload(t *testing.T) {
 	}
 	rc := redis.NewClient(&redis.Options{Addr: srv.addr()})
 	defer rc.Close()
-	if n, _ := rc.Exists(context.Background(), "switch:{/sw}:m").Result(); n != 1 {
+	if n, _ := rc.Exists(context.Background(), prefix+"{/sw}:m").Result(); n != 1 {
 		t.Fatal("the channel is not in Redis")
 	}
 }

@@ -20,7 +20,7 @@ import (
 func TestStoresAgree(t *testing.T) {
 	srv := testRedis(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.addr()})
-	rs := newRedisStore(client, "agree:", 0, zap.NewNop())
+	rs := newRedisStore(client, fmt.Sprintf("agree%d:", time.Now().UnixNano()), 0, zap.NewNop())
 	t.Cleanup(func() { _ = rs.Destruct() })
 	ms := NewMemoryStore(DefaultMaxReservedMemory, nil)
 	stores := []Store{ms, rs}
@@ -113,7 +113,7 @@ func TestRedisKeysExpire(t *testing.T) {
 	srv := testRedis(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.addr()})
 	defer client.Close()
-	rs := newRedisStore(client, "ttl:", 0, zap.NewNop())
+	rs := newRedisStore(client, fmt.Sprintf("ttl%d:", time.Now().UnixNano()), 0, zap.NewNop())
 	t.Cleanup(func() { _ = rs.Destruct() })
 	ctx := t.Context()
 	check := func(step string, persistent bool) {
