@@ -173,8 +173,8 @@ func (b *RedisBackend) options() (*redis.UniversalOptions, error) {
 		MaxRetries: 2, MinRetryBackoff: 8 * time.Millisecond, MaxRetryBackoff: 256 * time.Millisecond,
 		DialerRetries:   1,
 		DisableIdentity: true,
-		// RESP2: the classic pub/sub path. RESP3's push-notification and
-		// maintenance-notification machinery buys this store nothing.
+		// RESP2: the plain pub/sub path; nothing here needs RESP3's push
+		// notifications or go-redis's maintenance notifications.
 		Protocol:                 2,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}

@@ -49,15 +49,13 @@ func parseNote(p string) (n note, ok bool) {
 	return n, true
 }
 
-// listen receives notifications until the store is destroyed; subscribed
-// says whether the subscription is already confirmed. When the
-// subscription breaks (or was never confirmed) it reconnects with backoff,
-// and once subscribed again it rechecks every parked waiter, so none stays
-// deaf to what was published meanwhile.
-func (s *RedisStore) listen(subscribed bool) {
+// listen receives notifications until the store is destroyed. When the
+// subscription breaks it reconnects with backoff; each confirmed
+// (re)subscription rechecks the parked waiters, so none stays deaf to what
+// was published while it was not listening.
+func (s *RedisStore) listen() {
 	defer close(s.listenDone)
 	backoff := 50 * time.Millisecond
-	broken := !subscribed
 	for {
 		msg, err := s.pubsub.ReceiveTimeout(s.ctx, 15*time.Second)
 		if s.ctx.Err() != nil {
@@ -70,8 +68,8 @@ func (s *RedisStore) listen(subscribed bool) {
 					continue // a quiet connection, alive
 				}
 			}
+			s.subscribed.Store(false)
 			_ = s.fail(err)
-			broken = true
 			select {
 			case <-time.After(backoff):
 			case <-s.ctx.Done():
@@ -88,23 +86,45 @@ func (s *RedisStore) listen(subscribed bool) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
 				// Availability is judged by commands (the pool may still
-				// refuse for a moment); a recheck's commands mark it.
+				// refuse for a moment); the recheck's commands mark it.
 				backoff = 50 * time.Millisecond
-				if broken {
-					broken = false
-					s.logger.Info("redis notifications resumed; rechecking parked subscribers")
-					go s.recheck()
-				}
+				s.resubscribed()
 			}
 		}
 	}
 }
 
-// recheck asks Redis, for every parked waiter, whether it missed
-// something: a stored message is delivered; a channel that changed in a
-// way no longer visible (deleted, broadcast without storing) is answered
-// 304 so the client asks again; otherwise the waiter stays parked.
-func (s *RedisStore) recheck() {
+// resubscribed records a confirmed subscription and rechecks every parked
+// waiter in Redis. Waiters still pending recheck themselves when they
+// settle (their epoch is now old).
+func (s *RedisStore) resubscribed() {
+	first := s.epoch.Load() == 0
+	s.epoch.Add(1)
+	s.subscribed.Store(true)
+	var parked []*Waiter
+	s.mu.Lock()
+	for _, lc := range s.local {
+		for _, w := range lc.waiters {
+			if !w.rw.pending {
+				parked = append(parked, w)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(parked) == 0 {
+		return
+	}
+	if !first {
+		s.logger.Info("redis notifications resumed; rechecking parked subscribers", zap.Int("waiters", len(parked)))
+	}
+	go s.recheckWaiters(parked)
+}
+
+// recheckWaiters asks Redis, for each waiter still parked, whether it
+// missed something: a stored message is delivered; a channel that changed
+// in a way no longer visible (deleted, broadcast without storing) answers
+// it 304 so the client asks again; otherwise it stays parked.
+func (s *RedisStore) recheckWaiters(waiters []*Waiter) {
 	type parked struct {
 		w      *Waiter
 		key    string
@@ -113,11 +133,9 @@ func (s *RedisStore) recheck() {
 	}
 	var all []parked
 	s.mu.Lock()
-	for key, lc := range s.local {
-		for _, w := range lc.waiters {
-			if !w.rw.pending {
-				all = append(all, parked{w, key, w.rw.cursor, w.rw.gen})
-			}
+	for _, w := range waiters {
+		if w.rw.idx >= 0 && !w.rw.pending {
+			all = append(all, parked{w, w.rw.key, w.rw.cursor, w.rw.gen})
 		}
 	}
 	s.mu.Unlock()

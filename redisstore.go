@@ -35,6 +35,13 @@ type RedisStore struct {
 	down     atomic.Bool
 	closing  atomic.Bool
 
+	// subscribed says the notes subscription is confirmed and not known to
+	// be broken; epoch counts its confirmations. A waiter registered while
+	// unsubscribed, or under an older epoch, may have missed notifications
+	// and is rechecked in Redis once the subscription is back.
+	subscribed atomic.Bool
+	epoch      atomic.Uint64
+
 	published atomic.Uint64
 	delivered atomic.Uint64
 	expired   atomic.Uint64
@@ -69,6 +76,7 @@ type redisWait struct {
 	cursor  string // the sorted-set score it waits after
 	pending bool   // its Subscribe call has not returned yet
 	idx     int    // in localChannel.waiters; -1 once released
+	epoch   uint64 // the subscription epoch it registered in; 0: unsubscribed
 }
 
 // note is a notification: a message, a deletion or a `last` displacement
@@ -125,14 +133,16 @@ func (s *RedisStore) connect() {
 	}
 	pcancel()
 	// Wait (briefly) for the subscription to be confirmed: a publication
-	// made before it would wake nobody here. If it is not confirmed, the
-	// listener rechecks every waiter once it is.
+	// made before it would wake nobody here. Waiters that parked before
+	// the confirmation (the HTTP app may start first) are rechecked then.
 	s.pubsub = s.client.Subscribe(s.ctx, s.notes)
 	sctx, scancel := context.WithTimeout(s.ctx, 2*time.Second)
 	msg, err := s.pubsub.Receive(sctx)
 	scancel()
-	_, subscribed := msg.(*redis.Subscription)
-	go s.listen(err == nil && subscribed)
+	if _, ok := msg.(*redis.Subscription); ok && err == nil {
+		s.resubscribed()
+	}
+	go s.listen()
 }
 
 // keys returns a channel's keys, in the order the scripts take them.
@@ -409,6 +419,9 @@ func (s *RedisStore) Subscribe(key string, req SubscribeRequest) (SubscribeResul
 // register parks a new waiter, pending until Subscribe learns its gen.
 func (s *RedisStore) register(key string) *Waiter {
 	w := &Waiter{C: make(chan Wake, 1), idx: -1, rw: &redisWait{key: key, pending: true}}
+	if s.subscribed.Load() {
+		w.rw.epoch = s.epoch.Load()
+	}
 	s.mu.Lock()
 	lc := s.local[key]
 	if lc == nil {
@@ -474,7 +487,17 @@ func (s *RedisStore) unregister(w *Waiter) {
 
 // settle records a parked waiter's gen and applies the notifications that
 // came while it was pending and are newer than its gen.
+//
+// A waiter registered while the subscription was down or being replaced
+// may have missed its notification: it is rechecked in Redis now if the
+// subscription is back, or by the listener when it is.
 func (s *RedisStore) settle(w *Waiter, gen int64, cursor string, ct time.Duration) {
+	recheck := false
+	defer func() {
+		if recheck && s.subscribed.Load() {
+			go s.recheckWaiters([]*Waiter{w})
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lc := s.local[w.rw.key]
@@ -499,6 +522,7 @@ func (s *RedisStore) settle(w *Waiter, gen int64, cursor string, ct time.Duratio
 	}
 	s.endPending(lc, w)
 	s.forget(w.rw.key, lc)
+	recheck = w.rw.idx >= 0 && (w.rw.epoch == 0 || w.rw.epoch != s.epoch.Load())
 }
 
 // deliver applies a notification to this process's waiters: every waiter

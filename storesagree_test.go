@@ -182,3 +182,33 @@ func TestRedisKeysExpire(t *testing.T) {
 		t.Fatalf("%d keys left after DELETE", n)
 	}
 }
+
+// TestRedisWaiterBeforeSubscription parks a waiter on a store whose
+// notification subscription is not up yet (Caddy may start serving before
+// the push app starts), publishes from another instance, then starts the
+// store: the waiter must still get the message.
+func TestRedisWaiterBeforeSubscription(t *testing.T) {
+	srv := testRedis(t)
+	prefix := fmt.Sprintf("early%d:", time.Now().UnixNano())
+	late := newRedisStore(redis.NewClient(&redis.Options{Addr: srv.addr()}), prefix, 0, zap.NewNop())
+	t.Cleanup(func() { _ = late.Destruct() })
+	other := newRedisStore(redis.NewClient(&redis.Options{Addr: srv.addr()}), prefix, 0, zap.NewNop())
+	t.Cleanup(func() { _ = other.Destruct() })
+
+	res, err := late.Subscribe("/e", SubscribeRequest{Create: true, Wait: true})
+	if err != nil || res.Waiter == nil {
+		t.Fatalf("subscribe: %+v %v", res, err)
+	}
+	if _, err := other.Publish("/e", []byte("early"), "", defaultPublishOptions()); err != nil {
+		t.Fatal(err)
+	}
+	late.StartSweeper(time.Hour) // connects and subscribes
+	select {
+	case wk := <-res.Waiter.C:
+		if wk.Reason != WakeMessage || string(wk.Message.Body) != "early" {
+			t.Fatalf("woken with %+v", wk)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter that parked before the subscription never got the message")
+	}
+}
