@@ -481,6 +481,13 @@ func TestRedisSentinelFailover(t *testing.T) {
 		reps, err := sc.Replicas(context.Background(), "mymaster").Result()
 		return err == nil && len(reps) == 1
 	})
+	rc := redis.NewClient(&redis.Options{Addr: replica.addr()})
+	waitWithin(t, 30*time.Second, "the replica to finish its first sync", func() bool {
+		info, err := rc.Info(context.Background(), "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up") &&
+			strings.Contains(info, "master_sync_in_progress:0")
+	})
+	rc.Close()
 	p := runCaddyGlobal(t, redisGlobal(sentinel.addr(), "sen:", "\t\t\tsentinel mymaster"), redisSite)
 
 	before := post(t, p.url+"/pub?id=s", "before")
@@ -496,7 +503,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 		return strings.Contains(p.adminGet(t, "/push/stats").body, `"waiters":3,`)
 	})
 	mc := redis.NewClient(&redis.Options{Addr: master.addr()})
-	if n, err := mc.Wait(context.Background(), 1, 5*time.Second).Result(); err != nil || n != 1 {
+	if n, err := mc.Wait(context.Background(), 1, 20*time.Second).Result(); err != nil || n != 1 {
 		t.Fatalf("WAIT for the replica: %d %v", n, err)
 	}
 	mc.Close()
