@@ -391,28 +391,24 @@ func (s *RedisStore) Subscribe(key string, req SubscribeRequest) (SubscribeResul
 	if len(res) > 2 {
 		s.expired.Add(uint64(num(res[1])))
 	}
-	switch kind {
-	case "wait":
+	if kind == "wait" {
 		s.settle(w, num(res[3]), str(res[4]), time.Duration(num(res[5]))*time.Millisecond)
 		return SubscribeResult{Waiter: w}, nil
+	}
+	s.unregister(w) // every other answer ends the request now
+	switch kind {
 	case "msg":
-		s.unregister(w)
 		s.delivered.Add(1)
 		return SubscribeResult{Message: newMessage(parseID(str(res[3])), str(res[4]))}, nil
 	case "none":
-		s.unregister(w)
 		return SubscribeResult{}, nil
 	case "nf":
-		s.unregister(w)
 		return SubscribeResult{}, ErrChannelNotFound
 	case "conflict":
-		s.unregister(w)
 		return SubscribeResult{}, ErrConflict
 	case "toomany":
-		s.unregister(w)
 		return SubscribeResult{}, ErrTooManySubscribers
 	}
-	s.unregister(w)
 	return SubscribeResult{}, fmt.Errorf("redis store: unexpected subscribe answer %q", kind)
 }
 
