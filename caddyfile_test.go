@@ -192,6 +192,8 @@ func FuzzCaddyfile(f *testing.F) {
 	f.Add("concurrency last\ntimeout 1d\nfirst_message newest")
 	f.Add("message_buffer_length 3\n}\n{")
 	f.Add("max_message_size 9999999999999G")
+	f.Add("store redis 127.0.0.1:6379 {\naddress redis://u:p@h:1/2 rediss://h2\nsentinel m\ndb 2\ntls\nkey_prefix k:\n}")
+	f.Add("store redis {\nread_timeout 1s\npool_size 3\ntls_ca /x.pem\n}\nmax_reserved_memory 1M")
 	f.Fuzz(func(t *testing.T, block string) {
 		for _, dir := range []string{"push_publisher", "push_subscriber", "push_subscriber interval-poll"} {
 			cfg := ":8080 {\n" + dir + " {\n" + block + "\n}\n}\n"
