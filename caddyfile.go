@@ -50,8 +50,7 @@ var nginxNames = map[string]string{
 // subdirectives reads the block of a directive: it yields each subdirective
 // under its short name and refuses one given twice.
 func subdirectives(d *caddyfile.Dispenser, each func(name string) error) error {
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
+	return blockOptions(d, "%s is given more than once", func() (string, error) {
 		name := d.Val()
 		if short, ok := nginxNames[name]; ok {
 			name = short
@@ -59,14 +58,28 @@ func subdirectives(d *caddyfile.Dispenser, each func(name string) error) error {
 		if name == "set" { // nginx: set $push_channel_id <expr>
 			name = "channel_id"
 			if !d.NextArg() || d.Val() != "$push_channel_id" {
-				return d.Errf("only 'set $push_channel_id <expression>' is supported here")
+				return "", d.Errf("only 'set $push_channel_id <expression>' is supported here")
 			}
 		}
-		if seen[name] {
-			return d.Errf("%s is given more than once", name)
+		return name, nil
+	}, each)
+}
+
+// blockOptions reads the options of the block at d: name reads an option's
+// name (consuming any tokens that belong to it), a name given twice is
+// refused with dupFormat, and each handles the rest of the line.
+func blockOptions(d *caddyfile.Dispenser, dupFormat string, name func() (string, error), each func(name string) error) error {
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		n, err := name()
+		if err != nil {
+			return err
 		}
-		seen[name] = true
-		if err := each(name); err != nil {
+		if seen[n] {
+			return d.Errf(dupFormat, n)
+		}
+		seen[n] = true
+		if err := each(n); err != nil {
 			return err
 		}
 	}

@@ -284,13 +284,7 @@ func (b *RedisBackend) NewStore(maxBytes int64) (Store, error) {
 func (b *RedisBackend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the backend name
 	b.Addresses = append(b.Addresses, d.RemainingArgs()...)
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		if seen[opt] {
-			return d.Errf("duplicate option '%s'", opt)
-		}
-		seen[opt] = true
+	return blockOptions(d, "duplicate option '%s'", func() (string, error) { return d.Val(), nil }, func(opt string) error {
 		var err error
 		switch opt {
 		case "address":
@@ -329,11 +323,8 @@ func (b *RedisBackend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unknown redis store option '%s'", opt)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // Interface guards
