@@ -259,40 +259,40 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 
 // storeRefusal writes the answer to a store error that refuses a request.
 func storeRefusal(w http.ResponseWriter, err error) error {
-	var down *UnavailableError
+	status, msg := refusal(err)
 	switch {
-	case errors.Is(err, ErrInsufficientStorage):
-		writeText(w, http.StatusInsufficientStorage,
-			"Insufficient storage: the channel store is full (max_reserved_memory).")
-	case errors.Is(err, ErrChannelNotFound):
-		writeText(w, http.StatusForbidden, "Channel does not exist and authorized_channels_only is on.")
-	case errors.Is(err, ErrTooManySubscribers):
-		writeText(w, http.StatusForbidden, "Channel already has max_channel_subscribers waiting subscribers.")
-	case errors.Is(err, ErrConflict):
-		writeEmpty(w, http.StatusConflict)
-	case errors.As(err, &down):
-		writeText(w, http.StatusServiceUnavailable,
-			"Service unavailable: the "+down.Backend+" channel store cannot be reached.")
+	case status == http.StatusInternalServerError:
+		return caddyhttp.Error(status, err)
+	case msg == "":
+		writeEmpty(w, status)
 	default:
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		writeText(w, status, msg)
 	}
 	return nil
 }
 
 // refusalStatus is the status storeRefusal answers err with.
 func refusalStatus(err error) int {
+	status, _ := refusal(err)
+	return status
+}
+
+// refusal maps a store error to its status and text body ("" for none).
+func refusal(err error) (int, string) {
 	var down *UnavailableError
 	switch {
 	case errors.Is(err, ErrInsufficientStorage):
-		return http.StatusInsufficientStorage
-	case errors.Is(err, ErrChannelNotFound), errors.Is(err, ErrTooManySubscribers):
-		return http.StatusForbidden
+		return http.StatusInsufficientStorage, "Insufficient storage: the channel store is full (max_reserved_memory)."
+	case errors.Is(err, ErrChannelNotFound):
+		return http.StatusForbidden, "Channel does not exist and authorized_channels_only is on."
+	case errors.Is(err, ErrTooManySubscribers):
+		return http.StatusForbidden, "Channel already has max_channel_subscribers waiting subscribers."
 	case errors.Is(err, ErrConflict):
-		return http.StatusConflict
+		return http.StatusConflict, ""
 	case errors.As(err, &down):
-		return http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable, "Service unavailable: the " + down.Backend + " channel store cannot be reached."
 	}
-	return http.StatusInternalServerError
+	return http.StatusInternalServerError, ""
 }
 
 // missingRefusal answers a publisher request for a channel that does not
