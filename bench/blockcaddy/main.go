@@ -28,7 +28,7 @@ type Block struct{}
 
 // CaddyModule returns the Caddy module information.
 func (Block) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "http.handlers.bench_block", New: func() caddy.Module { return Block{} }}
+	return caddy.ModuleInfo{ID: "http.handlers.bench_block", New: func() caddy.Module { return new(Block) }}
 }
 
 // ServeHTTP waits for the client to leave.
