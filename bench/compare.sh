@@ -12,14 +12,8 @@
 # Needs ../shared/peer (PEER=dir to override); installs nginx + nchan through
 # shared/peer/run-nchan.sh. Loopback only; every run is bounded by -max-time.
 set -euo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PEER=${PEER:-$(cd "$ROOT/../shared/peer" && pwd)}
-WORK=${WORK:-/tmp/caddypush-bench}
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=$WORK/results-$STAMP
-mkdir -p "$OUT"
-ulimit -n "$(ulimit -Hn)" || true
+. "$(dirname "$0")/lib.sh"
+bench_setup /tmp/caddypush-bench results
 
 (cd "$ROOT" && go build -o "$WORK/caddy" ./cmd/caddy)
 (cd "$PEER/pushbench" && go build -o "$WORK/pushbench" .)

@@ -20,16 +20,16 @@ for rep in sorted(runs):
         if not c or not f:
             continue
         for m, name in (("server_cpu_s_per_1000_deliveries", "CPU per delivery (ms)"),
-                        ("deliveries_per_s", "deliveries/s"), ("lat_p99_ms", "p99 (ms)"), ("lost", "lost")):
+                        ("deliveries_per_s", "deliveries/s"), ("lat_p99_ms", "p99 (ms)"), ("lost", "lost"), ("duplicated", "duplicated")):
             cv, fv = c.get(m), f.get(m)
             if cv is None or fv is None:
                 continue
             nv = n.get(m)
-            ratio = "%.2fx" % (cv / fv) if fv and m != "lost" else "-"
+            ratio = "%.2fx" % (cv / fv) if fv and m not in ("lost", "duplicated") else "-"
             fr = pr = fn = pn = ""
             if m.startswith("server_cpu") and resp:
                 fr, pr = "%.2fx" % (fv / resp), "%.2fx" % (cv / resp)
-            if nv and m != "lost":
+            if nv and m not in ("lost", "duplicated"):
                 fn, pn = "%.2fx" % (fv / nv), "%.2fx" % (cv / nv)
             print("| %s | %s | %s | %g | %g | %s | %s | %s | %s | %s | %s |" % (
                 rep, sc, name, cv, fv, "-" if nv is None else "%g" % nv, ratio, fr, pr, fn, pn))

@@ -9,13 +9,8 @@
 #
 #   bench/floor.sh [REPS]     fan-out 1000 x 50 and 5000 x 20, stream 100 x 10 s; REPS (2) times
 set -euo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PEER=${PEER:-$(cd "$ROOT/../shared/peer" && pwd)}
-WORK=${WORK:-/tmp/caddypush-bench}
-OUT=$WORK/floor-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$OUT"
-ulimit -n "$(ulimit -Hn)" || true
+. "$(dirname "$0")/lib.sh"
+bench_setup /tmp/caddypush-bench floor
 (cd "$ROOT" && go build -o "$WORK/caddy" ./cmd/caddy && go build -o "$WORK/blockcaddy" ./bench/blockcaddy)
 (cd "$PEER/pushbench" && go build -o "$WORK/pushbench" .)
 

@@ -3,12 +3,8 @@
 # blocks until the client leaves, bench/blockcaddy), same tool, same run,
 # GOMAXPROCS=1, each server fresh.
 set -euo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PEER=${PEER:-$(cd "$ROOT/../shared/peer" && pwd)}
-WORK=${WORK:-/tmp/caddypush-bench}
-mkdir -p "$WORK"
-ulimit -n "$(ulimit -Hn)" || true
+. "$(dirname "$0")/lib.sh"
+bench_setup /tmp/caddypush-bench
 (cd "$ROOT" && go build -o "$WORK/caddy" ./cmd/caddy && go build -o "$WORK/blockcaddy" ./bench/blockcaddy)
 (cd "$PEER/pushbench" && go build -o "$WORK/pushbench" .)
 for n in 1000 10000; do

@@ -6,10 +6,8 @@
 #
 #   bench/redis-script-cost.sh
 set -euo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-WORK=${WORK:-/tmp/caddypush-scriptcost}
-mkdir -p "$WORK"
+. "$(dirname "$0")/lib.sh"
+bench_setup /tmp/caddypush-scriptcost
 (cd "$ROOT" && go build -o "$WORK/caddy" ./cmd/caddy && go build -o "$WORK/pushbench" ./cmd/pushbench)
 if redis-cli -p 18379 ping >/dev/null 2>&1; then echo "port 18379 is taken" >&2; exit 1; fi
 redis-server --port 18379 --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" --daemonize no \

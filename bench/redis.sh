@@ -16,13 +16,8 @@
 # Needs redis-server and nginx with nchan (Debian: redis-server, nginx-light,
 # libnginx-mod-nchan). Loopback only; every run is bounded by -max-time.
 set -euo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PEER=${PEER:-$(cd "$ROOT/../shared/peer" && pwd)}
-WORK=${WORK:-/tmp/caddypush-redisbench}
-OUT=$WORK/results-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$OUT"
-ulimit -n "$(ulimit -Hn)" || true
+. "$(dirname "$0")/lib.sh"
+bench_setup /tmp/caddypush-redisbench results
 for bin in redis-server nginx; do
   command -v "$bin" >/dev/null || { echo "need $bin (see the header)" >&2; exit 1; }
 done
