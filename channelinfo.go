@@ -1,7 +1,6 @@
 package caddypush
 
 import (
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,29 +46,35 @@ func negotiateInfo(accept string) (infoFormat, string) {
 	return infoPlain, "text/plain"
 }
 
-// formatInfo renders channel info in format f.
-func formatInfo(f infoFormat, i ChannelInfo) string {
-	n, s, k := strconv.Itoa(i.Messages), strconv.FormatInt(i.Requested, 10), strconv.Itoa(i.Subscribers)
-	switch f {
-	case infoJSON:
-		return `{"messages": ` + n + `, "requested": ` + s + `, "subscribers": ` + k + `}`
-	case infoXML:
-		return "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<channel>\n  <messages>" + n +
-			"</messages>\n  <requested>" + s + "</requested>\n  <subscribers>" + k + "</subscribers>\n</channel>\n"
-	case infoYAML:
-		return "---\nmessages: " + n + "\nrequested: " + s + "\nsubscribers: " + k + "\n"
-	}
-	return "queued messages: " + n + "\r\nlast requested: " + s +
-		" sec. ago (-1=never)\r\nactive subscribers: " + k + "\r\n"
+// infoTexts holds each format's text around its three numbers (messages,
+// seconds since last requested, subscribers).
+var infoTexts = [...][4]string{
+	infoPlain: {"queued messages: ", "\r\nlast requested: ", " sec. ago (-1=never)\r\nactive subscribers: ", "\r\n"},
+	infoJSON:  {`{"messages": `, `, "requested": `, `, "subscribers": `, `}`},
+	infoXML: {"<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<channel>\n  <messages>",
+		"</messages>\n  <requested>", "</requested>\n  <subscribers>", "</subscribers>\n</channel>\n"},
+	infoYAML: {"---\nmessages: ", "\nrequested: ", "\nsubscribers: ", "\n"},
+}
+
+// appendInfo appends channel info in format f to dst.
+func appendInfo(dst []byte, f infoFormat, i ChannelInfo) []byte {
+	t := &infoTexts[f]
+	dst = strconv.AppendInt(append(dst, t[0]...), int64(i.Messages), 10)
+	dst = strconv.AppendInt(append(dst, t[1]...), i.Requested, 10)
+	dst = strconv.AppendInt(append(dst, t[2]...), int64(i.Subscribers), 10)
+	return append(dst, t[3]...)
 }
 
 // writeInfo answers with channel info in the format the request accepts.
 func writeInfo(w http.ResponseWriter, r *http.Request, status int, info ChannelInfo) {
 	f, media := negotiateInfo(r.Header.Get("Accept"))
-	body := formatInfo(f, info)
+	body := appendInfo(make([]byte, 0, 128), f, info)
+	// One backing array for this response's header values: middleware such
+	// as `header` may rewrite a value in place, so none may be shared.
+	v := [...]string{media, strconv.Itoa(len(body))}
 	h := w.Header()
-	h.Set("Content-Type", media)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Content-Type"] = v[0:1:1]
+	h["Content-Length"] = v[1:2:2]
 	w.WriteHeader(status)
-	_, _ = io.WriteString(w, body)
+	_, _ = w.Write(body)
 }

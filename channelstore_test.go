@@ -431,7 +431,7 @@ func FuzzNegotiateInfo(f *testing.F) {
 		if got, ok := infoFormats[media]; !ok || got != format {
 			t.Fatalf("negotiateInfo(%q) = %v %q: not a known pair", accept, format, media)
 		}
-		if len(formatInfo(format, ChannelInfo{Messages: 1, Requested: -1})) == 0 {
+		if len(appendInfo(nil, format, ChannelInfo{Messages: 1, Requested: -1})) == 0 {
 			t.Fatal("empty info body")
 		}
 	})

@@ -229,7 +229,7 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store ChannelStore, 
 			zap.Int64("time", res.ID.Time), zap.Int64("tag", res.ID.Tag), zap.Int("delivered", res.Delivered))
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.push.message_id", res.ID.String())
+		repl.Set("http.push.message_id", res.ID) // formatted only if a log asks
 		repl.Set("http.push.subscribers", res.Info.Subscribers)
 	}
 	status = http.StatusAccepted
@@ -246,15 +246,14 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	rd := http.MaxBytesReader(w, r.Body, limit)
-	if r.ContentLength >= 0 {
+	if r.ContentLength >= 0 { // within limit, and net/http reads no further
 		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(rd, buf); err != nil {
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
 			return nil, err
 		}
 		return buf, nil
 	}
-	return io.ReadAll(rd)
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
 // storeRefusal writes the answer to a store error that refuses a request.

@@ -225,7 +225,6 @@ type wireOnce struct {
 	lastModified  string
 	etag          string
 	contentLength string
-	id            string // "time:tag", for {http.push.message_id}
 }
 
 func (m *Message) headers() *wireOnce {
@@ -234,7 +233,6 @@ func (m *Message) headers() *wireOnce {
 		w.lastModified = m.ID.LastModified()
 		w.etag = m.ID.Etag()
 		w.contentLength = strconv.Itoa(len(m.Body))
-		w.id = m.ID.String()
 	})
 	return w
 }
@@ -243,7 +241,7 @@ func (m *Message) headers() *wireOnce {
 func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *Message) {
 	wire := m.headers()
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.push.message_id", wire.id)
+		repl.Set("http.push.message_id", &m.ID) // a pointer: no allocation; formatted only if a log asks
 	}
 	// One backing array for this response's header values: middleware such
 	// as `header` may rewrite a value in place, so none may be shared.

@@ -8,6 +8,8 @@
 #                               1 and 1000 channels), idle 1000/10000, stream
 #   bench/compare.sh quick      a short smoke pass
 #   bench/compare.sh stream     only the stream scenario (100 subscribers, 10 s)
+#   bench/compare.sh publish    only publish against respond (1 and 1000
+#                               channels), three times, in alternating order
 #
 # Needs ../shared/peer (PEER=dir to override); installs nginx + nchan through
 # shared/peer/run-nchan.sh. Loopback only; every run is bounded by -max-time.
@@ -51,15 +53,21 @@ both() {
   "$PEER/run-nchan.sh" one 1 "nchan-$sfx" "$@" >> "$OUT/run.log" 2>&1
 }
 
+# caddy_only LABEL CADDYFILE ARGS...: one pushbench run against a fresh Caddy.
+caddy_only() {
+  local label=$1 conf=$2; shift 2
+  start_caddy "$conf"
+  timeout 300 "$PB" -label "$label" -pub 'http://127.0.0.1:18090/pub?id=%s' \
+    -sub 'http://127.0.0.1:18090/sub?id=%s' -server-pid "$CADDY_PID" \
+    -json-out "$OUT/caddy.jsonl" "$@" >> "$OUT/run.log"
+  stop_caddy
+}
+
 # respond LABEL-SUFFIX ARGS...: the publish load against Caddy's respond
 # handler on the same route shape: the ceiling for any Caddy handler.
 respond() {
   local sfx=$1; shift
-  start_caddy respond.Caddyfile
-  timeout 300 "$PB" -label "respond-$sfx" -pub 'http://127.0.0.1:18090/pub?id=%s' \
-    -sub 'http://127.0.0.1:18090/sub?id=%s' -server-pid "$CADDY_PID" -info=false \
-    -json-out "$OUT/caddy.jsonl" "$@" >> "$OUT/run.log"
-  stop_caddy
+  caddy_only "respond-$sfx" respond.Caddyfile -info=false "$@"
 }
 
 if [ "${1:-full}" = quick ]; then
@@ -69,6 +77,17 @@ if [ "${1:-full}" = quick ]; then
   both quick -scenario idle -subs 1000 -hold 1s -max-time 60s
 elif [ "${1:-full}" = stream ]; then
   both r1 -scenario stream -subs 100 -duration 10s -window 200 -max-time 60s
+elif [ "${1:-full}" = publish ]; then
+  for rep in 1 2 3; do
+    for c in 1 1000; do
+      load=(-scenario publish -publishers 16 -channels "$c" -duration 10s -max-time 60s)
+      if [ $((rep % 2)) = 1 ]; then
+        caddy_only "caddy-r$rep" bench.Caddyfile "${load[@]}"; respond "r$rep" "${load[@]}"
+      else
+        respond "r$rep" "${load[@]}"; caddy_only "caddy-r$rep" bench.Caddyfile "${load[@]}"
+      fi
+    done
+  done
 else
   both r1 -scenario fanout -subs 100 -rounds 200 -max-time 120s
   both r1 -scenario fanout -subs 1000 -rounds 50 -max-time 120s

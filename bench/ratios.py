@@ -20,37 +20,46 @@ metrics = {
     "idle": [("rss_bytes_per_sub", "RSS bytes per idle subscriber", False)],
     "stream": [("deliveries_per_s", "deliveries/s", True), ("lost", "lost", None)],
 }
-side = {}
-for r in rows:
-    who = r["label"].split("-")[0]
-    side.setdefault(key(r), {})[who] = r
+def tables(side):
 
-# caddy-push against Caddy's respond handler (same route shape, same run)
-resp = {k: v["respond"] for k, v in side.items() if "respond" in v}
-if resp:
-    print("| scenario | metric | caddy-push | respond | caddy-push/respond |")
+    # caddy-push against Caddy's respond handler (same route shape, same run)
+    resp = {k: v["respond"] for k, v in side.items() if "respond" in v}
+    if resp:
+        print("| scenario | metric | caddy-push | respond | caddy-push/respond |")
+        print("|---|---|---|---|---|")
+        for k in sorted(resp):
+            c, r = side[k].get("caddy"), resp[k]
+            if not c: continue
+            for m, name in [("publishes_per_s", "publishes/s"), ("server_cpu_s_per_1000_publishes", "server CPU per request")]:
+                if c.get(m) and r.get(m):
+                    print("| %s %s | %s | %g | %g | %.2fx |" % (k[0], k[1], name, c[m], r[m], c[m] / r[m]))
+        base = resp.get(("publish", "P=16 C=1"), {}).get("server_cpu_s_per_1000_publishes")
+        for k in sorted(side):
+            c = side[k].get("caddy")
+            if k[0] == "fanout" and c and base and c.get("server_cpu_s_per_1000_deliveries"):
+                v = c["server_cpu_s_per_1000_deliveries"]
+                print("| fanout %s | CPU per delivery vs respond's per request | %g | %g | %.2fx |" % (k[1], v, base, v / base))
+        print()
+
+    print("| scenario | metric | caddy | nchan | caddy/nchan |")
     print("|---|---|---|---|---|")
-    for k in sorted(resp):
-        c, r = side[k].get("caddy"), resp[k]
-        if not c: continue
-        for m, name in [("publishes_per_s", "publishes/s"), ("server_cpu_s_per_1000_publishes", "server CPU per request")]:
-            if c.get(m) and r.get(m):
-                print("| %s %s | %s | %g | %g | %.2fx |" % (k[0], k[1], name, c[m], r[m], c[m] / r[m]))
-    base = resp.get(("publish", "P=16 C=1"), {}).get("server_cpu_s_per_1000_publishes")
     for k in sorted(side):
-        c = side[k].get("caddy")
-        if k[0] == "fanout" and c and base and c.get("server_cpu_s_per_1000_deliveries"):
-            v = c["server_cpu_s_per_1000_deliveries"]
-            print("| fanout %s | CPU per delivery vs respond's per request | %g | %g | %.2fx |" % (k[1], v, base, v / base))
-    print()
+        c, n = side[k].get("caddy"), side[k].get("nchan")
+        if not c or not n: continue
+        for m, name, higher_better in metrics.get(k[0], []):
+            cv, nv = c.get(m), n.get(m)
+            if cv is None or nv is None: continue
+            ratio = "-" if higher_better is None or not nv else "%.2fx" % (cv / nv)
+            print("| %s %s | %s | %s | %s | %s |" % (k[0], k[1], name, "%g" % cv, "%g" % nv, ratio))
 
-print("| scenario | metric | caddy | nchan | caddy/nchan |")
-print("|---|---|---|---|---|")
-for k in sorted(side):
-    c, n = side[k].get("caddy"), side[k].get("nchan")
-    if not c or not n: continue
-    for m, name, higher_better in metrics.get(k[0], []):
-        cv, nv = c.get(m), n.get(m)
-        if cv is None or nv is None: continue
-        ratio = "-" if higher_better is None or not nv else "%.2fx" % (cv / nv)
-        print("| %s %s | %s | %s | %s | %s |" % (k[0], k[1], name, "%g" % cv, "%g" % nv, ratio))
+# labels are WHO-REP (caddy-r1, nchan-r2, respond-r1): one table per REP
+reps = {}
+for r in rows:
+    who, _, rep = r["label"].partition("-")
+    reps.setdefault(rep, {}).setdefault(key(r), {})[who] = r
+
+for rep in sorted(reps):
+    side = reps[rep]
+    if len(reps) > 1:
+        print("### %s\n" % rep)
+    tables(side)
