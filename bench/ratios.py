@@ -41,6 +41,8 @@ def tables(side):
                 print("| fanout %s | CPU per delivery vs respond's per request | %g | %g | %.2fx |" % (k[1], v, base, v / base))
         print()
 
+    if not any("caddy" in v and "nchan" in v for v in side.values()):
+        return
     print("| scenario | metric | caddy | nchan | caddy/nchan |")
     print("|---|---|---|---|---|")
     for k in sorted(side):
