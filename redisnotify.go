@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // This file holds the Redis store's side of pub/sub: the listener that
@@ -94,9 +95,10 @@ func (s *RedisStore) listen() {
 	}
 }
 
-// resubscribed records a confirmed subscription and rechecks every parked
-// waiter in Redis. Waiters still pending recheck themselves when they
-// settle (their epoch is now old).
+// resubscribed records a confirmed subscription, loads the scripts (a
+// restarted Redis has lost them) and then rechecks every parked waiter in
+// Redis. Waiters still pending recheck themselves when they settle (their
+// epoch is now old).
 func (s *RedisStore) resubscribed() {
 	first := s.epoch.Load() == 0
 	s.epoch.Add(1)
@@ -111,13 +113,33 @@ func (s *RedisStore) resubscribed() {
 		}
 	}
 	s.mu.Unlock()
-	if len(parked) == 0 {
-		return
-	}
-	if !first {
+	if len(parked) > 0 && !first {
 		s.logger.Info("redis notifications resumed; rechecking parked subscribers", zap.Int("waiters", len(parked)))
 	}
-	go s.recheckWaiters(parked)
+	go func() {
+		s.loadScripts()
+		if len(parked) > 0 {
+			s.recheckWaiters(parked)
+		}
+	}()
+}
+
+// loadScripts loads every script into Redis (every master of a Cluster),
+// so that the first calls after a start or a Redis restart do not each
+// miss with NOSCRIPT and send the whole script text again. It is best
+// effort: a script that is missing anyway is sent with its call.
+func (s *RedisStore) loadScripts() {
+	for _, sc := range redisScripts {
+		ctx, cancel := context.WithTimeout(s.ctx, redisCallTimeout)
+		err := sc.Load(ctx, s.client).Err()
+		cancel()
+		if err != nil {
+			if c := s.logger.Check(zapcore.DebugLevel, "loading redis scripts"); c != nil {
+				c.Write(zap.Error(err))
+			}
+			return
+		}
+	}
 }
 
 // recheckWaiters asks Redis, for each waiter still parked, whether it

@@ -336,6 +336,11 @@ redis.call('SET', z, fmt(gen), 'PX', 60000)
 return res
 `)
 
+// redisScripts are all the scripts, for loading them ahead of their first
+// use (see RedisStore.loadScripts).
+var redisScripts = []*redis.Script{redisPublish, redisSubscribe, redisRecheck, redisCancel,
+	redisKeepalive, redisTouch, redisInfo, redisDelete}
+
 // cursorScore is the sorted-set score after which a subscriber's next
 // message lies.
 func cursorScore(req SubscribeRequest) string {

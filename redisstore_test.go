@@ -379,6 +379,34 @@ func TestRedisOutage(t *testing.T) {
 	}
 }
 
+// TestRedisLoadsScripts checks that the store loads its scripts into Redis
+// when its subscription is confirmed, before any request, and again after
+// Redis restarts with an empty script cache: otherwise the first calls, and
+// the rechecks of every parked waiter after an outage, each miss with
+// NOSCRIPT and send the whole script again.
+func TestRedisLoadsScripts(t *testing.T) {
+	t.Parallel()
+	srv := startRedisProc(t)
+	t.Cleanup(srv.close)
+	runCaddyGlobal(t, redisGlobal(srv.addr(), "scripts:"), redisSite)
+	var shas []string
+	for _, sc := range redisScripts {
+		shas = append(shas, sc.Hash())
+	}
+	loaded := func() bool {
+		c := redis.NewClient(&redis.Options{Addr: srv.addr(), MaxRetries: -1})
+		defer c.Close()
+		exist, err := c.ScriptExists(context.Background(), shas...).Result()
+		return err == nil && !slices.Contains(exist, false)
+	}
+	waitFor(t, "the scripts to be loaded before any request", loaded)
+	srv.kill()
+	if err := srv.start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the scripts to be loaded again after the restart", loaded)
+}
+
 // TestRedisNotUpAtStart starts Caddy before Redis: it serves, says so, and
 // answers 503 until Redis comes.
 func TestRedisNotUpAtStart(t *testing.T) {
