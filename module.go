@@ -75,8 +75,8 @@ func (app *App) Provision(ctx caddy.Context) error {
 		}
 		backend = mod.(StoreBackend)
 	}
-	if _, inRedis := backend.(*RedisBackend); !inRedis && app.MaxReservedMemory == 0 {
-		app.MaxReservedMemory = DefaultMaxReservedMemory
+	if app.MaxReservedMemory == 0 {
+		app.MaxReservedMemory = backend.DefaultMaxBytes()
 	}
 	val, _, err := stores.LoadOrNew(backend.PoolKey(), func() (caddy.Destructor, error) {
 		return backend.NewStore(app.MaxReservedMemory)

@@ -254,6 +254,10 @@ func (b *RedisBackend) PoolKey() string {
 	return "push.store.redis:" + string(id)
 }
 
+// DefaultMaxBytes is 0: without max_reserved_memory, only Redis's own
+// maxmemory limits the store.
+func (b *RedisBackend) DefaultMaxBytes() int64 { return 0 }
+
 // NewStore connects to Redis. It does not fail when Redis is not up yet:
 // the store reports itself unavailable (503) until it is.
 func (b *RedisBackend) NewStore(maxBytes int64) (Store, error) {

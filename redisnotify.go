@@ -197,15 +197,8 @@ func (s *RedisStore) recheckWaiters(waiters []*Waiter) {
 func (s *RedisStore) wakeOne(w *Waiter, wk Wake) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	lc := s.local[w.rw.key]
-	if lc == nil || w.rw.idx < 0 {
-		return
-	}
-	lc.remove(w)
-	s.forget(w.rw.key, lc)
-	w.C <- wk
-	if wk.Reason == WakeMessage {
-		s.delivered.Add(1)
+	if s.unpark(w) {
+		s.send(w, wk)
 	}
 }
 

@@ -446,6 +446,27 @@ func (lc *localChannel) remove(w *Waiter) {
 	w.rw.idx = -1
 }
 
+// unpark takes a parked waiter out of its channel and reports whether it
+// was parked; s.mu is held.
+func (s *RedisStore) unpark(w *Waiter) bool {
+	lc := s.local[w.rw.key]
+	if lc == nil || w.rw.idx < 0 {
+		return false
+	}
+	lc.remove(w)
+	s.forget(w.rw.key, lc)
+	return true
+}
+
+// send answers a waiter taken out of its channel, counting a delivery;
+// s.mu is held.
+func (s *RedisStore) send(w *Waiter, wk Wake) {
+	w.C <- wk
+	if wk.Reason == WakeMessage {
+		s.delivered.Add(1)
+	}
+}
+
 // endPending ends a waiter's pending state; s.mu is held.
 func (s *RedisStore) endPending(lc *localChannel, w *Waiter) {
 	if !w.rw.pending {
@@ -508,10 +529,7 @@ func (s *RedisStore) settle(w *Waiter, gen int64, cursor string, ct time.Duratio
 		for _, n := range lc.notes {
 			if n.gen > gen {
 				lc.remove(w)
-				w.C <- n.wake()
-				if n.kind == 'm' {
-					s.delivered.Add(1)
-				}
+				s.send(w, n.wake())
 				break
 			}
 		}
@@ -565,15 +583,11 @@ func (s *RedisStore) Cancel(w *Waiter) {
 		return
 	}
 	s.mu.Lock()
-	lc := s.local[w.rw.key]
-	if lc == nil || w.rw.idx < 0 {
-		s.mu.Unlock()
+	parked, gen := s.unpark(w), w.rw.gen
+	s.mu.Unlock()
+	if !parked {
 		return
 	}
-	lc.remove(w)
-	s.forget(w.rw.key, lc)
-	gen := w.rw.gen
-	s.mu.Unlock()
 	if s.closing.Load() {
 		return
 	}

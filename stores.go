@@ -38,6 +38,9 @@ type StoreBackend interface {
 	PoolKey() string
 	// NewStore creates the store with a byte budget.
 	NewStore(maxBytes int64) (Store, error)
+	// DefaultMaxBytes is the byte budget when max_reserved_memory is
+	// unset; 0 means no cap of ours.
+	DefaultMaxBytes() int64
 }
 
 // MemoryBackend is the push.stores.memory module, the default store: every
@@ -54,6 +57,10 @@ func (MemoryBackend) CaddyModule() caddy.ModuleInfo {
 
 // PoolKey returns the one key of the in-memory store.
 func (MemoryBackend) PoolKey() string { return storeKey }
+
+// DefaultMaxBytes is DefaultMaxReservedMemory: process memory is capped by
+// default.
+func (MemoryBackend) DefaultMaxBytes() int64 { return DefaultMaxReservedMemory }
 
 // NewStore returns an empty in-memory store.
 func (MemoryBackend) NewStore(maxBytes int64) (Store, error) {
