@@ -167,6 +167,11 @@ type channel struct {
 	nextExpiry     time.Time      // earliest message expiry; zero: none
 	bytes          int64          // charged to the store, overhead included
 	deleted        bool
+
+	// The collection index's entries that apply to it (zero: none); see
+	// collectIndex.
+	expiryQueued time.Time
+	idleQueued   time.Time
 }
 
 // MemoryStore is the in-memory channel store. It is safe for concurrent
@@ -176,6 +181,14 @@ type MemoryStore struct {
 
 	mu       sync.RWMutex
 	channels map[string]*channel
+	// tombs holds the last id of channels removed in the second of their
+	// last id, or earlier if the clock went back: a channel made again
+	// under the same key continues after it, so a subscriber's cursor from
+	// the old channel never hides the new one's messages. Entries go once
+	// the clock has passed their second.
+	tombs map[string]MessageID
+
+	index collectIndex
 
 	maxBytes atomic.Int64
 	used     atomic.Int64
@@ -186,6 +199,7 @@ type MemoryStore struct {
 	expired   atomic.Uint64 // stored messages removed by message_timeout
 
 	sweeper ticker
+	visits  atomic.Int64 // channels collect has looked at, for tests
 }
 
 // NewMemoryStore returns an empty store with the given byte budget. now is
@@ -194,7 +208,7 @@ func NewMemoryStore(maxBytes int64, now func() time.Time) *MemoryStore {
 	if now == nil {
 		now = time.Now
 	}
-	s := &MemoryStore{now: now, channels: make(map[string]*channel)}
+	s := &MemoryStore{now: now, channels: make(map[string]*channel), tombs: make(map[string]MessageID)}
 	s.maxBytes.Store(maxBytes)
 	return s
 }
@@ -237,10 +251,7 @@ func (s *MemoryStore) lookup(key string, create bool) (*channel, error) {
 	}
 	cost := int64(len(key)) + channelOverhead
 	if !s.tryReserve(cost, 0) {
-		s.collect(true)
-		if !s.tryReserve(cost, 0) {
-			return nil, ErrInsufficientStorage
-		}
+		return nil, ErrInsufficientStorage
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -255,8 +266,24 @@ func (s *MemoryStore) lookup(key string, create bool) (*channel, error) {
 		minBuffer:      1,
 		bytes:          cost,
 	}
+	if id, ok := s.tombs[key]; ok {
+		c.lastID = id
+		delete(s.tombs, key)
+	}
 	s.channels[key] = c
 	return c, nil
+}
+
+// withRoom runs op, and when the store refuses it for lack of room,
+// collects expired messages and idle channels and runs it once more
+// (PROTOCOL.md 3). It must be called with no channel locked.
+func withRoom[T any](s *MemoryStore, op func() (T, error)) (T, error) {
+	v, err := op()
+	if err == ErrInsufficientStorage {
+		s.collect(true)
+		v, err = op()
+	}
+	return v, err
 }
 
 // locked finds (or creates) the channel for key and returns it locked and
@@ -279,13 +306,7 @@ func (s *MemoryStore) locked(key string, create bool, now time.Time) (*channel, 
 
 // Publish stores (unless store_messages is off) and broadcasts a message.
 func (s *MemoryStore) Publish(key string, body []byte, contentType string, opts PublishOptions) (PublishResult, error) {
-	for attempt := 0; ; attempt++ {
-		res, err := s.publish(key, body, contentType, opts)
-		if err != ErrInsufficientStorage || attempt > 0 {
-			return res, err
-		}
-		s.collect(true) // PROTOCOL.md 3: collect, then retry once
-	}
+	return withRoom(s, func() (PublishResult, error) { return s.publish(key, body, contentType, opts) })
 }
 
 func (s *MemoryStore) publish(key string, body []byte, contentType string, opts PublishOptions) (PublishResult, error) {
@@ -294,7 +315,7 @@ func (s *MemoryStore) publish(key string, body []byte, contentType string, opts 
 	if err != nil {
 		return PublishResult{}, err
 	}
-	defer c.mu.Unlock()
+	defer s.done(c)
 
 	m := &Message{ID: c.nextID(now), Body: body, ContentType: contentType}
 	if opts.StoreMessages && opts.MaxBufferLength > 0 { // a buffer of 0 stores nothing
@@ -311,6 +332,7 @@ func (s *MemoryStore) publish(key string, body []byte, contentType string, opts 
 			m.expires = now.Add(opts.MessageTimeout)
 			if c.nextExpiry.IsZero() || m.expires.Before(c.nextExpiry) {
 				c.nextExpiry = m.expires
+				s.queueExpiry(c)
 			}
 		}
 		m.minRecipients = opts.MinRecipients
@@ -353,15 +375,17 @@ func (c *channel) nextID(now time.Time) MessageID {
 
 // Touch creates the channel if needed and returns its info (publisher PUT).
 func (s *MemoryStore) Touch(key string, channelTimeout time.Duration) (ChannelInfo, error) {
-	now := s.now()
-	c, err := s.locked(key, true, now)
-	if err != nil {
-		return ChannelInfo{}, err
-	}
-	defer c.mu.Unlock()
-	c.lastUsed = now
-	c.channelTimeout = channelTimeout
-	return c.info(now), nil
+	return withRoom(s, func() (ChannelInfo, error) {
+		now := s.now()
+		c, err := s.locked(key, true, now)
+		if err != nil {
+			return ChannelInfo{}, err
+		}
+		defer s.done(c)
+		c.lastUsed = now
+		c.channelTimeout = channelTimeout
+		return c.info(now), nil
+	})
 }
 
 // Info returns a channel's info (publisher GET), or ErrChannelNotFound.
@@ -371,7 +395,7 @@ func (s *MemoryStore) Info(key string) (ChannelInfo, error) {
 	if c == nil {
 		return ChannelInfo{}, ErrChannelNotFound
 	}
-	defer c.mu.Unlock()
+	defer s.done(c)
 	return c.info(now), nil
 }
 
@@ -388,12 +412,16 @@ func (s *MemoryStore) Delete(key string) (ChannelInfo, error) {
 	c.wakeAll(Wake{Reason: WakeDeleted})
 	s.dropLocked(c)
 	c.mu.Unlock()
-	s.unmap(c)
+	s.unmap(c, now)
 	return info, nil
 }
 
 // Subscribe answers a subscriber GET (PROTOCOL.md section 4).
 func (s *MemoryStore) Subscribe(key string, req SubscribeRequest) (SubscribeResult, error) {
+	return withRoom(s, func() (SubscribeResult, error) { return s.subscribe(key, req) })
+}
+
+func (s *MemoryStore) subscribe(key string, req SubscribeRequest) (SubscribeResult, error) {
 	now := s.now()
 	c, err := s.locked(key, req.Create, now)
 	if err != nil {
@@ -402,7 +430,7 @@ func (s *MemoryStore) Subscribe(key string, req SubscribeRequest) (SubscribeResu
 	if c == nil {
 		return SubscribeResult{}, ErrChannelNotFound
 	}
-	defer c.mu.Unlock()
+	defer s.done(c)
 	c.lastRequested = now
 	c.lastUsed = now
 
@@ -449,7 +477,7 @@ func (s *MemoryStore) Subscribe(key string, req SubscribeRequest) (SubscribeResu
 func (s *MemoryStore) Cancel(w *Waiter) {
 	c := w.ch
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer s.done(c)
 	if w.idx < 0 {
 		return
 	}
@@ -561,10 +589,29 @@ func (s *MemoryStore) dropLocked(c *channel) {
 	c.msgs = nil
 }
 
-func (s *MemoryStore) unmap(c *channel) {
+// unmap removes a channel that dropLocked marked deleted from the map,
+// keeping its last id in a tomb if a new channel under its key could
+// otherwise reuse an id (same second, or a clock gone back).
+func (s *MemoryStore) unmap(c *channel, now time.Time) {
 	s.mu.Lock()
 	if s.channels[c.key] == c {
 		delete(s.channels, c.key)
+		if c.lastID != (MessageID{}) && c.lastID.Time >= now.Unix() {
+			s.tombs[c.key] = c.lastID
+		}
+	}
+	s.mu.Unlock()
+}
+
+// pruneTombs forgets the tombs whose second has passed: a new channel's
+// first id is later anyway.
+func (s *MemoryStore) pruneTombs(now time.Time) {
+	sec := now.Unix()
+	s.mu.Lock()
+	for k, id := range s.tombs {
+		if id.Time < sec {
+			delete(s.tombs, k)
+		}
 	}
 	s.mu.Unlock()
 }
@@ -581,29 +628,54 @@ func (s *MemoryStore) snapshot() []*channel {
 	return all
 }
 
-// collect removes expired messages everywhere and empty channels whose
-// channel_timeout has passed, or every empty channel when force is set
-// (memory pressure). It returns the number of channels removed.
+// collect removes the expired messages and the idle channels (no
+// messages, no waiters) whose channel_timeout has passed, or every idle
+// channel when force is set (memory pressure). It pops what is due from
+// the collection index, so its cost is what it removes and the entries it
+// finds out of date, not the size of the store. It returns the number of
+// channels removed. It must be called with no channel locked.
 func (s *MemoryStore) collect(force bool) int {
 	now := s.now()
-	all := s.snapshot()
-	removed := 0
-	for _, c := range all {
+	for {
+		e, ok := s.index.pop(&s.index.expiry, now, false)
+		if !ok {
+			break
+		}
+		c := e.c
+		s.visits.Add(1)
 		c.mu.Lock()
-		if c.deleted {
+		if !c.deleted && e.at.Equal(c.expiryQueued) {
+			c.expiryQueued = time.Time{}
+			s.pruneExpired(c, now)
+			s.queueExpiry(c)
+		}
+		s.done(c)
+	}
+	removed := 0
+	for {
+		e, ok := s.index.pop(&s.index.idle, now, force)
+		if !ok {
+			break
+		}
+		c := e.c
+		s.visits.Add(1)
+		c.mu.Lock()
+		if c.deleted || !e.at.Equal(c.idleQueued) {
 			c.mu.Unlock()
 			continue
 		}
-		s.pruneExpired(c, now)
-		idle := len(c.msgs) == 0 && len(c.waiters) == 0
-		if idle && (force || now.Sub(c.lastUsed) >= c.channelTimeout) {
+		c.idleQueued = time.Time{}
+		if len(c.msgs) == 0 && len(c.waiters) == 0 && (force || !now.Before(c.lastUsed.Add(c.channelTimeout))) {
 			s.dropLocked(c)
-			removed++
 			c.mu.Unlock()
-			s.unmap(c)
+			s.unmap(c, now)
+			removed++
 			continue
 		}
-		c.mu.Unlock()
+		s.done(c) // used since it was queued: queued again for its new time
+	}
+	if !force {
+		s.pruneTombs(now)
 	}
 	return removed
 }
@@ -628,7 +700,7 @@ func (s *MemoryStore) ReleaseAll() int {
 		c.mu.Lock()
 		n += len(c.waiters)
 		c.wakeAll(Wake{Reason: WakeShutdown})
-		c.mu.Unlock()
+		s.done(c)
 	}
 	return n
 }
@@ -640,6 +712,10 @@ type Stats struct {
 	Waiters   int    `json:"waiters"`
 	Bytes     int64  `json:"bytes"`
 	MaxBytes  int64  `json:"max_bytes"`
+	// ChannelBytes is the part of Bytes the channels themselves take (their
+	// keys and overhead), messages apart: channels that subscribers create
+	// and wait on hold it too.
+	ChannelBytes int64 `json:"channel_bytes"`
 	Published uint64 `json:"published"`
 	Delivered uint64 `json:"delivered"`
 	Expired   uint64 `json:"expired"`
@@ -654,11 +730,12 @@ func (s *MemoryStore) Stats() (Stats, error) {
 		Published: s.published.Load(), Delivered: s.delivered.Load(),
 	}
 	for _, c := range all {
+		st.ChannelBytes += int64(len(c.key)) + channelOverhead
 		c.mu.Lock()
 		s.pruneExpired(c, now)
 		st.Messages += len(c.msgs)
 		st.Waiters += len(c.waiters)
-		c.mu.Unlock()
+		s.done(c)
 	}
 	st.Expired = s.expired.Load()
 	return st, nil
@@ -695,7 +772,7 @@ func (s *MemoryStore) Channels(prefix, after string, limit int) ([]ChannelStat, 
 			s.pruneExpired(c, now)
 			out = append(out, c.stat(now))
 		}
-		c.mu.Unlock()
+		s.done(c)
 	}
 	return out, more, nil
 }
@@ -707,7 +784,7 @@ func (s *MemoryStore) ChannelStatOf(key string) (ChannelStat, error) {
 	if c == nil {
 		return ChannelStat{}, ErrChannelNotFound
 	}
-	defer c.mu.Unlock()
+	defer s.done(c)
 	return c.stat(now), nil
 }
 
@@ -724,7 +801,7 @@ func (s *MemoryStore) LastPublishOptions(key string, def PublishOptions) (Publis
 	if c == nil {
 		return def, nil
 	}
-	defer c.mu.Unlock()
+	defer s.done(c)
 	if !c.published {
 		return def, nil
 	}

@@ -35,6 +35,7 @@ func (s *RedisStore) Sweep() int {
 		_ = s.sampleMemory(ctx)
 	}
 	now := time.Now()
+	s.forgetRecent(now)
 	var due []string
 	s.mu.Lock()
 	for key, lc := range s.local {
@@ -184,6 +185,9 @@ func (s *RedisStore) Stats() (Stats, error) {
 	}
 	for _, c := range cards {
 		st.Messages += int(c.Val())
+	}
+	for _, k := range keys {
+		st.ChannelBytes += keyCost(k)
 	}
 	s.mu.Lock()
 	for _, lc := range s.local {

@@ -82,6 +82,9 @@ func (s *RedisStore) listen() {
 		switch m := msg.(type) {
 		case *redis.Message:
 			if n, ok := parseNote(m.Payload); ok {
+				if n.kind == 'm' {
+					s.remember(n.key, parseID(n.id))
+				}
 				s.deliver(n)
 			}
 		case *redis.Subscription:
@@ -103,12 +106,13 @@ func (s *RedisStore) resubscribed() {
 	first := s.epoch.Load() == 0
 	s.epoch.Add(1)
 	s.subscribed.Store(true)
-	var parked []*Waiter
+	var parked []recheck
 	s.mu.Lock()
 	for _, lc := range s.local {
 		for _, w := range lc.waiters {
-			if !w.rw.pending {
-				parked = append(parked, w)
+			if !w.rw.pending && !w.rw.rechecking {
+				w.rw.rechecking = true
+				parked = append(parked, recheck{w: w})
 			}
 		}
 	}
@@ -142,22 +146,37 @@ func (s *RedisStore) loadScripts() {
 	}
 }
 
-// recheckWaiters asks Redis, for each waiter still parked, whether it
-// missed something: a stored message is delivered; a channel that changed
-// in a way no longer visible (deleted, broadcast without storing) answers
-// it 304 so the client asks again; otherwise it stays parked.
-func (s *RedisStore) recheckWaiters(waiters []*Waiter) {
+// recheck is a parked waiter to look up again in Redis, with the
+// notification that showed it missed one, if one did.
+type recheck struct {
+	w      *Waiter
+	missed *note
+}
+
+// recheckWaiters asks Redis, for each waiter still parked, for the first
+// stored message after its cursor, and delivers it. When there is none, a
+// waiter that missed a notification gets the message of the one it
+// received next (what it missed was not stored, or is gone), or 304 if
+// that was no message; a waiter rechecked after a resubscription stays
+// parked if its channel is unchanged, and gets 304 if the channel changed
+// in a way no longer visible (deleted, or a broadcast with store_messages
+// off), so the client asks again. A waiter whose recheck fails (Redis down
+// again) stays parked, and is rechecked again by the next resubscription
+// or notification.
+func (s *RedisStore) recheckWaiters(list []recheck) {
 	type parked struct {
-		w      *Waiter
+		recheck
 		key    string
 		cursor string
 		gen    int64
 	}
 	var all []parked
 	s.mu.Lock()
-	for _, w := range waiters {
-		if w.rw.idx >= 0 && !w.rw.pending {
-			all = append(all, parked{w, w.rw.key, w.rw.cursor, w.rw.gen})
+	for _, r := range list {
+		if r.w.rw.idx >= 0 && !r.w.rw.pending {
+			all = append(all, parked{r, r.w.rw.key, r.w.rw.cursor, r.w.rw.gen})
+		} else {
+			r.w.rw.rechecking = false
 		}
 	}
 	s.mu.Unlock()
@@ -170,15 +189,18 @@ func (s *RedisStore) recheckWaiters(waiters []*Waiter) {
 				ctx, cancel := context.WithTimeout(s.ctx, redisCallTimeout)
 				res, err := s.run(ctx, redisRecheck, p.key, p.cursor, p.gen, s.instance)
 				cancel()
-				if err != nil {
-					continue // still down: the next resubscription rechecks again
-				}
 				var wk Wake
-				switch str(res[0]) {
-				case "same":
+				switch {
+				case err != nil:
+					s.endRecheck(p.w)
 					continue
-				case "msg":
+				case str(res[0]) == "msg":
 					wk = Wake{Reason: WakeMessage, Message: newMessage(parseID(str(res[1])), str(res[2]))}
+				case p.missed != nil && p.missed.kind == 'm':
+					wk = p.missed.wake()
+				case str(res[0]) == "same" && p.missed == nil:
+					s.endRecheck(p.w)
+					continue
 				default:
 					wk = Wake{Reason: WakeRetry}
 				}
@@ -191,6 +213,13 @@ func (s *RedisStore) recheckWaiters(waiters []*Waiter) {
 	}
 	close(work)
 	wg.Wait()
+}
+
+// endRecheck leaves a waiter parked, open to notifications again.
+func (s *RedisStore) endRecheck(w *Waiter) {
+	s.mu.Lock()
+	w.rw.rechecking = false
+	s.mu.Unlock()
 }
 
 // wakeOne releases one parked waiter, if it is still parked.

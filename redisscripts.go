@@ -24,7 +24,13 @@ import (
 //	P{K}:x  hash: id -> "min_recipients delete_oldest received", for
 //	        messages a recipient rule applies to
 //	P{K}:w  hash: instance -> waiters parked there since gen last changed
-//	P{K}:z  string: the gen of a deleted channel, for a minute
+//	P{K}:z  string: "gen lt lg" (gen and last id) of a removed channel,
+//	        for a minute: a channel made again under its key continues
+//	        both, so neither gens nor ids go backwards
+//
+// Every script returns a list (RESP array) whose first element says what
+// happened; RedisStore.run reads every answer as one, so a script that
+// returned a bare number would fail every call (TestRedisScriptReplies).
 //
 // gen grows with every event that ends waits (publish, delete, `last`
 // displacement); a notification with gen G ends the waits parked at a gen
@@ -76,6 +82,21 @@ local function waiting()
   return n
 end
 
+-- remove deletes a loaded channel's keys. A deletion (gen given) leaves
+-- its gen and last id in the tombstone z for a minute; a channel that
+-- timed out leaves one only if its last id is of this second (or later:
+-- a clock gone back), when a new channel's ids could repeat it.
+local function remove(gen)
+  local v = gen
+  if not v and M.lt and tonumber(M.lt) >= math.floor(now / 1000) then v = M.gen end
+  redis.call('DEL', m, q, d, e, x, w)
+  if v then
+    if M.lt then v = v .. ' ' .. M.lt .. ' ' .. M.lg end
+    redis.call('SET', z, v, 'PX', 60000)
+  end
+  M = {}
+end
+
 -- live loads the channel, removes its expired messages and reports whether
 -- it exists; an idle channel past its channel_timeout is removed here.
 local expired = 0
@@ -83,19 +104,25 @@ local function live()
   if not load() then return false end
   expired = prune()
   if now >= tonumber(M.lu) + tonumber(M.ct) and redis.call('ZCARD', q) == 0 and waiting() == 0 then
-    redis.call('DEL', m, q, d, e, x, w)
-    M = {}
+    remove()
     return false
   end
   return true
 end
 
+-- create makes a channel, continuing the gen and last id of a removed one
+-- under the same key (the tombstone z).
 local function create(keycost)
-  local gen = now * 1000
-  local tomb = tonumber(redis.call('GET', z) or '0')
-  if tomb >= gen then gen = tomb + 1 end
+  local gen, lt, lg = now * 1000, false, false
+  local tomb = redis.call('GET', z)
+  if tomb then
+    local tg, tt, tl = string.match(tomb, '^(%d+) ?(%d*) ?(%d*)$')
+    if tonumber(tg) >= gen then gen = tonumber(tg) + 1 end
+    if tt ~= '' then lt, lg = tt, tl end
+  end
   redis.call('HSET', m, 'gen', fmt(gen), 'lu', fmt(now), 'ct', '3600000', 'mb', '1', 'by', keycost)
-  M = {gen = fmt(gen), lt = false, lg = false, lu = fmt(now), rq = false, ct = '3600000', mb = '1', xa = false}
+  if lt then redis.call('HSET', m, 'lt', lt, 'lg', lg) end
+  M = {gen = fmt(gen), lt = lt, lg = lg, lu = fmt(now), rq = false, ct = '3600000', mb = '1', xa = false}
 end
 
 local function requested()
@@ -106,10 +133,12 @@ end
 -- settl keeps the keys' own expiry at or after the channel's: the later of
 -- last use + channel_timeout and the last message expiry, or none while a
 -- message never expires. It is set with slack (a quarter of the timeout,
--- at least a second) and kept in xa, so most calls only give the keys they
--- may have created (written; e when ewritten and it holds one id) the
--- expiry already set. nq is the stored message count when the caller
--- knows it; settl returns it.
+-- at least two seconds) and kept in xa, so most calls only give the keys
+-- they may have created (written; e when ewritten and it holds one id) the
+-- expiry already set; it is set again once less than half the slack is
+-- left beyond the channel's own time, so a channel kept alive by regular
+-- use (keepalives) always has at least half the slack ahead of it. nq is
+-- the stored message count when the caller knows it; settl returns it.
 local function settl(written, nq, ewritten)
   local ct = tonumber(M.ct)
   local at = tonumber(M.lu) + ct
@@ -128,8 +157,9 @@ local function settl(written, nq, ewritten)
     if tonumber(last[2]) > at then at = tonumber(last[2]) end
   end
   at = at - tonumber(ARGV[1]) -- Redis expires on its own clock
-  if not M.xa or M.xa == 'p' or at > tonumber(M.xa) then
-    local xa = fmt(at + math.max(1000, math.floor(ct / 4)))
+  local slack = math.max(2000, math.floor(ct / 4))
+  if not M.xa or M.xa == 'p' or at > tonumber(M.xa) - slack / 2 then
+    local xa = fmt(at + slack)
     redis.call('HSET', m, 'xa', xa)
     M.xa = xa
     for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PEXPIREAT', k, xa) end
@@ -162,15 +192,21 @@ end
 
 // redisPublish: ARGV skew, store (0/1), max buffer, min buffer, min
 // recipients, delete oldest (0/1), message timeout ms, channel timeout ms,
-// payload, options, notes channel, key header ("len key"), key cost.
-// Returns id, gen, waiters, stored messages, requested, expired. Its
-// notification is "m<gen> <id> <key header><payload>".
+// payload, options, notes channel, key header ("len key"), key cost, floor
+// ("time:tag" the new id must follow, or ""). Returns id, gen, waiters,
+// stored messages, requested, expired. Its notification is
+// "m<gen> <id> <key header><payload>".
 var redisPublish = redis.NewScript(luaPrelude + `
 if not live() then create(ARGV[13]) end
 local lt = tonumber(M.lt or '-1')
 local lg = tonumber(M.lg or '0')
 local tm, tag = math.floor(now / 1000), 0
 if lt >= tm then tm, tag = lt, lg + 1 end
+local ft, fg = string.match(ARGV[14], '^(%d+):(%d+)$')
+if ft then
+  ft, fg = tonumber(ft), tonumber(fg)
+  if ft > tm or (ft == tm and fg >= tag) then tm, tag = ft, fg + 1 end
+end
 if tag >= TAGS then tm, tag = tm + 1, 0 end
 local id = fmt(tm) .. ':' .. fmt(tag)
 local n = waiting()
@@ -285,25 +321,26 @@ return {'changed'}
 `)
 
 // redisCancel uncounts a waiter that left: ARGV skew, instance, gen,
-// count. Waits already ended by a newer gen were uncounted by it.
+// count. Returns {ok}, or {stale}: waits already ended by a newer gen were
+// uncounted by it.
 var redisCancel = redis.NewScript(luaPrelude + `
-if not load() or M.gen ~= ARGV[3] then return 0 end
+if not load() or M.gen ~= ARGV[3] then return {'stale'} end
 local v = tonumber(redis.call('HGET', w, ARGV[2]) or '0') - tonumber(ARGV[4])
 if v <= 0 then redis.call('HDEL', w, ARGV[2]) else redis.call('HSET', w, ARGV[2], fmt(v)) end
 redis.call('HSET', m, 'lu', fmt(now))
 M.lu = fmt(now)
 settl({})
-return 1
+return {'ok'}
 `)
 
 // redisKeepalive marks a channel with parked waiters used, so its keys do
-// not expire under them: ARGV skew.
+// not expire under them: ARGV skew. Returns {ok}, or {nf}.
 var redisKeepalive = redis.NewScript(luaPrelude + `
-if not live() then return 0 end
+if not live() then return {'nf'} end
 redis.call('HSET', m, 'lu', fmt(now))
 M.lu = fmt(now)
 settl({})
-return 1
+return {'ok'}
 `)
 
 // redisTouch creates a channel if needed and sets its channel_timeout
@@ -329,10 +366,9 @@ return info(expired)
 var redisDelete = redis.NewScript(luaPrelude + `
 if not live() then return {'nf'} end
 local res = info(expired)
-local gen = redis.call('HINCRBY', m, 'gen', 1)
-redis.call('PUBLISH', ARGV[2], 'd' .. fmt(gen) .. ' ' .. ARGV[3])
-redis.call('DEL', m, q, d, e, x, w)
-redis.call('SET', z, fmt(gen), 'PX', 60000)
+local gen = fmt(tonumber(M.gen) + 1)
+redis.call('PUBLISH', ARGV[2], 'd' .. gen .. ' ' .. ARGV[3])
+remove(gen)
 return res
 `)
 

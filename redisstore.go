@@ -49,6 +49,14 @@ type RedisStore struct {
 	mu    sync.Mutex
 	local map[string]*localChannel
 
+	// recent holds the newest ids this instance has seen per channel (its
+	// own publications and every notification) for a few seconds. A
+	// publication passes its channel's as the floor of the new id, so ids
+	// continue after the ones subscribers hold even when Redis has lost
+	// the channel (a restart without persistence) within their second.
+	recentMu sync.Mutex
+	recent   map[string]recentID
+
 	ctx        context.Context
 	cancel     context.CancelFunc
 	started    sync.Once
@@ -69,6 +77,48 @@ type localChannel struct {
 	kept    time.Time     // last keepalive
 }
 
+// recentID is an id seen, and when it was seen.
+type recentID struct {
+	id   MessageID
+	seen time.Time
+}
+
+// recentFor is how long an id stays in RedisStore.recent: longer than a
+// second of Redis's clock, with room for the instances' clocks to differ.
+const recentFor = 3 * time.Second
+
+// remember records id as seen on a channel.
+func (s *RedisStore) remember(key string, id MessageID) {
+	s.recentMu.Lock()
+	if r, ok := s.recent[key]; !ok || id.After(r.id) {
+		s.recent[key] = recentID{id, time.Now()}
+	}
+	s.recentMu.Unlock()
+}
+
+// floor returns the newest id recently seen on a channel, "time:tag", or
+// "" when none was.
+func (s *RedisStore) floor(key string) string {
+	s.recentMu.Lock()
+	r, ok := s.recent[key]
+	s.recentMu.Unlock()
+	if !ok {
+		return ""
+	}
+	return r.id.String()
+}
+
+// forgetRecent drops the ids seen longer ago than recentFor.
+func (s *RedisStore) forgetRecent(now time.Time) {
+	s.recentMu.Lock()
+	for k, r := range s.recent {
+		if now.Sub(r.seen) > recentFor {
+			delete(s.recent, k)
+		}
+	}
+	s.recentMu.Unlock()
+}
+
 // redisWait is a waiter's Redis-store state; the store's mu guards it.
 type redisWait struct {
 	key     string
@@ -77,6 +127,10 @@ type redisWait struct {
 	pending bool   // its Subscribe call has not returned yet
 	idx     int    // in localChannel.waiters; -1 once released
 	epoch   uint64 // the subscription epoch it registered in; 0: unsubscribed
+	// rechecking says a recheck in Redis is under way for it: it missed a
+	// notification, so the next one it got was not the first message after
+	// its cursor. Notifications leave it alone until the recheck answers.
+	rechecking bool
 }
 
 // note is a notification: a message, a deletion or a `last` displacement
@@ -113,7 +167,8 @@ func newRedisStore(client redis.UniversalClient, prefix string, maxBytes int64, 
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &RedisStore{
 		client: client, prefix: prefix, notes: prefix + "notes", instance: hex.EncodeToString(id[:]),
-		logger: logger, local: make(map[string]*localChannel), ctx: ctx, cancel: cancel,
+		logger: logger, local: make(map[string]*localChannel), recent: make(map[string]recentID),
+		ctx: ctx, cancel: cancel,
 		listenDone: make(chan struct{}),
 	}
 	s.maxBytes.Store(maxBytes)
@@ -169,10 +224,10 @@ func b01(b bool) int {
 	return 0
 }
 
-// fail classifies a Redis error: Redis out of memory is
+// fail classifies an error of a Redis call: Redis out of memory is
 // ErrInsufficientStorage; an unreachable, loading or failing-over Redis is
-// an *UnavailableError (logged once until Redis answers again); anything
-// else is a plain error (500).
+// an *UnavailableError (logged once until Redis answers again); any other
+// error reply is a plain error (500).
 func (s *RedisStore) fail(err error) error {
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
@@ -206,13 +261,19 @@ func hasAnyPrefix(s string, prefixes ...string) bool {
 	return false
 }
 
-// run runs a script on a channel's keys.
+// run runs a script on a channel's keys. Every script answers a list; an
+// answer of another shape is this program's error, not Redis's, so it is
+// returned as a plain error and says nothing about Redis's availability.
 func (s *RedisStore) run(ctx context.Context, sc *redis.Script, key string, args ...any) ([]any, error) {
-	res, err := sc.Run(ctx, s.client, s.keys(key), append([]any{s.skewArg()}, args...)...).Slice()
+	v, err := sc.Run(ctx, s.client, s.keys(key), append([]any{s.skewArg()}, args...)...).Result()
 	if err != nil {
 		return nil, s.fail(err)
 	}
 	s.up()
+	res, ok := v.([]any)
+	if !ok || len(res) == 0 {
+		return nil, fmt.Errorf("redis store: script answered %T %v, want a list", v, v)
+	}
 	return res, nil
 }
 
@@ -348,11 +409,12 @@ func (s *RedisStore) Publish(key string, body []byte, contentType string, opts P
 	res, err := s.run(ctx, redisPublish, key, b01(opts.StoreMessages && opts.MaxBufferLength > 0),
 		opts.MaxBufferLength, opts.MinBufferLength, opts.MinRecipients, b01(opts.DeleteOldestReceived),
 		opts.MessageTimeout.Milliseconds(), opts.ChannelTimeout.Milliseconds(), payload, encodeOptions(opts),
-		s.notes, keyHeader(key), keyCost(key))
+		s.notes, keyHeader(key), keyCost(key), s.floor(key))
 	if err != nil {
 		return PublishResult{}, err
 	}
 	id := parseID(str(res[0]))
+	s.remember(key, id)
 	waiting := int(num(res[2]))
 	s.published.Add(1)
 	s.expired.Add(uint64(num(res[5])))
@@ -509,12 +571,6 @@ func (s *RedisStore) unregister(w *Waiter) {
 // may have missed its notification: it is rechecked in Redis now if the
 // subscription is back, or by the listener when it is.
 func (s *RedisStore) settle(w *Waiter, gen int64, cursor string, ct time.Duration) {
-	recheck := false
-	defer func() {
-		if recheck && s.subscribed.Load() {
-			go s.recheckWaiters([]*Waiter{w})
-		}
-	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lc := s.local[w.rw.key]
@@ -525,18 +581,45 @@ func (s *RedisStore) settle(w *Waiter, gen int64, cursor string, ct time.Duratio
 	if ct > 0 {
 		lc.ct = ct
 	}
+	lc.kept = time.Now() // the subscribe script marked the channel used
+	var again *recheck
 	if w.rw.idx >= 0 {
-		for _, n := range lc.notes {
-			if n.gen > gen {
-				lc.remove(w)
-				s.send(w, n.wake())
+		for i := range lc.notes {
+			if n := &lc.notes[i]; n.gen > gen {
+				if missed := s.apply(lc, w, n); missed != nil {
+					again = &recheck{w, missed}
+				}
 				break
 			}
 		}
 	}
 	s.endPending(lc, w)
 	s.forget(w.rw.key, lc)
-	recheck = w.rw.idx >= 0 && (w.rw.epoch == 0 || w.rw.epoch != s.epoch.Load())
+	if again == nil && w.rw.idx >= 0 && (w.rw.epoch == 0 || w.rw.epoch != s.epoch.Load()) && s.subscribed.Load() {
+		w.rw.rechecking = true
+		again = &recheck{w: w}
+	}
+	if again != nil {
+		go s.recheckWaiters([]recheck{*again})
+	}
+}
+
+// apply ends a parked waiter's wait with a notification newer than its
+// gen; s.mu is held. Only the notification that raised the channel from
+// the waiter's gen to the next one carries the first message after its
+// cursor: for a later one the waiter missed an event (a broken
+// subscription, or keys that expired and were made again), so apply marks
+// it rechecking and returns the notification; the caller rechecks it in
+// Redis, which sends it the right message. A deletion or a displacement
+// ends the wait whatever was missed before it.
+func (s *RedisStore) apply(lc *localChannel, w *Waiter, n *note) (missed *note) {
+	if n.kind == 'm' && n.gen != w.rw.gen+1 {
+		w.rw.rechecking = true
+		return n
+	}
+	lc.remove(w)
+	s.send(w, n.wake())
+	return nil
 }
 
 // deliver applies a notification to this process's waiters: every waiter
@@ -557,15 +640,21 @@ func (s *RedisStore) deliver(n note) {
 	wk := n.wake()
 	kept := lc.waiters[:0]
 	woken := 0
+	var missed []recheck
 	for _, w := range lc.waiters {
-		if w.rw.pending || w.rw.gen >= n.gen {
-			w.rw.idx = len(kept)
-			kept = append(kept, w)
+		switch {
+		case w.rw.pending || w.rw.rechecking || w.rw.gen >= n.gen:
+		case n.kind == 'm' && n.gen != w.rw.gen+1: // see apply
+			w.rw.rechecking = true
+			missed = append(missed, recheck{w, &n})
+		default:
+			w.rw.idx = -1
+			w.C <- wk
+			woken++
 			continue
 		}
-		w.rw.idx = -1
-		w.C <- wk
-		woken++
+		w.rw.idx = len(kept)
+		kept = append(kept, w)
 	}
 	clear(lc.waiters[len(kept):])
 	lc.waiters = kept
@@ -573,6 +662,9 @@ func (s *RedisStore) deliver(n note) {
 	s.mu.Unlock()
 	if n.kind == 'm' {
 		s.delivered.Add(uint64(woken))
+	}
+	if len(missed) > 0 {
+		go s.recheckWaiters(missed)
 	}
 }
 
