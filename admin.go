@@ -72,6 +72,11 @@ type adminStats struct {
 	Stats
 	Publishes map[string]uint64 `json:"publishes_by_status"`
 	Refusals  map[string]uint64 `json:"refusals_by_status"`
+	// The publication bodies being received, their buffers' bytes and the
+	// cap on those (max_body_memory).
+	ReceivingBodies int64 `json:"receiving_bodies"`
+	BodyBytes       int64 `json:"body_bytes"`
+	MaxBodyMemory   int64 `json:"max_body_memory"`
 }
 
 func (AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
@@ -86,7 +91,8 @@ func (AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return adminStoreError(err)
 	}
-	return writeJSON(w, adminStats{st, byStatus(&counters.publishes), byStatus(&counters.refusals)})
+	return writeJSON(w, adminStats{st, byStatus(&counters.publishes), byStatus(&counters.refusals),
+		bodies.receiving.Load(), bodies.used.Load(), bodies.max.Load()})
 }
 
 // adminChannel is one channel in admin API answers.
@@ -166,7 +172,7 @@ func (AdminAPI) serveChannel(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return adminStoreError(err)
 		}
-		status, err := publishRequest(w, r, store, key, DefaultMaxMessageSize, opts, caddy.Log().Named("admin.api.push"))
+		status, err := publishRequest(w, r, store, key, bodyLimits{DefaultMaxMessageSize, DefaultBodyTimeout}, opts, caddy.Log().Named("admin.api.push"))
 		if err != nil {
 			return caddy.APIError{HTTPStatus: status, Err: err}
 		}

@@ -39,6 +39,7 @@ var nginxNames = map[string]string{
 	"push_message_timeout":                "message_timeout",
 	"push_channel_timeout":                "channel_timeout",
 	"client_max_body_size":                "max_message_size",
+	"client_body_timeout":                 "body_timeout",
 	"push_subscriber_concurrency":         "concurrency",
 	"push_subscriber_timeout":             "timeout",
 	"push_authorized_channels_only":       "authorized_channels_only",
@@ -126,6 +127,7 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 //		message_timeout                <duration>
 //		channel_timeout                <duration>
 //		max_message_size               <size>
+//		body_timeout                   <duration>
 //	}
 //
 // Every subdirective may also be written with its nginx name
@@ -183,6 +185,10 @@ func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_message_size":
 			n, err := sizeArg(d)
 			p.MaxMessageSize = n
+			return err
+		case "body_timeout":
+			v, err := durationArg(d)
+			p.BodyTimeout = v
 			return err
 		}
 		return d.Errf("unrecognized push_publisher subdirective '%s'", d.Val())
@@ -259,6 +265,7 @@ func (s *Subscriber) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	push {
 //		max_reserved_memory <size>
+//		max_body_memory <size>
 //		disable_metrics
 //		store <backend> [<options...>]
 //	}
@@ -274,6 +281,10 @@ func (app *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_reserved_memory":
 			n, err := sizeArg(d)
 			app.MaxReservedMemory = n
+			return err
+		case "max_body_memory":
+			n, err := sizeArg(d)
+			app.MaxBodyMemory = n
 			return err
 		case "disable_metrics":
 			if d.NextArg() {

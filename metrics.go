@@ -59,12 +59,14 @@ var (
 	descRefusals  = desc("refusals_total", "Requests refused or ended without a message, by status (403, 404, 405, 409, 410, 413, 507).", "code")
 	descExpired   = desc("expired_messages_total", "Stored messages removed by message_timeout.")
 	descUp        = desc("store_up", "1 when the store answered this scrape, 0 when its backend (Redis) is unreachable.")
+	descReceiving = desc("receiving_bodies", "Publication bodies being received.")
+	descBodyBytes = desc("body_bytes", "Bytes held by the publication bodies being received, against max_body_memory.")
 )
 
 // Describe sends the descriptors of every metric.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descChannels, descMessages, descWaiters, descBytes, descLimit,
-		descPublishes, descDelivered, descRefusals, descExpired, descUp} {
+		descPublishes, descDelivered, descRefusals, descExpired, descUp, descReceiving, descBodyBytes} {
 		ch <- d
 	}
 }
@@ -86,6 +88,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		gauge(descUp, 0)
 	}
+	gauge(descReceiving, float64(bodies.receiving.Load()))
+	gauge(descBodyBytes, float64(bodies.used.Load()))
 	counter(descDelivered, st.Delivered)
 	counter(descExpired, st.Expired)
 	for code, n := range byStatus(&counters.publishes) {

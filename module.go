@@ -42,6 +42,15 @@ type App struct {
 	// store), none (Redis store).
 	MaxReservedMemory int64 `json:"max_reserved_memory,omitempty"`
 
+	// MaxBodyMemory caps the bytes held by the publication bodies being
+	// received at once, over every publisher location and the admin API:
+	// a body that would pass it gets 503 with Retry-After (one body alone
+	// may always grow to its location's max_message_size). Bodies are held
+	// in buffers that grow with the bytes that arrive, never with a
+	// Content-Length announced. nginx has no equivalent (it buffers large
+	// bodies to disk). Default: 32 MiB.
+	MaxBodyMemory int64 `json:"max_body_memory,omitempty"`
+
 	// DisableMetrics turns off the caddy_push_* Prometheus metrics on the
 	// admin endpoint's /metrics. nginx has no equivalent. Default: false.
 	DisableMetrics bool `json:"disable_metrics,omitempty"`
@@ -78,6 +87,9 @@ func (app *App) Provision(ctx caddy.Context) error {
 	if app.MaxReservedMemory == 0 {
 		app.MaxReservedMemory = backend.DefaultMaxBytes()
 	}
+	if app.MaxBodyMemory == 0 {
+		app.MaxBodyMemory = DefaultMaxBodyMemory
+	}
 	val, _, err := stores.LoadOrNew(backend.PoolKey(), func() (caddy.Destructor, error) {
 		return backend.NewStore(app.MaxReservedMemory)
 	})
@@ -110,6 +122,9 @@ func (app *App) Validate() error {
 	if app.MaxReservedMemory < 0 {
 		return fmt.Errorf("max_reserved_memory must not be negative, got %d", app.MaxReservedMemory)
 	}
+	if app.MaxBodyMemory < 0 {
+		return fmt.Errorf("max_body_memory must not be negative, got %d", app.MaxBodyMemory)
+	}
 	return nil
 }
 
@@ -122,6 +137,7 @@ func (app *App) Start() error {
 			zap.Int64("max_reserved_memory", app.MaxReservedMemory), zap.Int64("previous", prev))
 		app.store.SetMaxBytes(app.MaxReservedMemory)
 	}
+	bodies.max.Store(app.MaxBodyMemory)
 	app.store.StartSweeper(time.Second)
 	runningStore.Store(&storeRef{app.store})
 	return nil

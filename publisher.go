@@ -3,8 +3,6 @@ package caddypush
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -82,6 +80,13 @@ type Publisher struct {
 	// client_max_body_size. Default: 1 MiB.
 	MaxMessageSize int64 `json:"max_message_size,omitempty"`
 
+	// BodyTimeout bounds receiving a whole message body, a duration: a body
+	// still incomplete when it passes gets 408 and the connection is
+	// closed, however steadily it trickles. nginx's client_body_timeout is
+	// the nearest equivalent, but bounds only the time between two reads.
+	// Default: 30s.
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
+
 	store  ChannelStore
 	opts   PublishOptions
 	logger *zap.Logger
@@ -101,6 +106,9 @@ func (p *Publisher) Provision(ctx caddy.Context) error {
 	p.setDefaults()
 	if p.MaxMessageSize == 0 {
 		p.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if p.BodyTimeout == 0 {
+		p.BodyTimeout = caddy.Duration(DefaultBodyTimeout)
 	}
 	p.opts = defaultPublishOptions()
 	p.opts.StoreMessages = p.StoreMessages == nil || *p.StoreMessages
@@ -140,6 +148,8 @@ func (p *Publisher) Validate() error {
 		return fmt.Errorf("timeouts must not be negative")
 	case p.MaxMessageSize < 0:
 		return fmt.Errorf("max_message_size must not be negative")
+	case p.BodyTimeout < 0:
+		return fmt.Errorf("body_timeout must not be negative")
 	}
 	return nil
 }
@@ -190,7 +200,7 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 }
 
 func (p *Publisher) publish(w http.ResponseWriter, r *http.Request, key string) error {
-	_, err := publishRequest(w, r, p.store, key, p.MaxMessageSize, p.opts, p.logger)
+	_, err := publishRequest(w, r, p.store, key, bodyLimits{p.MaxMessageSize, time.Duration(p.BodyTimeout)}, p.opts, p.logger)
 	return err
 }
 
@@ -198,34 +208,24 @@ func (p *Publisher) publish(w http.ResponseWriter, r *http.Request, key string) 
 // section 3 says; the publisher handler and the admin API share it. It
 // counts and returns the status it answered with.
 func publishRequest(w http.ResponseWriter, r *http.Request, store ChannelStore, key string,
-	maxSize int64, opts PublishOptions, logger *zap.Logger,
+	limits bodyLimits, opts PublishOptions, logger *zap.Logger,
 ) (status int, err error) {
 	defer func() { countPublish(status) }()
-	body, err := readBody(w, r, maxSize)
+	bd, err := readBody(w, r, limits.maxSize, limits.timeout)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeText(w, http.StatusRequestEntityTooLarge, "Message body is larger than max_message_size ("+
-				strconv.FormatInt(maxSize, 10)+" bytes).")
-			return http.StatusRequestEntityTooLarge, nil
-		}
-		status = http.StatusBadRequest // short body, broken chunking, client gone
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			status = http.StatusRequestTimeout // the server's read_body or read idle timeout
-		}
-		return status, caddyhttp.Error(status, fmt.Errorf("reading message body: %w", err))
+		return bodyRefusal(w, err, limits)
 	}
+	defer bd.release()
 	var contentType string
 	if ct := r.Header["Content-Type"]; len(ct) > 0 {
 		contentType = ct[0]
 	}
-	res, err := store.Publish(key, body, contentType, opts)
+	res, err := store.Publish(key, bd.data, contentType, opts)
 	if err != nil {
 		return refusalStatus(err), storeRefusal(w, err)
 	}
 	if c := logger.Check(zapcore.DebugLevel, "message published"); c != nil {
-		c.Write(zap.String("channel", key), zap.Int("bytes", len(body)),
+		c.Write(zap.String("channel", key), zap.Int("bytes", len(bd.data)),
 			zap.Int64("time", res.ID.Time), zap.Int64("tag", res.ID.Tag), zap.Int("delivered", res.Delivered))
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -240,20 +240,39 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store ChannelStore, 
 	return status, nil
 }
 
-// readBody reads the whole message body, refusing more than limit bytes with
-// an *http.MaxBytesError.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, &http.MaxBytesError{Limit: limit}
+// bodyLimits bound reading one publication body.
+type bodyLimits struct {
+	maxSize int64         // max_message_size
+	timeout time.Duration // body_timeout; 0: none
+}
+
+// bodyRefusal answers a body that could not be read. The rest of the body
+// is left unread, so the connection is closed after the answer.
+func bodyRefusal(w http.ResponseWriter, err error, limits bodyLimits) (int, error) {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		w.Header().Set("Connection", "close")
+		writeText(w, http.StatusRequestEntityTooLarge, "Message body is larger than max_message_size ("+
+			strconv.FormatInt(limits.maxSize, 10)+" bytes).")
+		return http.StatusRequestEntityTooLarge, nil
+	case errors.Is(err, errBodyMemory):
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		writeText(w, http.StatusServiceUnavailable, "Service unavailable: the message bodies being received "+
+			"fill max_body_memory ("+strconv.FormatInt(bodies.max.Load(), 10)+" bytes); try again.")
+		return http.StatusServiceUnavailable, nil
+	case errors.Is(err, errBodyTimeout):
+		w.Header().Set("Connection", "close")
+		writeText(w, http.StatusRequestTimeout, "Message body not received within body_timeout ("+
+			limits.timeout.String()+").")
+		return http.StatusRequestTimeout, nil
 	}
-	if r.ContentLength >= 0 { // within limit, and net/http reads no further
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return nil, err
-		}
-		return buf, nil
+	status := http.StatusBadRequest // short body, broken chunking, client gone
+	if isTimeout(err) {
+		status = http.StatusRequestTimeout // the server's read_body or read idle timeout
 	}
-	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	return status, caddyhttp.Error(status, fmt.Errorf("reading message body: %w", err))
 }
 
 // storeRefusal writes the answer to a store error that refuses a request.

@@ -137,6 +137,9 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 		writeEmpty(w, http.StatusMethodNotAllowed)
 		return nil
 	}
+	// No cache may store or replay an answer: each depends on the request's
+	// cursor and on what was published since.
+	w.Header()["Cache-Control"] = []string{"no-store"}
 	_, key, ok := s.channelKey(w, r)
 	if !ok {
 		return nil
@@ -246,7 +249,7 @@ func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *Mes
 	// One backing array for this response's header values: middleware such
 	// as `header` may rewrite a value in place, so none may be shared.
 	v := [...]string{m.ContentType, wire.lastModified, wire.etag, "If-None-Match, If-Modified-Since",
-		s.AllowOrigin, "Last-Modified, Etag", wire.contentLength}
+		s.AllowOrigin, "Last-Modified, Etag", wire.contentLength, "nosniff"}
 	vals := v[:]
 	h := w.Header()
 	if m.ContentType != "" {
@@ -260,6 +263,7 @@ func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *Mes
 	h["Access-Control-Allow-Origin"] = vals[4:5:5]
 	h["Access-Control-Expose-Headers"] = vals[5:6:6]
 	h["Content-Length"] = vals[6:7:7]
+	h["X-Content-Type-Options"] = vals[7:8:8] // the publisher chose the Content-Type
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(m.Body)
 }

@@ -1,0 +1,137 @@
+package caddypush
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// bodyStats reads the body figures of /push/stats from an admin address.
+func bodyStats(t *testing.T, admin string) (receiving, bytes int64) {
+	t.Helper()
+	r := do(t, h1Client, "GET", "http://"+admin+"/push/stats", nil)
+	var st struct {
+		Receiving int64 `json:"receiving_bodies"`
+		Bytes     int64 `json:"body_bytes"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &st); err != nil {
+		t.Fatalf("/push/stats: %v %q", err, r.body)
+	}
+	return st.Receiving, st.Bytes
+}
+
+// announce opens a connection to addr and sends a POST's headers that
+// announce size body bytes, and the first `send` of them.
+func announce(t *testing.T, addr, path string, size, send int) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s",
+		path, addr, size, strings.Repeat("x", send))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// TestAnnouncedBodiesCostNothing opens 300 publisher connections and 50 to
+// the admin API's publish, each announcing a 1 MiB body and sending
+// nothing: the heap must grow by what the connections cost, not by the
+// 350 MiB announced. (The publisher allocated the announced size before
+// reading a byte.)
+func TestAnnouncedBodiesCostNothing(t *testing.T) {
+	startMain(t)
+	before := heapInUse()
+	const pubs, admins = 300, 50
+	for i := range pubs {
+		announce(t, "localhost:9080", fmt.Sprintf("/pub?id=announce%d", i), 1<<20, 0)
+	}
+	for i := range admins {
+		announce(t, "localhost:2999", fmt.Sprintf("/push/channels/announce%d", i), 1<<20, 0)
+	}
+	waitFor(t, "every body to be waited for", func() bool {
+		n, _ := bodyStats(t, "localhost:2999")
+		return n == pubs+admins
+	})
+	grown := int64(heapInUse()) - int64(before)
+	t.Logf("heap grew by %.1f MiB for %d announced 1 MiB bodies", float64(grown)/(1<<20), pubs+admins)
+	if grown > 64<<20 {
+		t.Fatalf("heap grew by %d MiB for bodies that never came", grown>>20)
+	}
+	if _, held := bodyStats(t, "localhost:2999"); held > (pubs+admins)*firstBodyBuffer {
+		t.Fatalf("body buffers hold %d bytes, more than %d small first buffers", held, pubs+admins)
+	}
+}
+
+// TestBodyLimitsOnAFreshServer runs a Caddy binary with default server
+// timeouts (no read timeout of Caddy's own bounds a whole body):
+//   - a body that trickles a byte every 200 ms past body_timeout is cut
+//     with 408 and the connection closed;
+//   - while one body being received holds max_body_memory, other
+//     publications get 503 with Retry-After and a reason, and publish
+//     again once it is gone.
+func TestBodyLimitsOnAFreshServer(t *testing.T) {
+	t.Parallel()
+	p := runCaddyGlobal(t, "\tpush {\n\t\tmax_body_memory 64k\n\t}",
+		"\troute /pub {\n\t\tpush_publisher {\n\t\t\tbody_timeout 1s\n\t\t}\n\t}")
+	addr := strings.TrimPrefix(p.url, "http://")
+
+	conn := announce(t, addr, "/pub?id=trickle", 100, 1)
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { // a byte every 200 ms, for at most 10 s
+		defer close(done)
+		for range 50 {
+			time.Sleep(200 * time.Millisecond)
+			if _, err := conn.Write([]byte("x")); err != nil {
+				return
+			}
+		}
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(status, " 408 ") {
+		t.Fatalf("trickling body: %q %v, want 408", status, err)
+	}
+	rest, _ := io.ReadAll(br) // until the server closes the connection
+	if !strings.Contains(string(rest), "body_timeout") {
+		t.Fatalf("408 without a reason: %q", rest)
+	}
+	t.Logf("a body trickling a byte every 200 ms cut after %v", time.Since(start).Round(time.Millisecond))
+	<-done
+
+	big := announce(t, addr, "/pub?id=big", 100<<10, 40<<10)
+	waitFor(t, "the big body's first 40 KiB received", func() bool {
+		_, held := bodyStats(t, p.admin)
+		return held >= 40<<10
+	})
+	r := post(t, p.url+"/pub?id=small", "hello")
+	if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "max_body_memory") {
+		t.Fatalf("publish while max_body_memory is held: %d %v %q, want 503 with Retry-After", r.status, r.header, r.body)
+	}
+	big.Close()
+	waitFor(t, "the big body's memory released", func() bool {
+		n, held := bodyStats(t, p.admin)
+		return n == 0 && held == 0
+	})
+	if r := post(t, p.url+"/pub?id=small", "hello"); r.status != 202 {
+		t.Fatalf("publish after the big body went: %d %q", r.status, r.body)
+	}
+}
