@@ -707,18 +707,18 @@ func (s *MemoryStore) ReleaseAll() int {
 
 // Stats is a snapshot of the store's size and lifetime counters.
 type Stats struct {
-	Channels  int    `json:"channels"`
-	Messages  int    `json:"messages"`
-	Waiters   int    `json:"waiters"`
-	Bytes     int64  `json:"bytes"`
-	MaxBytes  int64  `json:"max_bytes"`
+	Channels int   `json:"channels"`
+	Messages int   `json:"messages"`
+	Waiters  int   `json:"waiters"`
+	Bytes    int64 `json:"bytes"`
+	MaxBytes int64 `json:"max_bytes"`
 	// ChannelBytes is the part of Bytes the channels themselves take (their
 	// keys and overhead), messages apart: channels that subscribers create
 	// and wait on hold it too.
-	ChannelBytes int64 `json:"channel_bytes"`
-	Published uint64 `json:"published"`
-	Delivered uint64 `json:"delivered"`
-	Expired   uint64 `json:"expired"`
+	ChannelBytes int64  `json:"channel_bytes"`
+	Published    uint64 `json:"published"`
+	Delivered    uint64 `json:"delivered"`
+	Expired      uint64 `json:"expired"`
 }
 
 // Stats returns a snapshot of the store.
