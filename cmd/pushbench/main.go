@@ -1,119 +1,210 @@
-// Command pushbench is a load tool for any server that speaks the nginx push
-// module's long-poll protocol (caddy-push, nginx push module, nchan). It
-// speaks only HTTP to the server and reads the server's CPU time and memory
-// from /proc when given its pid.
+// Command pushbench is the project's load tool. It speaks, over loopback
+// HTTP only, the nginx push module's protocol (caddy-push, nchan) with
+// long-poll, EventSource and WebSocket subscribers, and Centrifugo's
+// unidirectional protocol (uni_sse, uni_websocket, HTTP API publish). It
+// reads the server's CPU time and memory from /proc (-server-pid, summed
+// over the pids and their descendants) and prints one JSON line per run
+// (also appended to -json-out); bench/summary.py turns those into tables.
 //
-//	pushbench -scenario fanout -subs 1000 -rounds 50 -server-pid $(pgrep caddy)
+// Scenarios (see longpoll.go and streams.go):
 //
-// Several subscriber URLs (comma-separated) spread the subscribers over
-// several servers, such as two Caddy instances sharing a Redis store; then
-// -server-pid takes every process to measure (both Caddys and redis-server).
+//	fanout   S subscribers on one channel, R rounds (any -transport)
+//	rate     S subscribers on one channel, -rate deliveries/s offered for
+//	         -duration (any -transport)
+//	idle     S idle subscribers: server memory per subscriber (any -transport)
+//	publish  P publishers on C channels (push protocol)
+//	stream   S long-polls re-polling as fast as a windowed publisher goes
+//	proto    a check of the long-poll protocol basics
+//	probe    one subscriber, one message: exit 0 if it arrives
 //
-// Scenarios:
+// Examples:
 //
-//	fanout   S long-polls on one channel, R publications; per round every
-//	         subscriber must receive the message: latency, lost, duplicated
-//	publish  P publishers on C channels for a duration: publications/s
-//	idle     S long-polls on S channels held open: server memory per waiter
-//	stream   S subscribers re-polling one channel while a publisher publishes
-//	         as fast as the slowest keeps up (at most -window ahead)
+//	pushbench -scenario fanout -subs 1000 -rounds 50 \
+//	    -pub 'http://127.0.0.1:18090/pub?id=%s' -sub 'http://127.0.0.1:18090/sub?id=%s' -server-pid PID
+//	pushbench -scenario rate -transport eventsource -subs 1000 -rate 20000 -duration 15s \
+//	    -pub 'http://127.0.0.1:18402/pub?id=%s' -sub 'http://127.0.0.1:18402/sub_stream?id=%s' -server-pid PID
+//	pushbench -server centrifugo -transport websocket -scenario rate -subs 1000 -rate 20000 \
+//	    -pub http://127.0.0.1:18403/api/publish -api-key KEY \
+//	    -sub http://127.0.0.1:18403/connection/uni_websocket -server-pid PID
 //
-// Every run is bounded by -max-time. The result is printed as one JSON line
-// (also appended to -json-out).
+// Several -sub URLs, comma-separated, spread the subscribers over several
+// servers (two Caddys sharing a Redis store; give -server-pid every
+// process). Several subscriber processes are not needed: one pushbench holds 10,000
+// streams (raise the open-files limit first). Every run is bounded by
+// -max-time and every wait by -wait-timeout.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"math/rand/v2"
-	"net/http"
+	"math/rand"
 	"os"
+	"strings"
 	"time"
 )
 
 type config struct {
-	pub, sub   string
-	scenario   string
-	label      string
-	subs       int
-	rounds     int
-	publishers int
-	channels   int
-	duration   time.Duration
-	hold       time.Duration
-	window     int
-	size       int
-	pids       []int // the server's processes (CPU and memory are summed)
-	maxTime    time.Duration
-	jsonOut    string
-	run        string // channel name prefix, fresh per run
+	scenario      string
+	label         string
+	server        string // push | centrifugo
+	transport     string // longpoll | eventsource | websocket
+	pub, sub      string
+	apiKey        string
+	wsMeta        bool
+	pids          []int
+	children      bool
+	runID         string
+	subs          int
+	rounds        int
+	publishers    int
+	channels      int
+	rate          float64
+	duration      time.Duration
+	drain         time.Duration
+	settle        time.Duration
+	hold          time.Duration
+	msgSize       int
+	window        int
+	useInfo       bool
+	waitTO        time.Duration
+	maxTime       time.Duration
+	maxDials      int
+	maxReconnects int
+	jsonOut       string
+	client        string
+	idleShared    bool
+
+	dial    dialFunc
+	factory connFactory
+	newSub  newSubFunc
+	publish publisher
 }
 
 func main() {
-	var c config
-	flag.StringVar(&c.pub, "pub", "http://127.0.0.1:8080/publish?id=%s", "publisher URL (%s = channel id)")
-	flag.StringVar(&c.sub, "sub", "http://127.0.0.1:8080/activity?id=%s",
-		"subscriber URL (%s = channel id); several, comma-separated, share the subscribers round-robin")
-	flag.StringVar(&c.scenario, "scenario", "fanout", "fanout | publish | idle | stream")
-	flag.StringVar(&c.label, "label", "", "label copied into the result")
-	flag.IntVar(&c.subs, "subs", 100, "subscribers (fanout, idle, stream)")
-	flag.IntVar(&c.rounds, "rounds", 20, "fanout: publications")
-	flag.IntVar(&c.publishers, "publishers", 16, "publish: concurrent publishers")
-	flag.IntVar(&c.channels, "channels", 1, "publish: channels")
-	flag.DurationVar(&c.duration, "duration", 5*time.Second, "publish, stream: measured time")
-	flag.DurationVar(&c.hold, "hold", 2*time.Second, "idle: how long waiters are held before memory is read")
-	flag.IntVar(&c.window, "window", 100, "stream: most messages the publisher may be ahead of the slowest subscriber")
-	flag.IntVar(&c.size, "size", 100, "message body bytes (at least 24)")
-	flag.Func("server-pid", "server pid for CPU and memory from /proc; several, comma-separated, are summed",
-		func(v string) error { return parsePids(v, &c.pids) })
-	flag.DurationVar(&c.maxTime, "max-time", 120*time.Second, "hard limit for the whole run")
-	flag.StringVar(&c.jsonOut, "json-out", "", "append the JSON result to this file")
+	var cfg config
+	var pidStr string
+	flag.StringVar(&cfg.scenario, "scenario", "fanout", "fanout | rate | idle | publish | stream | proto | probe")
+	flag.StringVar(&cfg.label, "label", "", "label copied into the result; the bench scripts use WHO-REP (nchan-r1)")
+	flag.StringVar(&cfg.server, "server", "push", "protocol: push (caddy-push, nchan) | centrifugo")
+	flag.StringVar(&cfg.transport, "transport", "longpoll", "subscriber transport: longpoll | eventsource | websocket")
+	flag.StringVar(&cfg.pub, "pub", "http://127.0.0.1:18082/pub?id=%s", "publisher URL (%s = channel id); centrifugo: the HTTP API publish URL")
+	flag.StringVar(&cfg.sub, "sub", "http://127.0.0.1:18082/sub?id=%s",
+		"subscriber URL (%s = channel id); several, comma-separated, share the subscribers round-robin; centrifugo: the uni_sse or uni_websocket endpoint")
+	flag.StringVar(&cfg.apiKey, "api-key", "", "centrifugo: HTTP API key (X-API-Key)")
+	flag.BoolVar(&cfg.wsMeta, "ws-meta", false, "push websocket: ask for the ws+meta.nchan subprotocol")
+	flag.StringVar(&pidStr, "server-pid", "", "server pid(s), comma separated; CPU/RSS summed (plus descendants, see -children)")
+	flag.BoolVar(&cfg.children, "children", true, "include descendants of -server-pid (e.g. nginx workers)")
+	flag.StringVar(&cfg.runID, "run-id", "", "channel name prefix (default: random, so every run uses fresh channels)")
+	flag.IntVar(&cfg.subs, "subs", 100, "subscribers (fanout, rate, idle, stream)")
+	flag.IntVar(&cfg.rounds, "rounds", 20, "fanout: messages (rounds)")
+	flag.IntVar(&cfg.publishers, "publishers", 16, "publish: concurrent publishers")
+	flag.IntVar(&cfg.channels, "channels", 1, "publish: channels")
+	flag.Float64Var(&cfg.rate, "rate", 20000, "rate: deliveries/s offered (publications/s x subscribers)")
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "publish, stream, rate: measured duration")
+	flag.DurationVar(&cfg.drain, "drain", 10*time.Second, "rate: longest wait for the last deliveries after the last publication")
+	flag.DurationVar(&cfg.settle, "settle", 20*time.Millisecond, "extra wait after subscribers are detected waiting")
+	flag.BoolVar(&cfg.idleShared, "idle-shared", false, "idle: put all subscribers on ONE channel (default: one channel each)")
+	flag.DurationVar(&cfg.hold, "hold", 3*time.Second, "idle: time to hold subscribers open before sampling memory")
+	flag.IntVar(&cfg.msgSize, "msg-size", 100, "message body size in bytes")
+	flag.IntVar(&cfg.window, "window", 200, "stream: max messages the publisher may run ahead of the slowest subscriber (keep < server buffer)")
+	flag.BoolVar(&cfg.useInfo, "info", true, "push: poll channel info (GET on the publisher URL) to confirm subscribers are waiting")
+	flag.DurationVar(&cfg.waitTO, "wait-timeout", 60*time.Second, "max wait for subscribers to be ready / a round to be delivered")
+	flag.DurationVar(&cfg.maxTime, "max-time", 180*time.Second, "hard limit for the whole run")
+	flag.IntVar(&cfg.maxDials, "max-dials", 256, "max concurrent TCP connects")
+	flag.IntVar(&cfg.maxReconnects, "max-reconnects", 3, "streams: reconnects allowed per subscriber (each is counted)")
+	flag.StringVar(&cfg.jsonOut, "json-out", "", "append the JSON result line to this file")
+	flag.StringVar(&cfg.client, "client", "raw", "HTTP client for requests: raw (lean HTTP/1.1) | nethttp (Go net/http)")
 	flag.Parse()
-	c.run = fmt.Sprintf("pb%d", rand.Uint32())
-	if c.size < 24 {
-		c.size = 24
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), c.maxTime)
-	defer cancel()
-	scenarios := map[string]func(context.Context, *config, *client) (result, error){
-		"fanout": fanout, "publish": publishLoad, "idle": idle, "stream": stream,
-	}
-	run, ok := scenarios[c.scenario]
-	if !ok {
-		fmt.Fprintln(os.Stderr, "unknown -scenario", c.scenario)
+	cfg.pids = parsePids(pidStr)
+	if err := setup(&cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "pushbench:", err)
 		os.Exit(2)
 	}
-	res, err := run(ctx, &c, newClient(c.subs+c.publishers+16))
-	if res == nil {
-		res = result{}
-	}
-	res["scenario"], res["label"], res["time"] = c.scenario, c.label, time.Now().UTC().Format(time.RFC3339)
-	if err != nil {
-		res["error"] = err.Error()
-	}
-	line, _ := json.Marshal(res)
-	fmt.Println(string(line))
-	if c.jsonOut != "" {
-		f, ferr := os.OpenFile(c.jsonOut, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if ferr == nil {
-			_, _ = f.Write(append(line, '\n'))
-			f.Close()
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.maxTime)
+	defer cancel()
+	r, err := run(ctx, &cfg)
+	if ctx.Err() != nil {
+		r.set("aborted", "max-time reached")
 	}
 	if err != nil {
+		r.set("error", err.Error())
+	}
+	r.emit(cfg.jsonOut)
+	if err != nil || ctx.Err() != nil {
 		os.Exit(1)
 	}
 }
 
-// result is one run's figures, printed as JSON.
-type result map[string]any
+// scenarios maps -scenario to its run function, by transport class.
+var scenarios = map[string]struct {
+	longpoll, streams func(context.Context, *config, *result) error
+}{
+	"fanout":  {runFanout, runStreamFanout},
+	"rate":    {runRate, runRate},
+	"idle":    {runIdle, runStreamIdle},
+	"probe":   {runProbe, runProbe},
+	"publish": {runPublish, nil},
+	"stream":  {runStream, nil},
+	"proto":   {runProto, nil},
+}
 
-// newClient returns an HTTP/1.1 client that keeps up to conns connections.
-func newClient(conns int) *client {
-	return &client{&http.Client{Transport: &http.Transport{
-		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, DisableCompression: true,
-	}}}
+// setup checks the flags and builds the clients.
+func setup(cfg *config) error {
+	sc, ok := scenarios[cfg.scenario]
+	if !ok {
+		return fmt.Errorf("unknown -scenario %q", cfg.scenario)
+	}
+	switch cfg.server {
+	case "push":
+		if strings.Count(cfg.pub, "%s") != 1 {
+			return fmt.Errorf("-pub must contain exactly one %%s")
+		}
+		for _, t := range strings.Split(cfg.sub, ",") {
+			if strings.Count(t, "%s") != 1 {
+				return fmt.Errorf("each -sub URL must contain exactly one %%s")
+			}
+		}
+	case "centrifugo":
+		if cfg.transport == "longpoll" {
+			return fmt.Errorf("-server centrifugo needs -transport eventsource or websocket")
+		}
+	default:
+		return fmt.Errorf("unknown -server %q (push | centrifugo)", cfg.server)
+	}
+	if cfg.transport != "longpoll" && sc.streams == nil {
+		return fmt.Errorf("-scenario %s is long-poll only", cfg.scenario)
+	}
+	cfg.dial = newDialer(cfg.maxDials)
+	f, err := makeFactory(cfg.client, cfg.dial)
+	if err != nil {
+		return err
+	}
+	cfg.factory = f
+	if cfg.newSub, err = newSubscriber(cfg); err != nil {
+		return err
+	}
+	cfg.publish = newPublisher(cfg)
+	if cfg.runID == "" {
+		cfg.runID = fmt.Sprintf("pb%d%04d", time.Now().Unix()%100000, rand.Intn(10000))
+	}
+	return nil
+}
+
+// run runs the configured scenario into a result with its header.
+func run(ctx context.Context, cfg *config) (*result, error) {
+	r := newResult()
+	r.set("scenario", cfg.scenario)
+	r.set("label", cfg.label)
+	r.set("time", time.Now().UTC().Format(time.RFC3339))
+	r.set("run_id", cfg.runID)
+	r.set("server", cfg.server)
+	r.set("transport", cfg.transport)
+	r.set("msg_size", cfg.msgSize)
+	sc := scenarios[cfg.scenario]
+	fn := sc.streams
+	if cfg.transport == "longpoll" && cfg.server == "push" {
+		fn = sc.longpoll
+	}
+	return r, fn(ctx, cfg, r)
 }

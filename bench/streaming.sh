@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Streaming transports: nginx+nchan, Centrifugo v6 and caddy-push, each on
+# EventSource and WebSocket, driven by cmd/pushbench in one run:
+#
+#   - rate-driven fan-out: the same deliveries/s offered (publications/s x
+#     subscribers) to 1000 and to 10,000 subscribers on one channel: server
+#     CPU per delivery, latency p50/p99, lost, duplicated, out of order;
+#   - idle: 10,000 open streams, one channel each: server memory per stream;
+#   - publish to one subscriber over EventSource, 200 rounds: latency p50.
+#
+# Every server runs on one core (GOMAXPROCS=1, worker_processes 1) and is
+# started fresh for each scenario and transport; the servers' order
+# alternates between repetitions. A server or transport whose probe (one
+# message to one subscriber) fails is skipped, so the script runs before
+# caddy-push has its streaming transports (bench/stream.Caddyfile then
+# fails to load) and compares all three after. It prints the tables with
+# the ratios between servers of the same run, and writes SVG charts.
+#
+#   bench/streaming.sh [quick|full] [REPS]    full: about 8 minutes a repetition
+#     quick: 100 and 1000 subscribers, 1000 idle, 50 rounds (a smoke pass)
+#
+# Environment: PORT_BASE (18600: Caddy +0, its admin +1, nginx +2,
+# Centrifugo +4), RATE (20000 deliveries/s), WORK (/tmp/caddypush-bench),
+# SERVERS ("nchan centrifugo caddy"), KEEP=1 to copy the tables and JSON
+# lines to bench/results/. Needs Go; installs nginx + nchan from Debian and
+# builds Centrifugo v6.9.1 (outside the repository) when missing.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+MODE=${1:-full}
+REPS=${2:-1}
+case $MODE in quick | full) ;; *) echo "usage: $0 [quick|full] [REPS]" >&2; exit 2 ;; esac
+bench_setup /tmp/caddypush-bench "streaming-$MODE"
+BASE=${PORT_BASE:-18600}
+RATE=${RATE:-20000}
+SERVERS=${SERVERS:-nchan centrifugo caddy}
+JSONL=$OUT/results.jsonl
+
+build caddy ./cmd/caddy
+build pushbench ./cmd/pushbench
+build_centrifugo
+
+# start WHO: a fresh server; its pushbench arguments (except -sub) in ARGS.
+start() {
+  case $1 in
+    caddy)
+      start_caddy caddy caddy stream.Caddyfile "$BASE" $((BASE + 1)) || return 1
+      ARGS=(-pub "http://127.0.0.1:$BASE/pub?id=%s") ;;
+    nchan)
+      start_nginx nchan $((BASE + 2)) || return 1
+      ARGS=(-pub "http://127.0.0.1:$((BASE + 2))/pub?id=%s") ;;
+    centrifugo)
+      start_centrifugo centrifugo $((BASE + 4)) || return 1
+      ARGS=(-server centrifugo -pub "http://127.0.0.1:$((BASE + 4))/api/publish" -api-key "$CENTRIFUGO_KEY") ;;
+  esac
+  ARGS+=(-server-pid "$LAST_PID")
+}
+
+# sub WHO TRANSPORT: the subscriber URL.
+sub() {
+  case $1/$2 in
+    caddy/*) echo "http://127.0.0.1:$BASE/sub_stream?id=%s" ;;
+    nchan/*) echo "http://127.0.0.1:$((BASE + 2))/sub_stream?id=%s" ;;
+    centrifugo/eventsource) echo "http://127.0.0.1:$((BASE + 4))/connection/uni_sse" ;;
+    centrifugo/websocket) echo "http://127.0.0.1:$((BASE + 4))/connection/uni_websocket" ;;
+  esac
+}
+
+# Which servers and transports answer: one message to one subscriber each.
+AVAILABLE=()
+for who in $SERVERS; do
+  if ! start "$who"; then
+    echo "skipping $who: it did not start (see $OUT/$who.log)"
+    continue
+  fi
+  for tr in eventsource websocket; do
+    if probe "${ARGS[@]}" -transport "$tr" -sub "$(sub "$who" "$tr")"; then
+      AVAILABLE+=("$who/$tr")
+    else
+      echo "skipping $who $tr: the probe failed (see $OUT/probe.log)"
+    fi
+  done
+  stop_servers
+done
+echo "measuring: ${AVAILABLE[*]:-nothing}"
+[ ${#AVAILABLE[@]} -gt 0 ] || exit 1
+
+# run REP TRANSPORT PUSHBENCH-ARGS...: the load against every available
+# server on TRANSPORT, each fresh, in this repetition's order.
+run() {
+  local rep=$1 tr=$2 who order=()
+  shift 2
+  for who in $SERVERS; do order+=("$who"); done
+  if [ $((rep % 2)) = 0 ]; then
+    local i rev=()
+    for ((i = ${#order[@]} - 1; i >= 0; i--)); do rev+=("${order[$i]}"); done
+    order=("${rev[@]}")
+  fi
+  for who in "${order[@]}"; do
+    [[ " ${AVAILABLE[*]} " == *" $who/$tr "* ]] || continue
+    start "$who" || continue
+    pb "$who-r$rep" "$JSONL" "${ARGS[@]}" -transport "$tr" -sub "$(sub "$who" "$tr")" "$@"
+    stop_servers
+  done
+}
+
+if [ "$MODE" = quick ]; then SIZES="100 1000" IDLE=1000 ROUNDS=50 DUR=5s; else SIZES="1000 10000" IDLE=10000 ROUNDS=200 DUR=15s; fi
+for rep in $(seq 1 "$REPS"); do
+  for tr in eventsource websocket; do
+    for s in $SIZES; do
+      run "$rep" "$tr" -scenario rate -subs "$s" -rate "$RATE" -duration "$DUR" -max-time 240s
+    done
+    run "$rep" "$tr" -scenario idle -subs "$IDLE" -hold 3s -max-time 240s
+  done
+  run "$rep" eventsource -scenario fanout -subs 1 -rounds "$ROUNDS" -max-time 120s
+done
+stop_servers
+
+python3 "$HERE/summary.py" --ratio caddy/nchan --ratio caddy/centrifugo --ratio centrifugo/nchan "$JSONL" |
+  tee "$OUT/summary.md"
+"$HERE/plot.sh" -out "$OUT/charts" "$JSONL" || echo "charts not written (see above)"
+if [ "${KEEP:-0}" = 1 ]; then
+  stamp=$(basename "$OUT")
+  mkdir -p "$HERE/results"
+  cp "$OUT/summary.md" "$HERE/results/$stamp.md"
+  cp "$JSONL" "$HERE/results/$stamp.jsonl"
+  echo "kept: bench/results/$stamp.{md,jsonl}"
+fi
+echo "results: $OUT"
