@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddypush/caddy-push/pushstore"
 )
 
 func init() {
@@ -48,13 +50,17 @@ func (a AdminAPI) Routes() []caddy.AdminRoute {
 }
 
 // runningPushStore returns the store of the running config, without
-// creating one.
-func runningPushStore() (Store, error) {
+// creating one, and its inspection.
+func runningPushStore() (pushstore.Store, pushstore.Inspector, error) {
 	ref := runningStore.Load()
 	if ref == nil {
-		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no push store: the push app is not running")}
+		return nil, nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no push store: the push app is not running")}
 	}
-	return ref.Store, nil
+	insp, ok := ref.Store.(pushstore.Inspector)
+	if !ok {
+		return nil, nil, caddy.APIError{HTTPStatus: http.StatusNotImplemented, Err: fmt.Errorf("the push store cannot be inspected")}
+	}
+	return ref.Store, insp, nil
 }
 
 func methodNotAllowed(w http.ResponseWriter, allow string) error {
@@ -69,7 +75,8 @@ func writeJSON(w http.ResponseWriter, v any) error {
 
 // adminStats is the body of GET /push/stats.
 type adminStats struct {
-	Stats
+	pushstore.Stats
+	pushstore.Counters
 	Publishes map[string]uint64 `json:"publishes_by_status"`
 	Refusals  map[string]uint64 `json:"refusals_by_status"`
 	// The publication bodies being received, their buffers' bytes and the
@@ -83,15 +90,15 @@ func (AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, "GET")
 	}
-	store, err := runningPushStore()
+	store, insp, err := runningPushStore()
 	if err != nil {
 		return err
 	}
-	st, err := store.Stats()
+	st, err := insp.Stats()
 	if err != nil {
 		return adminStoreError(err)
 	}
-	return writeJSON(w, adminStats{st, byStatus(&counters.publishes), byStatus(&counters.refusals),
+	return writeJSON(w, adminStats{st, store.Counters(), byStatus(&counters.publishes), byStatus(&counters.refusals),
 		bodies.receiving.Load(), bodies.used.Load(), bodies.max.Load()})
 }
 
@@ -99,10 +106,10 @@ func (AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
 type adminChannel struct {
 	Group string `json:"group"`
 	ID    string `json:"id"`
-	ChannelStat
+	pushstore.ChannelStat
 }
 
-func toAdmin(st ChannelStat) adminChannel {
+func toAdmin(st pushstore.ChannelStat) adminChannel {
 	group, id, _ := strings.Cut(st.Key, "/")
 	st.Key = ""
 	return adminChannel{Group: group, ID: id, ChannelStat: st}
@@ -115,7 +122,7 @@ func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, "GET")
 	}
-	store, err := runningPushStore()
+	_, insp, err := runningPushStore()
 	if err != nil {
 		return err
 	}
@@ -132,7 +139,7 @@ func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
 	if v := q.Get("after"); v != "" {
 		after = group + "/" + v
 	}
-	page, more, err := store.Channels(group+"/"+q.Get("prefix"), after, limit)
+	page, more, err := insp.Channels(group+"/"+q.Get("prefix"), after, limit)
 	if err != nil {
 		return adminStoreError(err)
 	}
@@ -150,7 +157,7 @@ func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (AdminAPI) serveChannel(w http.ResponseWriter, r *http.Request) error {
-	store, err := runningPushStore()
+	store, insp, err := runningPushStore()
 	if err != nil {
 		return err
 	}
@@ -162,13 +169,13 @@ func (AdminAPI) serveChannel(w http.ResponseWriter, r *http.Request) error {
 	key := r.URL.Query().Get("group") + "/" + id
 	switch r.Method {
 	case http.MethodGet:
-		st, err := store.ChannelStatOf(key)
+		st, err := insp.Channel(key)
 		if err != nil {
 			return adminStoreError(err)
 		}
 		return writeJSON(w, toAdmin(st))
 	case http.MethodPost:
-		opts, err := store.LastPublishOptions(key, defaultPublishOptions())
+		opts, err := insp.LastPublishOptions(key, defaultPublishOptions())
 		if err != nil {
 			return adminStoreError(err)
 		}
@@ -191,7 +198,7 @@ func (AdminAPI) serveChannel(w http.ResponseWriter, r *http.Request) error {
 // adminStoreError turns a store error into the admin API's answer: 404 for
 // a missing channel, 503 when the store's backend is down.
 func adminStoreError(err error) error {
-	if errors.Is(err, ErrChannelNotFound) {
+	if errors.Is(err, pushstore.ErrChannelNotFound) {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no such channel")}
 	}
 	return caddy.APIError{HTTPStatus: refusalStatus(err), Err: err}

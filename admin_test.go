@@ -125,8 +125,12 @@ func testAdminListingAndStats(t *testing.T) {
 // metricValue returns the value of one sample line of /metrics, or -1.
 func metricValue(t *testing.T, sample string) float64 {
 	t.Helper()
-	r := do(t, h1Client, "GET", adminBase+"/metrics", nil)
-	for _, line := range strings.Split(r.body, "\n") {
+	return metricIn(do(t, h1Client, "GET", adminBase+"/metrics", nil).body, sample)
+}
+
+// metricIn returns a sample's value in a /metrics body, or -1 without it.
+func metricIn(body, sample string) float64 {
+	for _, line := range strings.Split(body, "\n") {
 		if v, ok := strings.CutPrefix(line, sample+" "); ok {
 			var f float64
 			fmt.Sscanf(v, "%g", &f)

@@ -52,7 +52,7 @@ var nginxNames = map[string]string{
 // under its short name and refuses one given twice.
 func subdirectives(d *caddyfile.Dispenser, each func(name string) error) error {
 	return blockOptions(d, "%s is given more than once", func() (string, error) {
-		name := d.Val()
+		name := optionName(d)
 		if short, ok := nginxNames[name]; ok {
 			name = short
 		}
@@ -136,8 +136,8 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 // Caddy's (10MiB, 10MB) or nginx's (10M, 512k, binary units).
 func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := noArgs(d); err != nil {
+		return err
 	}
 	var minLen, maxLen *int
 	err := subdirectives(d, func(name string) error {
@@ -216,14 +216,15 @@ func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // push_ignore_queue_on_no_cache on|off, set $push_channel_id ...).
 func (s *Subscriber) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
-	if d.NextArg() {
-		s.Mode = d.Val()
+	switch args := lineArgs(d); len(args) {
+	case 0:
+	case 1:
+		s.Mode = args[0]
 		if s.Mode != ModeLongPoll && s.Mode != ModeIntervalPoll {
 			return d.Errf("unknown push_subscriber mode '%s' (want long-poll or interval-poll)", s.Mode)
 		}
-		if d.NextArg() {
-			return d.ArgErr()
-		}
+	default:
+		return d.ArgErr()
 	}
 	return subdirectives(d, func(name string) error {
 		if ok, err := s.unmarshalChannelSub(d, name); ok {
@@ -273,8 +274,8 @@ func (s *Subscriber) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // max_reserved_memory may also be written push_max_reserved_memory.
 func (app *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume option name
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := noArgs(d); err != nil {
+		return err
 	}
 	return subdirectives(d, func(name string) error {
 		switch name {
@@ -287,16 +288,13 @@ func (app *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			app.MaxBodyMemory = n
 			return err
 		case "disable_metrics":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 			app.DisableMetrics = true
-			return nil
+			return noArgs(d)
 		case "store":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			name := d.Val()
+			name := strings.TrimSuffix(d.Val(), ";")
 			unm, err := caddyfile.UnmarshalModule(d, "push.stores."+name)
 			if err != nil {
 				return err
@@ -333,16 +331,51 @@ func parseSubscriber(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error
 	return s, err
 }
 
+// lineArgs reads the rest of the current line's arguments. The `;` that
+// ends an nginx line is dropped, whether it sticks to the last argument or
+// stands alone, unless it was quoted: nginx lines paste in as they are,
+// and `on;` means exactly `on`.
+func lineArgs(d *caddyfile.Dispenser) []string {
+	var args []string
+	quoted := false
+	for d.NextArg() {
+		args = append(args, d.Val())
+		quoted = d.Token().Quoted()
+	}
+	if n := len(args); n > 0 && !quoted {
+		if args[n-1] == ";" {
+			args = args[:n-1]
+		} else {
+			args[n-1] = strings.TrimSuffix(args[n-1], ";")
+		}
+	}
+	return args
+}
+
+// optionName returns the current token as an option's name, without the
+// `;` of an nginx line that has no arguments (`disable_metrics;`).
+func optionName(d *caddyfile.Dispenser) string {
+	if d.Token().Quoted() {
+		return d.Val()
+	}
+	return strings.TrimSuffix(d.Val(), ";")
+}
+
 // oneArg reads exactly one argument on the current line.
 func oneArg(d *caddyfile.Dispenser) (string, error) {
-	if !d.NextArg() {
+	args := lineArgs(d)
+	if len(args) != 1 {
 		return "", d.ArgErr()
 	}
-	v := d.Val()
-	if d.NextArg() {
-		return "", d.ArgErr()
+	return args[0], nil
+}
+
+// noArgs checks that an option that is a flag has no argument.
+func noArgs(d *caddyfile.Dispenser) error {
+	if len(lineArgs(d)) > 0 {
+		return d.ArgErr()
 	}
-	return v, nil
+	return nil
 }
 
 func intArg(d *caddyfile.Dispenser, minimum int) (int, error) {
@@ -466,3 +499,78 @@ var (
 	_ caddyfile.Unmarshaler = (*Subscriber)(nil)
 	_ caddyfile.Unmarshaler = (*App)(nil)
 )
+
+// UnmarshalCaddyfile sets up the backend from Caddyfile tokens. Syntax:
+//
+//	store memory
+func (MemoryBackend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume the backend name
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Err("the memory store takes no options")
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the backend from Caddyfile tokens. Syntax:
+//
+//	store redis [<address...>] {
+//		address       <host:port|redis://...|rediss://...>...
+//		sentinel      <master-name>
+//		username      <name>
+//		password      <password>
+//		sentinel_password <password>
+//		db            <number>
+//		tls
+//		tls_ca        <pem-file>
+//		key_prefix    <prefix>
+//		dial_timeout  <duration>
+//		read_timeout  <duration>
+//		write_timeout <duration>
+//		pool_size     <connections>
+//	}
+func (b *RedisBackend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume the backend name
+	b.Addresses = append(b.Addresses, lineArgs(d)...)
+	return blockOptions(d, "duplicate option '%s'", func() (string, error) { return optionName(d), nil }, func(opt string) error {
+		var err error
+		switch opt {
+		case "address":
+			args := lineArgs(d)
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			b.Addresses = append(b.Addresses, args...)
+		case "sentinel":
+			b.Sentinel, err = oneArg(d)
+		case "username":
+			b.Username, err = oneArg(d)
+		case "password":
+			b.Password, err = oneArg(d)
+		case "sentinel_password":
+			b.SentinelPassword, err = oneArg(d)
+		case "db":
+			b.DB, err = intArg(d, 0)
+		case "tls":
+			err = noArgs(d)
+			b.TLS = true
+		case "tls_ca":
+			b.TLSCA, err = oneArg(d)
+		case "key_prefix":
+			b.KeyPrefix, err = oneArg(d)
+		case "dial_timeout":
+			b.DialTimeout, err = durationArg(d)
+		case "read_timeout":
+			b.ReadTimeout, err = durationArg(d)
+		case "write_timeout":
+			b.WriteTimeout, err = durationArg(d)
+		case "pool_size":
+			b.PoolSize, err = intArg(d, 0)
+		default:
+			return d.Errf("unknown redis store option '%s'", opt)
+		}
+		return err
+	})
+}

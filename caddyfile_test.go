@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddypush/caddy-push/pushstore"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
@@ -50,74 +52,37 @@ func TestCaddyfileAdaptToJSON(t *testing.T) {
 	}
 }
 
-// TestCaddyfileErrors checks that every bad config line is refused with a
-// message that names the problem and the line.
+// TestCaddyfileErrors adapts the Caddyfile half of each
+// testdata/caddyfile_errors file and expects exactly the error of its other
+// half: every bad line is refused with a message that names the problem
+// and the line. UPDATE_GOLDEN=1 rewrites the error halves.
 func TestCaddyfileErrors(t *testing.T) {
-	tests := []struct{ block, want string }{
-		{"push_publisher {\n\tbogus 1\n}", "unrecognized push_publisher subdirective 'bogus', at Caddyfile:3"},
-		{"push_subscriber {\n\tbogus 1\n}", "unrecognized push_subscriber subdirective 'bogus', at Caddyfile:3"},
-		{"push_subscriber streaming", "unknown push_subscriber mode 'streaming'"},
-		{"push_subscriber long-poll extra", "wrong argument count"},
-		{"push_publisher extra", "wrong argument count"},
-		{"push_publisher {\n\tstore_messages maybe\n}", "invalid value 'maybe' (want on or off), at Caddyfile:3"},
-		{"push_publisher {\n\tstore_messages\n}", "wrong argument count or unexpected line ending after 'store_messages', at Caddyfile:3"},
-		{"push_publisher {\n\tstore_messages on off\n}", "wrong argument count"},
-		{"push_publisher {\n\tmax_message_buffer_length -1\n}", "invalid number '-1'"},
-		{"push_publisher {\n\tmax_message_buffer_length ten\n}", "invalid number 'ten'"},
-		{"push_publisher {\n\tmax_message_buffer_length 5\n\tmin_message_buffer_length 6\n}", "min_message_buffer_length 6 is greater than max_message_buffer_length 5 (defaults: min 1, max 10), at Caddyfile:4"},
-		{"push_publisher {\n\tmin_message_buffer_length 11\n}", "min_message_buffer_length 11 is greater than max_message_buffer_length 10"},
-		{"push_publisher {\n\tmessage_timeout soon\n}", "invalid duration 'soon'"},
-		{"push_publisher {\n\tmessage_timeout -5s\n}", "invalid duration '-5s'"},
-		{"push_publisher {\n\tmax_message_size lots\n}", "invalid size 'lots'"},
-		{"push_publisher {\n\tmax_message_size -1M\n}", "invalid size '-1M'"},
-		{"push_publisher {\n\tstore_messages on\n\tpush_store_messages off\n}", "store_messages is given more than once, at Caddyfile:4"},
-		{"push_publisher {\n\tset $foo bar\n}", "only 'set $push_channel_id <expression>' is supported here"},
-		{"push_publisher {\n\tmax_channel_id_length 0\n}", "invalid number '0' (want a whole number of at least 1)"},
-		{"push_subscriber {\n\tconcurrency all\n}", "unknown concurrency 'all' (want broadcast, first or last), at Caddyfile:3"},
-		{"push_subscriber {\n\tfirst_message middle\n}", "unknown first_message 'middle'"},
-		{"push_subscriber {\n\ttimeout forever\n}", "invalid duration 'forever'"},
-		{"push_subscriber {\n\tpush_ignore_queue_on_no_cache yes\n}", "invalid value 'yes'"},
-		{"push_subscriber {\n\tchannel_group a/b\n}", "channel_group 'a/b' must not contain '/', at Caddyfile:3"},
+	files, err := filepath.Glob("testdata/caddyfile_errors/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
 	}
-	for _, tt := range tests {
-		cfg := ":8080 {\n" + tt.block + "\n}\n"
-		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%q:\n got  %v\n want %q", tt.block, err, tt.want)
-		}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			caddyfile, want, _ := strings.Cut(string(data), "----------\n")
+			_, _, err = caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+			if err == nil {
+				t.Fatalf("adapted without an error:\n%s", caddyfile)
+			}
+			if os.Getenv("UPDATE_GOLDEN") == "1" {
+				if err := os.WriteFile(f, []byte(caddyfile+"----------\n"+err.Error()+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if got := err.Error(); got != strings.TrimSpace(want) {
+				t.Fatalf("error:\n got  %s\n want %s", got, strings.TrimSpace(want))
+			}
+		})
 	}
-	global := []struct{ cfg, want string }{
-		{"{\n\tpush {\n\t\tmax_reserved_memory\n\t}\n}\n:8080\n", "wrong argument count"},
-		{"{\n\tpush {\n\t\tmax_reserved_memory huge\n\t}\n}\n:8080\n", "invalid size 'huge'"},
-		{"{\n\tpush {\n\t\tmax_channels 5\n\t}\n}\n:8080\n", "unrecognized push option 'max_channels', at Caddyfile:3"},
-		{"{\n\tpush on\n}\n:8080\n", "wrong argument count"},
-		{"{\n\tpush {\n\t\tdisable_metrics yes\n\t}\n}\n:8080\n", "wrong argument count"},
-		{"{\n\tpush {\n\t\tstore\n\t}\n}\n:8080\n", "wrong argument count"},
-		{"{\n\tpush {\n\t\tstore bogus\n\t}\n}\n:8080\n", "push.stores.bogus"},
-		{"{\n\tpush {\n\t\tstore memory extra\n\t}\n}\n:8080\n", "wrong argument count"},
-		{"{\n\tpush {\n\t\tstore memory {\n\t\t\tsize 1\n\t\t}\n\t}\n}\n:8080\n", "the memory store takes no options"},
-		{redisBlock("bogus 1"), "unknown redis store option 'bogus', at Caddyfile:4"},
-		{redisBlock("address"), "wrong argument count or unexpected line ending after 'address', at Caddyfile:4"},
-		{redisBlock("db -1"), "invalid number '-1' (want a whole number of at least 0), at Caddyfile:4"},
-		{redisBlock("db one"), "invalid number 'one'"},
-		{redisBlock("pool_size 1 2"), "wrong argument count"},
-		{redisBlock("tls yes"), "wrong argument count"},
-		{redisBlock("sentinel"), "wrong argument count"},
-		{redisBlock("read_timeout soon"), "invalid duration 'soon'"},
-		{redisBlock("key_prefix a\n\t\t\tkey_prefix b"), "duplicate option 'key_prefix', at Caddyfile:5"},
-	}
-	for _, tt := range global {
-		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tt.cfg), nil)
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%q:\n got  %v\n want %q", tt.cfg, err, tt.want)
-		}
-	}
-}
-
-// redisBlock is a global push option with a redis store block holding line
-// (at line 4).
-func redisBlock(line string) string {
-	return "{\n\tpush {\n\t\tstore redis {\n\t\t\t" + line + "\n\t\t}\n\t}\n}\n:8080\n"
 }
 
 func TestParseSizeAndDuration(t *testing.T) {
@@ -173,7 +138,7 @@ func TestValidateRefusesBadJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if p, ok := tt.v.(*Publisher); ok {
-			p.opts = PublishOptions{
+			p.opts = pushstore.PublishOptions{
 				MaxBufferLength: intOr(p.MaxMessageBufferLength, DefaultMaxMessageBufferLength),
 				MinBufferLength: intOr(p.MinMessageBufferLength, DefaultMinMessageBufferLength),
 			}
@@ -201,4 +166,48 @@ func FuzzCaddyfile(f *testing.F) {
 		}
 		_, _, _ = caddyconfig.GetAdapter("caddyfile").Adapt([]byte("{\npush {\n"+block+"\n}\n}\n:8080\n"), nil)
 	})
+}
+
+// TestNginxSemicolons pastes nginx lines with their `;` into a Caddyfile:
+// each must adapt exactly as the line without it, for every kind of value
+// (placeholder, size, duration, on/off, number, a word, a flag), and a
+// quoted `;` stays part of its value.
+func TestNginxSemicolons(t *testing.T) {
+	adapt := func(cfg string) string {
+		t.Helper()
+		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, cfg)
+		}
+		return string(out)
+	}
+	site := func(pub, sub string) string {
+		return ":8080 {\n\tpush_publisher /pub {\n\t\t" + pub + "\n\t}\n\tpush_subscriber /sub {\n\t\t" + sub + "\n\t}\n}\n"
+	}
+	lines := []struct{ pub, sub string }{
+		{"set $push_channel_id $arg_id;", "set $push_channel_id $arg_id;"}, // placeholder
+		{"client_max_body_size 1m;", "push_subscriber_timeout 30;"},        // size; duration in seconds
+		{"push_message_timeout 2h;", "push_subscriber_concurrency last;"},  // duration; word
+		{"push_store_messages off;", "push_authorized_channels_only on;"},  // on/off
+		{"push_max_message_buffer_length 12;", "push_max_channel_subscribers 3;"},
+		{"push_store_messages off ;", "push_ignore_queue_on_no_cache on ;"}, // a `;` on its own
+		{"push_channel_group room;", "push_channel_group room;"},
+	}
+	for _, l := range lines {
+		with := adapt(site(l.pub, l.sub))
+		without := adapt(site(strings.TrimSuffix(strings.TrimSuffix(l.pub, ";"), " "),
+			strings.TrimSuffix(strings.TrimSuffix(l.sub, ";"), " ")))
+		if with != without {
+			t.Errorf("%q / %q adapt differently with their ';':\n with    %s\n without %s", l.pub, l.sub, with, without)
+		}
+	}
+	global := func(opt string) string { return "{\n\tpush {\n\t\t" + opt + "\n\t}\n}\n:8080\n" }
+	for _, opt := range []string{"push_max_reserved_memory 10M;", "disable_metrics;", "store memory;"} {
+		if with, without := adapt(global(opt)), adapt(global(strings.TrimSuffix(opt, ";"))); with != without {
+			t.Errorf("%q adapts differently with its ';':\n with    %s\n without %s", opt, with, without)
+		}
+	}
+	if got := adapt(site(`allow_origin "https://a.example;"`, "")); !strings.Contains(got, `"allow_origin":"https://a.example;"`) {
+		t.Errorf("a quoted ';' was dropped: %s", got)
+	}
 }

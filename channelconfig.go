@@ -141,22 +141,3 @@ func (cc *ChannelConfig) writeCORS(w http.ResponseWriter, allowHeaders, allowMet
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
 }
-
-// writeText writes a protocol answer that carries a reason: a short
-// text/plain body (PROTOCOL.md 3.2).
-func writeText(w http.ResponseWriter, status int, msg string) {
-	countRefusal(status)
-	h := w.Header()
-	h.Set("Content-Type", "text/plain")
-	h.Set("Content-Length", strconv.Itoa(len(msg)))
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(msg))
-}
-
-// writeEmpty writes a headers-only answer (404 on the publisher, 405, 409,
-// 410).
-func writeEmpty(w http.ResponseWriter, status int) {
-	countRefusal(status)
-	w.Header().Set("Content-Length", "0")
-	w.WriteHeader(status)
-}

@@ -11,100 +11,22 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddypush/caddy-push/pushstore"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
-// heldBytes recounts what a store holds from its channels, as the
-// accounting should have it.
-func heldBytes(s *MemoryStore) int64 {
-	var n int64
-	for _, c := range s.snapshot() {
-		c.mu.Lock()
-		if !c.deleted {
-			n += int64(len(c.key)) + channelOverhead
-			for _, m := range c.msgs {
-				n += int64(len(m.Body)+len(m.ContentType)) + messageOverhead
-			}
-		}
-		c.mu.Unlock()
-	}
-	return n
-}
-
-// TestMemoryCapUnderConcurrentLargePublishes publishes 64 KiB bodies to 50
-// channels from 8 goroutines into a 2 MiB budget while a sampler watches the
-// count: it never exceeds the budget, refusals are ErrInsufficientStorage,
-// and at the end the count equals the bytes really held.
-func TestMemoryCapUnderConcurrentLargePublishes(t *testing.T) {
-	const budget = 2 << 20
-	s := NewMemoryStore(budget, nil)
-	o := defaultPub
-	o.MaxBufferLength = 5
-	body := make([]byte, 64<<10)
-	var refused, stored atomic.Int64
-	var over atomic.Int64
-	stop := make(chan struct{})
-	var sampler sync.WaitGroup
-	sampler.Add(1)
-	go func() {
-		defer sampler.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if u := s.UsedBytes(); u > budget {
-				over.Store(u)
-			}
-			runtime.Gosched()
-		}
-	}()
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 200 {
-				_, err := s.Publish(fmt.Sprintf("/big%d", (g*200+i)%50), body, "application/octet-stream", o)
-				switch err {
-				case nil:
-					stored.Add(1)
-				case ErrInsufficientStorage:
-					refused.Add(1)
-				default:
-					t.Error(err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(stop)
-	sampler.Wait()
-	if u := over.Load(); u != 0 {
-		t.Fatalf("accounting reached %d bytes, over the %d budget", u, budget)
-	}
-	if refused.Load() == 0 || stored.Load() == 0 {
-		t.Fatalf("stored %d, refused %d: the budget was not exercised", stored.Load(), refused.Load())
-	}
-	if used, held := s.UsedBytes(), heldBytes(s); used != held {
-		t.Fatalf("accounting says %d bytes, the store holds %d", used, held)
-	}
-	t.Logf("stored %d, refused %d (507)", stored.Load(), refused.Load())
-}
-
 // TestValidateLeavesRunningStoreAlone validates (provisions without
 // starting) a config with other limits in the process that runs the tests'
 // Caddy: the running store keeps its limit and no goroutine is left behind.
 func TestValidateLeavesRunningStoreAlone(t *testing.T) {
 	startMain(t)
-	limit := integrationStore.MaxBytes()
+	limit := memoryCase.store.(pushstore.Budget).MaxBytes()
 	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(strings.Replace(
 		strings.Replace(mainConfig, "max_reserved_memory 64M", "max_reserved_memory 1M", 1),
 		"admin localhost:2999", "admin off", 1)), nil)
@@ -119,10 +41,10 @@ func TestValidateLeavesRunningStoreAlone(t *testing.T) {
 	if err := caddy.Validate(&cfg); err != nil {
 		t.Fatalf("validate: %v", err)
 	}
-	if got := integrationStore.MaxBytes(); got != limit {
+	if got := memoryCase.store.(pushstore.Budget).MaxBytes(); got != limit {
 		t.Fatalf("validate changed the running store's limit: %d -> %d", limit, got)
 	}
-	if refs, _ := stores.References(storeKey); refs != 2 { // TestMain + the running config
+	if refs, _ := stores.References(memoryPoolKey); refs != 2 { // TestMain + the running config
 		t.Fatalf("store references after validate: %d, want 2", refs)
 	}
 	waitFor(t, "goroutines to settle", func() bool { return runtime.NumGoroutine() <= before })
@@ -262,7 +184,7 @@ func TestExampleRefusesOutsidePublishers(t *testing.T) {
 	if r.status != 403 || r.body != "Publishing is allowed from this machine only." {
 		t.Fatalf("publish from 127.0.0.2: %d %q", r.status, r.body)
 	}
-	if _, err := integrationStore.Info("/" + ch); err == nil {
+	if _, err := memoryCase.store.Info("/" + ch); err == nil {
 		t.Fatal("a refused publish created the channel")
 	}
 	if r := do(t, h1Client, "POST", "http://127.0.0.1:9080/publish?id="+ch, strings.NewReader("local")); r.status != 202 {

@@ -1,11 +1,16 @@
 package caddypush
 
 import (
+	"errors"
 	"strconv"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddypush/caddy-push/pushstore"
 )
+
+var errNoInspection = errors.New("the store cannot be inspected")
 
 // counters are the process's lifetime counts of HTTP outcomes. They are
 // package-level so they survive config reloads; the admin API and the
@@ -42,7 +47,7 @@ func byStatus(a *[600]atomic.Uint64) map[string]uint64 {
 // caddy_push_. Each config registers a new one in its fresh registry; the
 // values come from the pooled store and the package-level counters, so
 // they carry over reloads.
-type collector struct{ store Store }
+type collector struct{ store pushstore.Store }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(prometheus.BuildFQName("caddy", "push", name), help, labels, nil)
@@ -71,9 +76,16 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect sends the current values.
+// Collect sends the current values. The counters come from the store's
+// Counters, which never fail: they must not drop to 0 (a reset to
+// Prometheus) while the size, which may have to ask a backend, cannot be
+// read.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	st, err := c.store.Stats()
+	var st pushstore.Stats
+	err := errNoInspection
+	if insp, ok := c.store.(pushstore.Inspector); ok {
+		st, err = insp.Stats()
+	}
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
@@ -90,8 +102,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descReceiving, float64(bodies.receiving.Load()))
 	gauge(descBodyBytes, float64(bodies.used.Load()))
-	counter(descDelivered, st.Delivered)
-	counter(descExpired, st.Expired)
+	n := c.store.Counters()
+	counter(descDelivered, n.Delivered)
+	counter(descExpired, n.Expired)
 	for code, n := range byStatus(&counters.publishes) {
 		counter(descPublishes, n, code)
 	}

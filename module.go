@@ -1,17 +1,22 @@
 // Package caddypush is the nginx HTTP Push Module ("Comet" long-polling
-// pub/sub) as a Caddy v2 app and two HTTP handlers.
+// pub/sub) as a Caddy v2 app (push) and HTTP handlers (push_publisher,
+// push_subscriber), with an admin API and metrics. This package is the
+// Caddy layer: configuration, lifecycle and HTTP; the channel stores are
+// in pushstore (the contract and the memory store) and redisstore.
 package caddypush
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+
+	"github.com/caddypush/caddy-push/pushstore"
 )
 
 func init() {
@@ -60,9 +65,21 @@ type App struct {
 	// memory). Default: memory.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=push.stores inline_key=backend"`
 
-	store   Store
+	store   pushstore.Store
 	poolKey string
 	logger  *zap.Logger
+}
+
+// pooled keeps a store in the pool: the pool destroys what it holds with
+// Destruct, a store ends with Close.
+type pooled struct{ pushstore.Store }
+
+// Destruct closes the store: its last user is gone.
+func (p pooled) Destruct() error {
+	if r, ok := p.Store.(pushstore.Runner); ok {
+		return r.Close()
+	}
+	return nil
 }
 
 // CaddyModule returns the Caddy module information.
@@ -91,12 +108,13 @@ func (app *App) Provision(ctx caddy.Context) error {
 		app.MaxBodyMemory = DefaultMaxBodyMemory
 	}
 	val, _, err := stores.LoadOrNew(backend.PoolKey(), func() (caddy.Destructor, error) {
-		return backend.NewStore(app.MaxReservedMemory)
+		st, err := backend.NewStore(app.MaxReservedMemory)
+		return pooled{st}, err
 	})
 	if err != nil {
 		return fmt.Errorf("opening channel store: %v", err)
 	}
-	app.store, app.poolKey = val.(Store), backend.PoolKey()
+	app.store, app.poolKey = val.(pooled).Store, backend.PoolKey()
 
 	if !app.DisableMetrics {
 		// Each config has a fresh registry; the collector reads the pooled
@@ -132,16 +150,26 @@ func (app *App) Validate() error {
 // sweeper. Limits are applied here, not in Provision, so that validating a
 // config (which provisions but never starts) leaves the running store alone.
 func (app *App) Start() error {
-	if prev := app.store.MaxBytes(); prev != app.MaxReservedMemory {
-		app.logger.Info("applying store limit",
-			zap.Int64("max_reserved_memory", app.MaxReservedMemory), zap.Int64("previous", prev))
-		app.store.SetMaxBytes(app.MaxReservedMemory)
+	if b, ok := app.store.(pushstore.Budget); ok {
+		if prev := b.MaxBytes(); prev != app.MaxReservedMemory {
+			app.logger.Info("applying store limit",
+				zap.Int64("max_reserved_memory", app.MaxReservedMemory), zap.Int64("previous", prev))
+			b.SetMaxBytes(app.MaxReservedMemory)
+		}
 	}
 	bodies.max.Store(app.MaxBodyMemory)
-	app.store.StartSweeper(time.Second)
+	if r, ok := app.store.(pushstore.Runner); ok {
+		r.Start()
+	}
 	runningStore.Store(&storeRef{app.store})
 	return nil
 }
+
+// runningStore is the store of the config that started last; the admin API
+// serves it. It is cleared when that store is destroyed.
+var runningStore atomic.Pointer[storeRef]
+
+type storeRef struct{ pushstore.Store }
 
 // Stop does nothing: the store and its sweeper belong to the pool and live
 // on while another config uses them.
@@ -161,7 +189,7 @@ func (app *App) Cleanup() error {
 }
 
 // Store returns the channel store.
-func (app *App) Store() Store { return app.store }
+func (app *App) Store() pushstore.Store { return app.store }
 
 // stoppingHandler releases every waiter when the process exits.
 type stoppingHandler struct{ app *App }
@@ -171,8 +199,10 @@ func (h stoppingHandler) Handle(context.Context, caddy.Event) error {
 	if !caddy.Exiting() {
 		return nil
 	}
-	n := h.app.store.ReleaseAll()
-	h.app.logger.Info("released waiting subscribers for exit", zap.Int("waiters", n))
+	if r, ok := h.app.store.(pushstore.Runner); ok {
+		n := r.ReleaseAll()
+		h.app.logger.Info("released waiting subscribers for exit", zap.Int("waiters", n))
+	}
 	return nil
 }
 

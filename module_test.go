@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddypush/caddy-push/pushstore"
+
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
@@ -662,8 +664,9 @@ func testReloadKeepsWaitersAndMessages(t *testing.T) {
 func TestMemoryCap(t *testing.T) {
 	tester := startMain(t)
 	defer testSkew.Store(0)
-	integrationStore.collect(true)
-	budget := integrationStore.UsedBytes() + 64<<10
+	mem := memoryCase.store.(*pushstore.MemoryStore)
+	mem.Collect()
+	budget := mem.UsedBytes() + 64<<10
 	cfg := strings.Replace(mainConfig, "max_reserved_memory 64M", fmt.Sprintf("max_reserved_memory %d", budget), 1)
 	load(tester, cfg)
 	defer load(tester, mainConfig)
@@ -682,7 +685,7 @@ func TestMemoryCap(t *testing.T) {
 	if refused.status != 507 || refused.header.Get("Content-Type") != "text/plain" || !strings.Contains(refused.body, "max_reserved_memory") {
 		t.Fatalf("no 507 before the budget ran out: %+v", refused)
 	}
-	if used := integrationStore.UsedBytes(); used > budget {
+	if used := mem.UsedBytes(); used > budget {
 		t.Fatalf("store holds %d bytes, over its budget %d", used, budget)
 	}
 	testSkew.Add(int64(11 * time.Second)) // message_timeout 10s on /pub/short

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddypush/caddy-push/pushstore"
 )
 
 // These tests run the module in a real Caddy binary built from ./cmd/caddy,
@@ -236,7 +238,7 @@ func (p *caddyProc) serverRSS(t *testing.T) int64 {
 }
 
 func (p *caddyProc) storeWaiters(t *testing.T) int {
-	var st Stats
+	var st pushstore.Stats
 	r, err := doCtx(context.Background(), h1Client, "GET", "http://"+p.admin+"/push/stats", nil)
 	if err != nil || json.Unmarshal([]byte(r.body), &st) != nil {
 		return -1

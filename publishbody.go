@@ -93,9 +93,18 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	bodies.receiving.Add(1)
 	defer bodies.receiving.Add(-1)
 	if timeout > 0 {
-		stop := bodyDeadline(w, r, timeout)
-		defer stop()
+		lift := bodyDeadline(w, r, timeout)
+		bd, err := readInto(r, limit)
+		if err == nil {
+			lift() // a refused body keeps its deadline: nothing waits for the rest
+		}
+		return bd, err
 	}
+	return readInto(r, limit)
+}
+
+// readInto reads r's body into a buffer that grows as bytes arrive.
+func readInto(r *http.Request, limit int64) (*body, error) {
 	bd := &body{}
 	want := r.ContentLength // -1: unknown, read to EOF
 	for {
@@ -147,7 +156,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 // connection's read deadline (which Caddy's own idle read timeout respects
 // as a ceiling), or, where the protocol has none, by closing the body when
 // the time is up. The returned function lifts it.
-func bodyDeadline(w http.ResponseWriter, r *http.Request, timeout time.Duration) (stop func()) {
+func bodyDeadline(w http.ResponseWriter, r *http.Request, timeout time.Duration) (lift func()) {
 	rc := http.NewResponseController(w)
 	if err := rc.SetReadDeadline(time.Now().Add(timeout)); err == nil {
 		return func() { _ = rc.SetReadDeadline(time.Time{}) }

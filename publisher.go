@@ -12,6 +12,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddypush/caddy-push/pushstore"
 )
 
 func init() {
@@ -87,8 +89,8 @@ type Publisher struct {
 	// Default: 30s.
 	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
 
-	store  ChannelStore
-	opts   PublishOptions
+	store  pushstore.Store
+	opts   pushstore.PublishOptions
 	logger *zap.Logger
 }
 
@@ -156,7 +158,7 @@ func (p *Publisher) Validate() error {
 
 const publisherMethods = "GET, POST, PUT, DELETE, OPTIONS"
 
-// ServeHTTP answers a publisher request (PROTOCOL.md section 3).
+// ServeHTTP answers a publisher request (docs/protocol.md, "Publisher").
 func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	if r.Method == http.MethodOptions {
 		p.writeCORS(w, "Content-Type, Origin", publisherMethods)
@@ -204,11 +206,11 @@ func (p *Publisher) publish(w http.ResponseWriter, r *http.Request, key string) 
 	return err
 }
 
-// publishRequest reads a POST body, publishes it and answers as PROTOCOL.md
-// section 3 says; the publisher handler and the admin API share it. It
+// publishRequest reads a POST body, publishes it and answers as
+// docs/protocol.md says; the publisher handler and the admin API share it. It
 // counts and returns the status it answered with.
-func publishRequest(w http.ResponseWriter, r *http.Request, store ChannelStore, key string,
-	limits bodyLimits, opts PublishOptions, logger *zap.Logger,
+func publishRequest(w http.ResponseWriter, r *http.Request, store pushstore.Store, key string,
+	limits bodyLimits, opts pushstore.PublishOptions, logger *zap.Logger,
 ) (status int, err error) {
 	defer func() { countPublish(status) }()
 	bd, err := readBody(w, r, limits.maxSize, limits.timeout)
@@ -247,23 +249,24 @@ type bodyLimits struct {
 }
 
 // bodyRefusal answers a body that could not be read. The rest of the body
-// is left unread, so the connection is closed after the answer.
+// is left unread: net/http closes the connection after the answer when
+// more than a little is left (gracefully, so the client reads the answer
+// first; a Connection: close of ours would skip that and reset the
+// connection under a client still sending), and a timed-out body keeps
+// its expired deadline, so nothing waits for the rest of it.
 func bodyRefusal(w http.ResponseWriter, err error, limits bodyLimits) (int, error) {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		w.Header().Set("Connection", "close")
 		writeText(w, http.StatusRequestEntityTooLarge, "Message body is larger than max_message_size ("+
 			strconv.FormatInt(limits.maxSize, 10)+" bytes).")
 		return http.StatusRequestEntityTooLarge, nil
 	case errors.Is(err, errBodyMemory):
-		w.Header().Set("Connection", "close")
 		w.Header().Set("Retry-After", "1")
 		writeText(w, http.StatusServiceUnavailable, "Service unavailable: the message bodies being received "+
 			"fill max_body_memory ("+strconv.FormatInt(bodies.max.Load(), 10)+" bytes); try again.")
 		return http.StatusServiceUnavailable, nil
 	case errors.Is(err, errBodyTimeout):
-		w.Header().Set("Connection", "close")
 		writeText(w, http.StatusRequestTimeout, "Message body not received within body_timeout ("+
 			limits.timeout.String()+").")
 		return http.StatusRequestTimeout, nil
@@ -275,69 +278,21 @@ func bodyRefusal(w http.ResponseWriter, err error, limits bodyLimits) (int, erro
 	return status, caddyhttp.Error(status, fmt.Errorf("reading message body: %w", err))
 }
 
-// storeRefusal writes the answer to a store error that refuses a request.
-func storeRefusal(w http.ResponseWriter, err error) error {
-	status, msg := refusal(err)
-	switch {
-	case status == http.StatusInternalServerError:
-		return caddyhttp.Error(status, err)
-	case msg == "":
-		writeEmpty(w, status)
-	default:
-		writeText(w, status, msg)
-	}
-	return nil
-}
-
-// refusalStatus is the status storeRefusal answers err with.
-func refusalStatus(err error) int {
-	status, _ := refusal(err)
-	return status
-}
-
-// refusal maps a store error to its status and text body ("" for none).
-func refusal(err error) (int, string) {
-	var down *UnavailableError
-	switch {
-	case errors.Is(err, ErrInsufficientStorage):
-		return http.StatusInsufficientStorage, "Insufficient storage: the channel store is full (max_reserved_memory)."
-	case errors.Is(err, ErrChannelNotFound):
-		return http.StatusForbidden, "Channel does not exist and authorized_channels_only is on."
-	case errors.Is(err, ErrTooManySubscribers):
-		return http.StatusForbidden, "Channel already has max_channel_subscribers waiting subscribers."
-	case errors.Is(err, ErrConflict):
-		return http.StatusConflict, ""
-	case errors.As(err, &down):
-		return http.StatusServiceUnavailable, "Service unavailable: the " + down.Backend + " channel store cannot be reached."
-	}
-	return http.StatusInternalServerError, ""
-}
-
-// missingRefusal answers a publisher request for a channel that does not
-// exist with 404, and other store errors as storeRefusal does.
-func missingRefusal(w http.ResponseWriter, err error) error {
-	if errors.Is(err, ErrChannelNotFound) {
-		writeEmpty(w, http.StatusNotFound)
-		return nil
-	}
-	return storeRefusal(w, err)
-}
-
 // defaultPublishOptions are a publisher location's settings with nothing
 // configured.
-func defaultPublishOptions() PublishOptions {
-	return PublishOptions{
+func defaultPublishOptions() pushstore.PublishOptions {
+	return pushstore.PublishOptions{
 		StoreMessages:   true,
 		MaxBufferLength: DefaultMaxMessageBufferLength,
 		MinBufferLength: DefaultMinMessageBufferLength,
 		MessageTimeout:  DefaultMessageTimeout,
-		ChannelTimeout:  DefaultChannelTimeout,
+		ChannelTimeout:  pushstore.DefaultChannelTimeout,
 	}
 }
 
 // pushStore returns the store of the push app, loading the app if the
 // config does not mention it.
-func pushStore(ctx caddy.Context) (ChannelStore, error) {
+func pushStore(ctx caddy.Context) (pushstore.Store, error) {
 	appIface, err := ctx.App("push")
 	if err != nil {
 		return nil, fmt.Errorf("loading push app: %v", err)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddypush/caddy-push/internal/redistest"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -91,10 +93,9 @@ func gaps(got, want []string) string {
 // data, but every one published after Redis came back must arrive.
 func TestRedisSubscriptionLossLosesNothing(t *testing.T) {
 	t.Parallel()
-	srv := startRedisProc(t, "appendonly no") // a restart loses the data
-	t.Cleanup(srv.close)
-	a, b, _ := twoInstances(t, srv.addr())
-	admin := redis.NewClient(&redis.Options{Addr: srv.addr(), MaxRetries: -1})
+	srv := redistest.Start(t, "appendonly no") // a restart loses the data
+	a, b, _ := twoInstances(t, srv.Addr())
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	defer admin.Close()
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -176,8 +177,8 @@ func TestRedisSubscriptionLossLosesNothing(t *testing.T) {
 
 	// Phase 2: Redis restarts and has lost every message; what is
 	// published after it returns must all arrive.
-	srv.kill()
-	if err := srv.start(); err != nil {
+	srv.Kill()
+	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	after := publish(1200, 300)

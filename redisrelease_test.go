@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddypush/caddy-push/internal/redistest"
 )
 
 // TestRedisReleasesCountsOnStopAndDisconnect parks waiters on 20 channels
@@ -20,8 +22,8 @@ import (
 // these calls fail (and log an outage), leaving the counts behind.
 func TestRedisReleasesCountsOnStopAndDisconnect(t *testing.T) {
 	t.Parallel()
-	srv := testRedis(t)
-	a, b, _ := twoInstances(t, srv.addr())
+	srv := redistest.Shared(t)
+	a, b, _ := twoInstances(t, srv.Addr())
 	const channels = 20
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -90,8 +92,8 @@ func TestRedisReleasesCountsOnStopAndDisconnect(t *testing.T) {
 // the others' keys expired under their waiters and publishes said 202.)
 func TestRedisKeepaliveKeepsEveryChannel(t *testing.T) {
 	t.Parallel()
-	srv := testRedis(t)
-	p := runCaddyGlobal(t, redisGlobal(srv.addr(), fmt.Sprintf("keep%d:", time.Now().UnixNano())), redisSite)
+	srv := redistest.Shared(t)
+	p := runCaddyGlobal(t, redisGlobal(srv.Addr(), fmt.Sprintf("keep%d:", time.Now().UnixNano())), redisSite)
 	const channels = 20
 	results := make(chan resp, channels)
 	for i := range channels {

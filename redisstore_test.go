@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddypush/caddy-push/internal/redistest"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -100,8 +102,8 @@ func post(t testing.TB, url, body string) resp {
 // holding across both.
 func TestRedisTwoInstances(t *testing.T) {
 	t.Parallel()
-	srv := testRedis(t)
-	a, b, prefix := twoInstances(t, srv.addr())
+	srv := redistest.Shared(t)
+	a, b, prefix := twoInstances(t, srv.Addr())
 
 	t.Run("round trip and counts", func(t *testing.T) {
 		got := make(chan resp, 1)
@@ -286,7 +288,7 @@ func TestRedisTwoInstances(t *testing.T) {
 		waitFor(t, "the channel to expire", func() bool {
 			return do(t, h1Client, "GET", b.url+"/pub?id=exp", nil).status == 404
 		})
-		rc := redis.NewClient(&redis.Options{Addr: srv.addr()})
+		rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		defer rc.Close()
 		waitFor(t, "the channel's keys to leave Redis", func() bool {
 			keys, err := rc.Keys(context.Background(), prefix+"{/exp}*").Result()
@@ -299,9 +301,8 @@ func TestRedisTwoInstances(t *testing.T) {
 // and a parked waiter, then restarts it.
 func TestRedisOutage(t *testing.T) {
 	t.Parallel()
-	srv := startRedisProc(t)
-	t.Cleanup(srv.close)
-	p := runCaddyGlobal(t, redisGlobal(srv.addr(), "out:"), redisSite)
+	srv := redistest.Start(t)
+	p := runCaddyGlobal(t, redisGlobal(srv.Addr(), "out:"), redisSite)
 	var cur cursor
 	for i := range 3 {
 		post(t, p.url+"/pub?id=o", fmt.Sprint("stored", i))
@@ -318,7 +319,11 @@ func TestRedisOutage(t *testing.T) {
 		return strings.Contains(p.adminGet(t, "/push/stats").body, `"waiters":2,`)
 	})
 
-	srv.kill()
+	before := metricIn(p.adminGet(t, "/metrics").body, "caddy_push_deliveries_total")
+	if before < 3 {
+		t.Fatalf("caddy_push_deliveries_total %v before the outage, want at least the 3 deliveries", before)
+	}
+	srv.Kill()
 	// A waiter whose own timeout passes during the outage gets its 304.
 	if r := <-timed; r.status != 304 {
 		t.Fatalf("waiter with a 1s timeout during the outage: %d %q, want 304", r.status, r.body)
@@ -334,6 +339,9 @@ func TestRedisOutage(t *testing.T) {
 	}
 	if r := p.adminGet(t, "/metrics"); !strings.Contains(r.body, "\ncaddy_push_store_up 0\n") {
 		t.Fatal("caddy_push_store_up is not 0 while Redis is down")
+	} else if during := metricIn(r.body, "caddy_push_deliveries_total"); during < before {
+		// Prometheus reads a counter that goes back as a reset.
+		t.Fatalf("caddy_push_deliveries_total went from %v to %v while Redis was down", before, during)
 	}
 	if r := p.adminGet(t, "/push/stats"); r.status != 503 {
 		t.Fatalf("/push/stats while Redis is down: %d", r.status)
@@ -344,7 +352,7 @@ func TestRedisOutage(t *testing.T) {
 	default:
 	}
 
-	if err := srv.start(); err != nil {
+	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	var r resp
@@ -379,39 +387,11 @@ func TestRedisOutage(t *testing.T) {
 	}
 }
 
-// TestRedisLoadsScripts checks that the store loads its scripts into Redis
-// when its subscription is confirmed, before any request, and again after
-// Redis restarts with an empty script cache: otherwise the first calls, and
-// the rechecks of every parked waiter after an outage, each miss with
-// NOSCRIPT and send the whole script again.
-func TestRedisLoadsScripts(t *testing.T) {
-	t.Parallel()
-	srv := startRedisProc(t)
-	t.Cleanup(srv.close)
-	runCaddyGlobal(t, redisGlobal(srv.addr(), "scripts:"), redisSite)
-	var shas []string
-	for _, sc := range redisScripts {
-		shas = append(shas, sc.Hash())
-	}
-	loaded := func() bool {
-		c := redis.NewClient(&redis.Options{Addr: srv.addr(), MaxRetries: -1})
-		defer c.Close()
-		exist, err := c.ScriptExists(context.Background(), shas...).Result()
-		return err == nil && !slices.Contains(exist, false)
-	}
-	waitFor(t, "the scripts to be loaded before any request", loaded)
-	srv.kill()
-	if err := srv.start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the scripts to be loaded again after the restart", loaded)
-}
-
 // TestRedisNotUpAtStart starts Caddy before Redis: it serves, says so, and
 // answers 503 until Redis comes.
 func TestRedisNotUpAtStart(t *testing.T) {
 	t.Parallel()
-	port, err := freePortPair()
+	port, err := redistest.FreePortPair()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,8 +404,7 @@ func TestRedisNotUpAtStart(t *testing.T) {
 	if !strings.Contains(string(log), "redis not reachable yet") {
 		t.Fatalf("the start did not say Redis is not up:\n%s", log)
 	}
-	srv := startRedisProcOn(t, port)
-	t.Cleanup(srv.close)
+	redistest.StartOn(t, port)
 	waitFor(t, "publishing to work", func() bool { return post(t, p.url+"/pub?id=late", "x").status == 202 })
 }
 
@@ -450,10 +429,10 @@ func (p *caddyProc) adminGet(t *testing.T, path string) resp {
 // work across them.
 func TestRedisCluster(t *testing.T) {
 	t.Parallel()
-	nodes := startCluster(t)
+	nodes := redistest.Cluster(t)
 	var addrs []string
 	for _, n := range nodes {
-		addrs = append(addrs, n.addr())
+		addrs = append(addrs, n.Addr())
 	}
 	p := runCaddyGlobal(t, redisGlobal(strings.Join(addrs, " "), "cl:"), redisSite)
 	const channels = 30
@@ -478,11 +457,11 @@ func TestRedisCluster(t *testing.T) {
 		seen[r.body] = true
 	}
 	for _, n := range nodes {
-		c := redis.NewClient(&redis.Options{Addr: n.addr()})
+		c := redis.NewClient(&redis.Options{Addr: n.Addr()})
 		size, err := c.DBSize(context.Background()).Result()
 		c.Close()
 		if err != nil || size == 0 {
-			t.Fatalf("node %s holds %d keys (%v): channels did not spread", n.addr(), size, err)
+			t.Fatalf("node %s holds %d keys (%v): channels did not spread", n.Addr(), size, err)
 		}
 	}
 	r := p.adminGet(t, "/push/channels?limit=1000")
@@ -498,25 +477,23 @@ func TestRedisCluster(t *testing.T) {
 // promotes the replica, the store follows it, and delivery resumes.
 func TestRedisSentinelFailover(t *testing.T) {
 	t.Parallel()
-	master := startRedisProc(t)
-	t.Cleanup(master.close)
-	replica := startRedisProc(t, "replicaof "+strings.Replace(master.addr(), ":", " ", 1))
-	t.Cleanup(replica.close)
-	sentinel := startSentinel(t, master.addr())
-	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.addr()})
+	master := redistest.Start(t)
+	replica := redistest.Start(t, "replicaof "+strings.Replace(master.Addr(), ":", " ", 1))
+	sentinel := redistest.Sentinel(t, master.Addr())
+	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr()})
 	defer sc.Close()
 	waitFor(t, "sentinel to see the replica", func() bool {
 		reps, err := sc.Replicas(context.Background(), "mymaster").Result()
 		return err == nil && len(reps) == 1
 	})
-	rc := redis.NewClient(&redis.Options{Addr: replica.addr()})
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr()})
 	waitWithin(t, 30*time.Second, "the replica to finish its first sync", func() bool {
 		info, err := rc.Info(context.Background(), "replication").Result()
 		return err == nil && strings.Contains(info, "master_link_status:up") &&
 			strings.Contains(info, "master_sync_in_progress:0")
 	})
 	rc.Close()
-	p := runCaddyGlobal(t, redisGlobal(sentinel.addr(), "sen:", "\t\t\tsentinel mymaster"), redisSite)
+	p := runCaddyGlobal(t, redisGlobal(sentinel.Addr(), "sen:", "\t\t\tsentinel mymaster"), redisSite)
 
 	before := post(t, p.url+"/pub?id=s", "before")
 	if before.status != 202 {
@@ -530,16 +507,16 @@ func TestRedisSentinelFailover(t *testing.T) {
 	waitFor(t, "3 parked waiters", func() bool {
 		return strings.Contains(p.adminGet(t, "/push/stats").body, `"waiters":3,`)
 	})
-	mc := redis.NewClient(&redis.Options{Addr: master.addr()})
+	mc := redis.NewClient(&redis.Options{Addr: master.Addr()})
 	if n, err := mc.Wait(context.Background(), 1, 20*time.Second).Result(); err != nil || n != 1 {
 		t.Fatalf("WAIT for the replica: %d %v", n, err)
 	}
 	mc.Close()
 
-	master.kill()
+	master.Kill()
 	waitWithin(t, 30*time.Second, "sentinel to promote the replica", func() bool {
 		addr, err := sc.GetMasterAddrByName(context.Background(), "mymaster").Result()
-		return err == nil && addr[0]+":"+addr[1] == replica.addr()
+		return err == nil && addr[0]+":"+addr[1] == replica.Addr()
 	})
 	var r resp
 	waitWithin(t, 30*time.Second, "publishing through the new master", func() bool {
@@ -563,9 +540,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 // then recovery), and Redis's own maxmemory refusals are 507 too.
 func TestRedisMemoryCap(t *testing.T) {
 	t.Parallel()
-	srv := startRedisProc(t)
-	t.Cleanup(srv.close)
-	rc := redis.NewClient(&redis.Options{Addr: srv.addr()})
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rc.Close()
 	used := func() int64 {
 		info, _ := rc.Info(context.Background(), "memory").Result()
@@ -575,7 +551,7 @@ func TestRedisMemoryCap(t *testing.T) {
 	}
 	// Start without a budget and warm up (connections, scripts), then load
 	// the budget on top of what Redis uses now.
-	p := runCaddyGlobal(t, redisGlobal(srv.addr(), "cap:"), redisSite)
+	p := runCaddyGlobal(t, redisGlobal(srv.Addr(), "cap:"), redisSite)
 	post(t, p.url+"/pub?id=warm", "up")
 	budget := used() + 512<<10
 	cfg := p.adminGet(t, "/config/").body
@@ -624,11 +600,10 @@ func TestRedisMemoryCap(t *testing.T) {
 // limits: the store, its pub/sub subscription and its waiters carry over.
 func TestRedisReloadKeepsOnePool(t *testing.T) {
 	t.Parallel()
-	srv := startRedisProc(t)
-	t.Cleanup(srv.close)
-	rc := redis.NewClient(&redis.Options{Addr: srv.addr()})
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rc.Close()
-	p := runCaddyGlobal(t, redisGlobal(srv.addr(), "rl:"), redisSite)
+	p := runCaddyGlobal(t, redisGlobal(srv.Addr(), "rl:"), redisSite)
 	got := make(chan resp, 1)
 	getAsync(h1Client, p.url+"/sub?id=r", got)
 	waitFor(t, "a waiter", func() bool { return p.subscribers(t, "r") == 1 })
@@ -700,13 +675,12 @@ func writeTestCA(t *testing.T, dir string) (ca, cert, key string) {
 func TestRedisTLS(t *testing.T) {
 	t.Parallel()
 	ca, cert, key := writeTestCA(t, t.TempDir())
-	tlsPort, err := freePortPair()
+	tlsPort, err := redistest.FreePortPair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := startRedisProc(t, fmt.Sprintf("tls-port %d", tlsPort), "tls-cert-file "+cert, "tls-key-file "+key,
+	redistest.Start(t, fmt.Sprintf("tls-port %d", tlsPort), "tls-cert-file "+cert, "tls-key-file "+key,
 		"tls-ca-cert-file "+ca, "tls-auth-clients no")
-	t.Cleanup(srv.close)
 	url := fmt.Sprintf("rediss://127.0.0.1:%d", tlsPort)
 	p := runCaddyGlobal(t, redisGlobal(url, "tls:", "\t\t\ttls_ca "+ca), redisSite)
 	got := make(chan resp, 1)
@@ -729,14 +703,14 @@ func TestRedisTLS(t *testing.T) {
 // and its next poll waits on Redis.
 func TestSwitchStoreOnReload(t *testing.T) {
 	t.Parallel()
-	srv := testRedis(t)
+	srv := redistest.Shared(t)
 	p := runCaddy(t, redisSite)
 	got := make(chan resp, 1)
 	getAsync(h1Client, p.url+"/sub?id=sw", got)
 	waitFor(t, "a waiter on the memory store", func() bool { return p.subscribers(t, "sw") == 1 })
 	cfg := p.adminGet(t, "/config/").body
 	prefix := fmt.Sprintf("switch%d:", time.Now().UnixNano())
-	cfg = strings.Replace(cfg, `"apps":{`, `"apps":{"push":{"store":{"backend":"redis","addresses":["`+srv.addr()+
+	cfg = strings.Replace(cfg, `"apps":{`, `"apps":{"push":{"store":{"backend":"redis","addresses":["`+srv.Addr()+
 		`"],"key_prefix":"`+prefix+`"}},`, 1)
 	if r := p.load(t, cfg); r.status != 200 {
 		t.Fatalf("reload onto Redis: %d %q", r.status, r.body)
@@ -750,7 +724,7 @@ func TestSwitchStoreOnReload(t *testing.T) {
 	if r := <-got; r.body != "via redis" {
 		t.Fatalf("waiter on Redis: %d %q", r.status, r.body)
 	}
-	rc := redis.NewClient(&redis.Options{Addr: srv.addr()})
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rc.Close()
 	if n, _ := rc.Exists(context.Background(), prefix+"{/sw}:m").Result(); n != 1 {
 		t.Fatal("the channel is not in Redis")

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddypush/caddy-push/pushstore"
 )
 
 func init() {
@@ -67,8 +68,8 @@ type Subscriber struct {
 	// push_ignore_queue_on_no_cache (on = newest). Default: oldest.
 	FirstMessage string `json:"first_message,omitempty"`
 
-	store       ChannelStore
-	concurrency Concurrency
+	store       pushstore.Store
+	concurrency pushstore.Concurrency
 	logger      *zap.Logger
 }
 
@@ -103,7 +104,8 @@ func (s *Subscriber) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-var concurrencies = map[string]Concurrency{"": Broadcast, "broadcast": Broadcast, "first": First, "last": Last}
+var concurrencies = map[string]pushstore.Concurrency{"": pushstore.Broadcast, "broadcast": pushstore.Broadcast,
+	"first": pushstore.First, "last": pushstore.Last}
 
 // Validate checks the configuration.
 func (s *Subscriber) Validate() error {
@@ -125,7 +127,7 @@ func (s *Subscriber) Validate() error {
 
 const subscriberMethods = "GET, OPTIONS"
 
-// ServeHTTP answers a subscriber request (PROTOCOL.md section 4).
+// ServeHTTP answers a subscriber request (docs/protocol.md, "Subscriber").
 func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	switch r.Method {
 	case http.MethodGet:
@@ -145,7 +147,7 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 		return nil
 	}
 	ims, inm := r.Header.Get("If-Modified-Since"), r.Header.Get("If-None-Match")
-	res, err := s.store.Subscribe(key, SubscribeRequest{
+	res, err := s.store.Subscribe(key, pushstore.SubscribeRequest{
 		Cursor:      ParseCursor(ims, inm),
 		HasCursor:   ims != "" || inm != "",
 		StartNewest: s.FirstMessage == "newest",
@@ -159,8 +161,8 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 		return storeRefusal(w, err)
 	case res.Message != nil:
 		s.writeMessage(w, r, res.Message)
-	case res.Waiter != nil:
-		s.wait(w, r, key, res.Waiter)
+	case res.Sub != nil:
+		s.wait(w, r, key, res.Sub)
 	default: // interval-poll, nothing new: echo the cursor
 		h := w.Header()
 		if ims != "" {
@@ -174,15 +176,15 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 	return nil
 }
 
-// wait parks the request until the store wakes it, the timeout passes or
-// the client goes away.
+// wait parks the request until its subscription is sent something, the
+// timeout passes or the client goes away.
 //
 // Keep the path to the park shallow: Caddy's handler chain leaves only a
 // few hundred bytes of a goroutine's initial 8 KB stack, and a request that
-// grows its stack to 16 KB before parking keeps 16 KB while it waits (the
-// README's "Idle long-polls and config shape"; measure with
+// grows its stack to 16 KB before parking keeps 16 KB while it waits
+// (docs/performance.md, "Idle long-polls"; measure with
 // bench/idle-floor.sh).
-func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, wt *Waiter) {
+func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, sub pushstore.Subscription) {
 	var timeout <-chan time.Time
 	if s.Timeout > 0 {
 		t := time.NewTimer(time.Duration(s.Timeout))
@@ -193,56 +195,53 @@ func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, wt
 		c.Write(zap.String("channel", key))
 	}
 	select {
-	case wk := <-wt.C:
-		s.answerWake(w, r, wk)
+	case <-sub.Ready():
+		s.answer(w, r, sub)
 	case <-timeout:
-		s.store.Cancel(wt)
-		select {
-		case wk := <-wt.C: // woken just before the cancel took effect
-			s.answerWake(w, r, wk)
-		default:
-			w.WriteHeader(http.StatusNotModified)
-		}
+		sub.Cancel()
+		s.answer(w, r, sub) // a message that came just before the cancel, or 304
 	case <-r.Context().Done():
-		s.store.Cancel(wt)
+		sub.Cancel()
 	}
 }
 
-func (s *Subscriber) answerWake(w http.ResponseWriter, r *http.Request, wk Wake) {
-	switch wk.Reason {
-	case WakeMessage:
-		s.writeMessage(w, r, wk.Message)
-	case WakeDeleted:
+// answer writes what a long-poll's subscription was sent: its message, or
+// the status of its end (304 when it has none yet: the timeout).
+func (s *Subscriber) answer(w http.ResponseWriter, r *http.Request, sub pushstore.Subscription) {
+	var buf [1]pushstore.Delivery
+	ds, end := sub.Take(buf[:0])
+	switch {
+	case len(ds) > 0:
+		s.writeMessage(w, r, ds[0].Message)
+	case end == pushstore.Deleted:
 		writeEmpty(w, http.StatusGone)
-	case WakeDisplaced:
+	case end == pushstore.Displaced:
 		writeEmpty(w, http.StatusConflict)
-	default: // WakeShutdown
+	default: // the timeout, Shutdown or Retry
 		w.WriteHeader(http.StatusNotModified)
 	}
 }
 
-// wireOnce holds a message's response header values, formatted on its
-// first delivery and reused by every later one.
-type wireOnce struct {
-	once          sync.Once
+// wire is a message's response header values, formatted on its first
+// delivery and shared by every later one.
+type wire struct {
 	lastModified  string
 	etag          string
 	contentLength string
 }
 
-func (m *Message) headers() *wireOnce {
-	w := &m.wire
-	w.once.Do(func() {
-		w.lastModified = m.ID.LastModified()
-		w.etag = m.ID.Etag()
-		w.contentLength = strconv.Itoa(len(m.Body))
-	})
-	return w
+// wireSlot is where a message keeps its wire.
+var wireSlot = pushstore.NewMemoSlot()
+
+func wireOf(m *pushstore.Message) *wire {
+	return m.Memo(wireSlot, func(m *pushstore.Message) any {
+		return &wire{lastModified: lastModified(m.ID), etag: etag(m.ID), contentLength: strconv.Itoa(len(m.Body))}
+	}).(*wire)
 }
 
-// writeMessage sends one message (PROTOCOL.md 4.2).
-func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *Message) {
-	wire := m.headers()
+// writeMessage sends one message (docs/protocol.md, "The answer").
+func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *pushstore.Message) {
+	wire := wireOf(m)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.push.message_id", &m.ID) // a pointer: no allocation; formatted only if a log asks
 	}

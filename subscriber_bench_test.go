@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/caddypush/caddy-push/pushstore"
+
 	"github.com/caddyserver/caddy/v2"
 )
 
@@ -19,7 +21,7 @@ func (d *discardWriter) WriteHeader(int)             {}
 // BenchmarkWriteMessage is the per-delivery work of a subscriber response.
 func BenchmarkWriteMessage(b *testing.B) {
 	s := &Subscriber{ChannelConfig: ChannelConfig{AllowOrigin: "*"}}
-	m := &Message{ID: MessageID{Time: 1_795_673_177, Tag: 3}, Body: make([]byte, 100), ContentType: "text/plain"}
+	m := &pushstore.Message{ID: pushstore.MessageID{Time: 1_795_673_177, Tag: 3}, Body: make([]byte, 100), ContentType: "text/plain"}
 	r := httptest.NewRequest("GET", "/sub?id=x", nil)
 	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
 	w := &discardWriter{h: http.Header{}}

@@ -14,6 +14,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/caddypush/caddy-push/internal/redistest"
+	"github.com/caddypush/caddy-push/pushstore"
+	"github.com/caddypush/caddy-push/redisstore"
 )
 
 // testSkew moves the integration store's clock forward, so expiry tests
@@ -22,26 +26,30 @@ var testSkew atomic.Int64
 
 func skewedNow() time.Time { return time.Now().Add(time.Duration(testSkew.Load())) }
 
-// integrationStore is the pooled store every config of the test process
-// uses; TestMain creates it with the skewable clock before any config is
-// loaded, and keeps a reference so it lives as long as the tests.
-var integrationStore *MemoryStore
-
 func TestMain(m *testing.M) {
-	v, _, err := stores.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
-		return NewMemoryStore(DefaultMaxReservedMemory, skewedNow), nil
+	// The pooled store every config of the test process uses, made here
+	// with the skewable clock before any config is loaded; this reference
+	// keeps it alive as long as the tests.
+	v, _, err := stores.LoadOrNew(memoryPoolKey, func() (caddy.Destructor, error) {
+		return pooled{pushstore.NewMemoryStore(DefaultMaxReservedMemory, skewedNow)}, nil
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	integrationStore = v.(*MemoryStore)
-	memoryCase.store = integrationStore
+	memoryCase.store = v.(pooled).Store.(testStore)
 	code := m.Run()
-	if sharedRedis != nil {
-		sharedRedis.close()
-	}
+	redistest.CloseShared()
 	os.Exit(code)
+}
+
+// testStore is what the tests need of a store: the contract with its
+// budget and inspection, and a sweep they can run at once.
+type testStore interface {
+	pushstore.Store
+	pushstore.Budget
+	pushstore.Inspector
+	Sweep() int
 }
 
 // storeCase is one store the core suite runs against: its config (mainConfig
@@ -49,10 +57,7 @@ func TestMain(m *testing.M) {
 type storeCase struct {
 	name   string
 	config string
-	store  interface {
-		Store
-		Sweep() int
-	}
+	store  testStore
 }
 
 var memoryCase = &storeCase{name: "memory", config: mainConfig}
@@ -67,44 +72,41 @@ var (
 
 // redisCase returns the Redis store case: the shared redis-server, and the
 // store pre-seeded in the pool (with the skewable clock) under the key the
-// config's backend computes.
+// config's backend computes. It skips t without redis-server (see
+// redistest.Require).
 func redisCase(t *testing.T) *storeCase {
 	t.Helper()
-	srv := testRedis(t)
+	srv := redistest.Shared(t)
 	redisCaseOnce.Do(func() {
-		b := &RedisBackend{Addresses: []string{srv.addr()}, KeyPrefix: "test:"}
+		b := &RedisBackend{Addresses: []string{srv.Addr()}, KeyPrefix: "test:"}
 		if err := b.Provision(caddy.Context{}); err != nil {
 			panic(err)
 		}
 		v, _, err := stores.LoadOrNew(b.PoolKey(), func() (caddy.Destructor, error) {
 			st, err := b.NewStore(0)
 			if err == nil {
-				st.(*RedisStore).skew = func() time.Duration { return time.Duration(testSkew.Load()) }
+				st.(*redisstore.Store).SetClockSkew(func() time.Duration { return time.Duration(testSkew.Load()) })
 			}
-			return st, err
+			return pooled{st}, err
 		})
 		if err != nil {
 			panic(err)
 		}
-		redisCaseVal = &storeCase{name: "redis", store: v.(*RedisStore), config: strings.Replace(mainConfig,
-			"store memory", "store redis {\n\t\t\taddress "+srv.addr()+"\n\t\t\tkey_prefix test:\n\t\t}", 1)}
+		redisCaseVal = &storeCase{name: "redis", store: v.(pooled).Store.(testStore), config: strings.Replace(mainConfig,
+			"store memory", "store redis {\n\t\t\taddress "+srv.Addr()+"\n\t\t\tkey_prefix test:\n\t\t}", 1)}
 	})
 	return redisCaseVal
 }
 
-// forEachStore runs a test once per store: memory, then Redis.
+// forEachStore runs a test once per store: memory, then Redis (skipped
+// without redis-server, see redistest.Require).
 func forEachStore(t *testing.T, test func(t *testing.T)) {
-	for _, sc := range []func(*testing.T) *storeCase{
-		func(*testing.T) *storeCase { return memoryCase },
-		redisCase,
-	} {
-		c := sc(t)
-		t.Run(c.name, func(t *testing.T) {
-			current = c
-			defer func() { current = memoryCase }()
-			test(t)
-		})
-	}
+	t.Run("memory", test)
+	t.Run("redis", func(t *testing.T) {
+		current = redisCase(t)
+		defer func() { current = memoryCase }()
+		test(t)
+	})
 }
 
 const base = "http://localhost:9080"

@@ -1,0 +1,434 @@
+// Package storetest is the conformance suite of the pushstore contract:
+// what every store backend must do the same way. Each backend's tests
+// call Run with a harness for a fresh store; the memory store runs it in
+// pushstore, the Redis store in redisstore.
+package storetest
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddypush/caddy-push/pushstore"
+)
+
+// Harness is a store under test and the means to drive it.
+type Harness struct {
+	Store pushstore.Store
+	// Advance moves the store's clock by d (which may be negative).
+	Advance func(d time.Duration)
+	// Sweep runs the store's periodic housekeeping now, if it has any.
+	Sweep func()
+}
+
+// Run runs the suite; newHarness returns a harness on a fresh, empty
+// store (or one whose keys no other test uses).
+func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
+	for _, tc := range []struct {
+		name string
+		test func(t *testing.T, h *Harness)
+	}{
+		{"IDsGrowWithinASecondAndWhenTheClockGoesBack", idsGrow},
+		{"IDsGrowWhenNothingIsStored", idsGrowUnstored},
+		{"CursorTraversal", cursorTraversal},
+		{"BufferRules", bufferRules},
+		{"RecipientRules", recipientRules},
+		{"ExpiryAndChannelTimeout", expiryAndChannelTimeout},
+		{"SubscriptionsBroadcastDeleteAndConcurrency", subscriptions},
+		{"AuthorizedOnlyAndStartNewest", authorizedAndNewest},
+		{"ReleaseAll", releaseAll},
+		{"ConcurrentPublishersLoseNothing", concurrentPublishers},
+		{"IDsContinueAfterDelete", idsAfterDelete},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.test(t, newHarness(t)) })
+	}
+}
+
+// Pub are the publication settings of the suite unless a test says
+// otherwise: store, buffer 10, min 1, an hour for messages and channels.
+var Pub = pushstore.PublishOptions{
+	StoreMessages: true, MaxBufferLength: 10, MinBufferLength: 1,
+	MessageTimeout: time.Hour, ChannelTimeout: time.Hour,
+}
+
+// Publish publishes a text/plain body or fails the test.
+func Publish(t testing.TB, s pushstore.Store, key, body string, o pushstore.PublishOptions) pushstore.PublishResult {
+	t.Helper()
+	r, err := s.Publish(key, []byte(body), "text/plain", o)
+	if err != nil {
+		t.Fatalf("publish %q: %v", body, err)
+	}
+	return r
+}
+
+// Next asks like an interval-poll with cursor and returns the body and id
+// of the message it gets, or "" and the cursor.
+func Next(t testing.TB, s pushstore.Store, key string, cursor pushstore.MessageID) (string, pushstore.MessageID) {
+	t.Helper()
+	r, err := s.Subscribe(key, pushstore.SubscribeRequest{Cursor: cursor, HasCursor: true, Create: true})
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if r.Message == nil {
+		return "", cursor
+	}
+	return string(r.Message.Body), r.Message.ID
+}
+
+// Await waits (up to 10 s) for a subscription to be sent something and
+// returns what: a message's body, or the end.
+func Await(t testing.TB, sub pushstore.Subscription) (string, pushstore.End) {
+	t.Helper()
+	select {
+	case <-sub.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the subscription was sent nothing within 10 s")
+	}
+	ds, end := sub.Take(nil)
+	if len(ds) > 0 {
+		return string(ds[0].Message.Body), end
+	}
+	return "", end
+}
+
+func idsGrow(t *testing.T, h *Harness) {
+	s := h.Store
+	var ids []pushstore.MessageID
+	for range 3 {
+		ids = append(ids, Publish(t, s, "/a", "x", Pub).ID)
+	}
+	h.Advance(-10 * time.Second) // the clock goes back
+	ids = append(ids, Publish(t, s, "/a", "x", Pub).ID)
+	h.Advance(20 * time.Second)
+	ids = append(ids, Publish(t, s, "/a", "x", Pub).ID)
+	for i := 1; i < len(ids); i++ {
+		if !ids[i].After(ids[i-1]) {
+			t.Fatalf("ids %v: %v is not after %v", ids, ids[i], ids[i-1])
+		}
+		if ids[i].Time == ids[i-1].Time && ids[i].Tag != ids[i-1].Tag+1 {
+			t.Fatalf("ids %v: tags of one second must count up by one", ids)
+		}
+	}
+	if ids[3].Time != ids[2].Time || ids[3].Tag != ids[2].Tag+1 {
+		t.Fatalf("ids %v: after the clock went back, the next id must be the last + 1 tag", ids)
+	}
+	if ids[4].Time <= ids[3].Time || ids[4].Tag != 0 {
+		t.Fatalf("ids %v: ten seconds on, the id must be a new second's first", ids)
+	}
+}
+
+func idsGrowUnstored(t *testing.T, h *Harness) {
+	off := Pub
+	off.StoreMessages = false
+	a := Publish(t, h.Store, "/a", "x", off).ID
+	b := Publish(t, h.Store, "/a", "y", off).ID
+	if !b.After(a) {
+		t.Fatalf("second id %v not after first %v", b, a)
+	}
+}
+
+func cursorTraversal(t *testing.T, h *Harness) {
+	s := h.Store
+	for i := range 5 {
+		Publish(t, s, "/c", fmt.Sprint(i), Pub)
+		if i == 2 {
+			h.Advance(time.Second)
+		}
+	}
+	var got []string
+	cur := pushstore.MessageID{}
+	for {
+		body, id := Next(t, s, "/c", cur)
+		if body == "" {
+			break
+		}
+		got = append(got, body)
+		cur = id
+	}
+	if fmt.Sprint(got) != "[0 1 2 3 4]" {
+		t.Fatalf("traversal = %v", got)
+	}
+	// A cursor older than everything stored gets the oldest message.
+	if body, _ := Next(t, s, "/c", pushstore.MessageID{Time: 5}); body != "0" {
+		t.Fatalf("old cursor got %q", body)
+	}
+	// A cursor from the future waits.
+	if body, _ := Next(t, s, "/c", pushstore.MessageID{Time: 1 << 40}); body != "" {
+		t.Fatalf("future cursor got %q", body)
+	}
+}
+
+func bufferRules(t *testing.T, h *Harness) {
+	tests := []struct {
+		name    string
+		opts    func(*pushstore.PublishOptions)
+		publish int
+		want    int // messages left
+	}{
+		{"max trims oldest", func(o *pushstore.PublishOptions) { o.MaxBufferLength = 3 }, 5, 3},
+		{"store off keeps nothing", func(o *pushstore.PublishOptions) { o.StoreMessages = false }, 5, 0},
+		{"recipients rule waits for receipts", func(o *pushstore.PublishOptions) { o.MinRecipients = 1 }, 5, 5},
+		{"min equals max", func(o *pushstore.PublishOptions) { o.MinBufferLength, o.MaxBufferLength = 2, 2 }, 5, 2},
+		{"buffer of 0 stores nothing", func(o *pushstore.PublishOptions) { o.MinBufferLength, o.MaxBufferLength = 0, 0 }, 5, 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := fmt.Sprint("/b", i)
+			o := Pub
+			tt.opts(&o)
+			for i := range tt.publish {
+				Publish(t, h.Store, key, fmt.Sprint(i), o)
+			}
+			info, _ := h.Store.Info(key)
+			if info.Messages != tt.want {
+				t.Fatalf("messages = %d, want %d", info.Messages, tt.want)
+			}
+		})
+	}
+}
+
+func recipientRules(t *testing.T, h *Harness) {
+	s := h.Store
+	o := Pub
+	o.MinRecipients = 2
+	o.MinBufferLength = 1
+	for i := range 3 {
+		Publish(t, s, "/r", fmt.Sprint(i), o)
+	}
+	// Two receipts of the oldest remove it; the newest is protected by min.
+	Next(t, s, "/r", pushstore.MessageID{})
+	if info, _ := s.Info("/r"); info.Messages != 3 {
+		t.Fatalf("after one receipt: %d", info.Messages)
+	}
+	Next(t, s, "/r", pushstore.MessageID{})
+	if info, _ := s.Info("/r"); info.Messages != 2 {
+		t.Fatalf("after two receipts: %d", info.Messages)
+	}
+
+	o2 := Pub
+	o2.DeleteOldestReceived = true
+	o2.MinBufferLength = 2
+	for i := range 3 {
+		Publish(t, s, "/d", fmt.Sprint(i), o2)
+	}
+	Next(t, s, "/d", pushstore.MessageID{}) // oldest delivered: removed (3 > min 2)
+	Next(t, s, "/d", pushstore.MessageID{}) // oldest delivered: kept (2 = min)
+	if info, _ := s.Info("/d"); info.Messages != 2 {
+		t.Fatalf("delete_oldest: %d messages, want 2", info.Messages)
+	}
+}
+
+func expiryAndChannelTimeout(t *testing.T, h *Harness) {
+	s := h.Store
+	o := Pub
+	o.MessageTimeout = 10 * time.Second
+	o.ChannelTimeout = 30 * time.Second
+	Publish(t, s, "/e", "old", o)
+	h.Advance(5 * time.Second)
+	Publish(t, s, "/e", "new", o)
+	h.Advance(6 * time.Second) // "old" expired
+	if body, _ := Next(t, s, "/e", pushstore.MessageID{}); body != "new" {
+		t.Fatalf("after expiry got %q, want new", body)
+	}
+	if info, _ := s.Info("/e"); info.Messages != 1 {
+		t.Fatalf("expired message still counted: %d", info.Messages)
+	}
+	h.Advance(5 * time.Second) // all expired, channel idle since the GET
+	h.Sweep()
+	if _, err := s.Info("/e"); err != nil {
+		t.Fatalf("channel gone before its channel_timeout: %v", err)
+	}
+	h.Advance(30 * time.Second)
+	h.Sweep()
+	if _, err := s.Info("/e"); err != pushstore.ErrChannelNotFound {
+		t.Fatalf("channel still there after channel_timeout: %v", err)
+	}
+	if c := s.Counters(); c.Expired < 2 {
+		t.Fatalf("expired counter %d, want 2 or more", c.Expired)
+	}
+}
+
+func park(t *testing.T, s pushstore.Store, key string, req pushstore.SubscribeRequest) (pushstore.Subscription, error) {
+	t.Helper()
+	req.Create, req.Wait = true, true
+	r, err := s.Subscribe(key, req)
+	if err == nil && r.Sub == nil {
+		t.Fatalf("subscribe answered %+v, want a subscription", r)
+	}
+	return r.Sub, err
+}
+
+func subscriptions(t *testing.T, h *Harness) {
+	s := h.Store
+	s1, _ := park(t, s, "/w", pushstore.SubscribeRequest{})
+	s2, _ := park(t, s, "/w", pushstore.SubscribeRequest{})
+	if _, err := park(t, s, "/w", pushstore.SubscribeRequest{MaxWaiters: 2}); err != pushstore.ErrTooManySubscribers {
+		t.Fatalf("max subscribers: err = %v", err)
+	}
+	if _, err := park(t, s, "/w", pushstore.SubscribeRequest{Concurrency: pushstore.First}); err != pushstore.ErrConflict {
+		t.Fatalf("first: err = %v", err)
+	}
+	res := Publish(t, s, "/w", "hi", Pub)
+	if res.Info.Subscribers != 2 || res.Delivered != 2 {
+		t.Fatalf("publish result %+v", res)
+	}
+	for _, sub := range []pushstore.Subscription{s1, s2} {
+		if body, end := Await(t, sub); body != "hi" || end != pushstore.Done {
+			t.Fatalf("sent %q, %v", body, end)
+		}
+	}
+	// last displaces every current subscriber.
+	cur := pushstore.SubscribeRequest{Cursor: res.ID, HasCursor: true}
+	s3, _ := park(t, s, "/w", cur)
+	cur.Concurrency = pushstore.Last
+	s4, _ := park(t, s, "/w", cur)
+	if _, end := Await(t, s3); end != pushstore.Displaced {
+		t.Fatalf("displaced subscriber ended %v", end)
+	}
+	info, err := s.Delete("/w")
+	if err != nil || info.Subscribers != 1 {
+		t.Fatalf("delete info %+v, %v", info, err)
+	}
+	if _, end := Await(t, s4); end != pushstore.Deleted {
+		t.Fatalf("deleted subscriber ended %v", end)
+	}
+	// A cancelled subscription is no longer counted, and Cancel may be
+	// called twice.
+	s5, _ := park(t, s, "/w", pushstore.SubscribeRequest{})
+	s5.Cancel()
+	if info, _ := s.Info("/w"); info.Subscribers != 0 {
+		t.Fatalf("cancelled subscription still counted: %+v", info)
+	}
+	s5.Cancel()
+	// A delivery before the cancel stands.
+	s6, _ := park(t, s, "/w", pushstore.SubscribeRequest{})
+	Publish(t, s, "/w", "late", Pub)
+	Await(t, s6) // wait for it: on some stores it travels through a notification
+	s6.Cancel()
+	if ds, end := s6.Take(nil); len(ds) != 0 || end != pushstore.Done {
+		t.Fatalf("take after the message was taken: %v %v", ds, end)
+	}
+}
+
+func authorizedAndNewest(t *testing.T, h *Harness) {
+	s := h.Store
+	if _, err := s.Subscribe("/x", pushstore.SubscribeRequest{}); err != pushstore.ErrChannelNotFound {
+		t.Fatalf("err = %v", err)
+	}
+	Publish(t, s, "/x", "a", Pub)
+	r, _ := s.Subscribe("/x", pushstore.SubscribeRequest{StartNewest: true})
+	if r.Message != nil {
+		t.Fatalf("newest start got stored message %q", r.Message.Body)
+	}
+	r, _ = s.Subscribe("/x", pushstore.SubscribeRequest{})
+	if r.Message == nil || string(r.Message.Body) != "a" {
+		t.Fatal("oldest start did not get the stored message")
+	}
+}
+
+func releaseAll(t *testing.T, h *Harness) {
+	run, ok := h.Store.(pushstore.Runner)
+	if !ok {
+		t.Skip("the store has no lifecycle")
+	}
+	sub, _ := park(t, h.Store, "/s", pushstore.SubscribeRequest{})
+	if n := run.ReleaseAll(); n != 1 {
+		t.Fatalf("released %d", n)
+	}
+	if _, end := Await(t, sub); end != pushstore.Shutdown {
+		t.Fatalf("ended %v", end)
+	}
+	late, _ := park(t, h.Store, "/s", pushstore.SubscribeRequest{})
+	if _, end := Await(t, late); end != pushstore.Shutdown {
+		t.Fatalf("a subscription after the release ended %v", end)
+	}
+}
+
+// concurrentPublishers drives the store from many goroutines (run with
+// -race): every subscriber that follows its cursor sees every message
+// once, in the same order.
+func concurrentPublishers(t *testing.T, h *Harness) {
+	s := h.Store
+	o := Pub
+	o.MaxBufferLength = 1000
+	const pubs, per, subs = 4, 100, 8
+	var wg sync.WaitGroup
+	results := make([][]string, subs)
+	for i := range subs {
+		wg.Go(func() {
+			cur := pushstore.MessageID{}
+			for len(results[i]) < pubs*per {
+				r, err := s.Subscribe("/n", pushstore.SubscribeRequest{Cursor: cur, HasCursor: true, Create: true, Wait: true})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				m := r.Message
+				if m == nil {
+					select {
+					case <-r.Sub.Ready():
+					case <-time.After(10 * time.Second):
+						t.Error("no message within 10 s")
+						return
+					}
+					ds, _ := r.Sub.Take(nil)
+					if len(ds) == 0 {
+						continue // a retry: ask again
+					}
+					m = ds[0].Message
+				}
+				results[i] = append(results[i], string(m.Body))
+				cur = m.ID
+			}
+		})
+	}
+	var pwg sync.WaitGroup
+	for p := range pubs {
+		pwg.Go(func() {
+			for j := range per {
+				if _, err := s.Publish("/n", fmt.Appendf(nil, "%d-%d", p, j), "", o); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	pwg.Wait()
+	wg.Wait()
+	for i, got := range results {
+		seen := map[string]bool{}
+		for _, b := range got {
+			if seen[b] {
+				t.Fatalf("subscriber %d got %s twice", i, b)
+			}
+			seen[b] = true
+		}
+		if len(seen) != pubs*per {
+			t.Fatalf("subscriber %d got %d distinct", i, len(seen))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(results[0]) {
+			t.Fatalf("subscriber %d saw a different order", i)
+		}
+	}
+}
+
+// idsAfterDelete deletes a channel in the second of its last message and
+// publishes again: the new channel's ids continue after the old one's.
+func idsAfterDelete(t *testing.T, h *Harness) {
+	s := h.Store
+	var last pushstore.MessageID
+	for i := range 5 {
+		last = Publish(t, s, "/i", fmt.Sprint("old", i), Pub).ID
+	}
+	if _, err := s.Delete("/i"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if id := Publish(t, s, "/i", fmt.Sprint("new", i), Pub).ID; !id.After(last) {
+			t.Fatalf("new message %d has id %v, not after the old channel's %v", i, id, last)
+		}
+	}
+	if body, _ := Next(t, s, "/i", last); body != "new0" {
+		t.Fatalf("a subscriber with the old cursor got %q, want new0", body)
+	}
+}

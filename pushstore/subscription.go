@@ -1,0 +1,251 @@
+package pushstore
+
+import "sync"
+
+// End says why a subscription ended, or that it has not.
+type End uint8
+
+// The ways a subscription ends from the store's side.
+const (
+	Open      End = iota // not ended
+	Done                 // a one-shot (long-poll) subscription got its message
+	Deleted              // a channel of it was deleted (410)
+	Displaced            // displaced by `last` concurrency (409)
+	Shutdown             // the process is exiting (304, or a stream's close)
+	Retry                // the store lost track; the subscriber asks again (304)
+	Behind               // a stream fell behind by more than its queue holds
+)
+
+// Delivery is one message a subscription is sent, with the position of
+// the channel it came from among the subscription's channels.
+type Delivery struct {
+	Message *Message
+	Channel int
+}
+
+// Subscription is a subscriber's place on its channels, as Subscribe
+// returns it. The store queues what it sends; the subscriber waits on
+// Ready and takes everything queued with Take.
+type Subscription interface {
+	// Ready is signalled when Take has something new: a delivery, or the
+	// end of the subscription.
+	Ready() <-chan struct{}
+	// Take appends what was queued since the last call to buf and returns
+	// it, with the subscription's end (Open while it lasts).
+	Take(buf []Delivery) ([]Delivery, End)
+	// Cancel ends the subscription from the subscriber's side (it left,
+	// or timed out). Deliveries queued before it stand: a Take after
+	// Cancel returns them. It may be called more than once.
+	Cancel()
+}
+
+// Queue holds what a subscription has been sent and not yet taken. The
+// store pushes under its own locks and never blocks; the subscriber
+// waits on Ready. It is the part of Subscription every store shares.
+type Queue struct {
+	mu    sync.Mutex
+	items []Delivery
+	first [1]Delivery // items' first array: a long-poll never allocates one
+	limit int         // most deliveries held; beyond it the queue ends Behind
+	once  bool        // ends Done with its first delivery (a long-poll)
+	end   End
+	ready chan struct{}
+}
+
+// Init sets q up: a one-shot queue (a long-poll) ends with its first
+// delivery; another holds up to limit deliveries (at least one) that the
+// subscriber has not taken yet.
+func (q *Queue) Init(oneShot bool, limit int) {
+	q.items = q.first[:0]
+	q.once = oneShot
+	q.limit = max(limit, 1)
+	q.ready = make(chan struct{}, 1)
+}
+
+// Ready is signalled when Take has something new.
+func (q *Queue) Ready() <-chan struct{} { return q.ready }
+
+func (q *Queue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Push offers d. It reports whether the subscription stays open for more:
+// false when it ended before, ends with this delivery (one-shot) or ends
+// because the subscriber is too far behind (d is then not queued).
+// delivered reports whether d was queued.
+func (q *Queue) Push(d Delivery) (delivered, open bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.end != Open:
+		return false, false
+	case len(q.items) >= q.limit:
+		q.end = Behind
+		q.signal()
+		return false, false
+	}
+	q.items = append(q.items, d)
+	if q.once {
+		q.end = Done
+	}
+	q.signal()
+	return true, q.end == Open
+}
+
+// Preload queues a backlog before the subscription is registered
+// anywhere, past its limit if need be (a backlog is bounded by a
+// channel's buffer).
+func (q *Queue) Preload(ds []Delivery) {
+	q.mu.Lock()
+	q.items = append(q.items, ds...)
+	if len(q.items) > 0 {
+		if q.once {
+			q.end = Done
+		}
+		q.signal()
+	}
+	q.mu.Unlock()
+}
+
+// Close ends the subscription with why unless it has ended already, and
+// reports whether it did.
+func (q *Queue) Close(why End) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.end != Open {
+		return false
+	}
+	q.end = why
+	q.signal()
+	return true
+}
+
+// Take appends the queued deliveries to buf and returns it with the end.
+func (q *Queue) Take(buf []Delivery) ([]Delivery, End) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	buf = append(buf, q.items...)
+	clear(q.items)
+	q.items = q.items[:0]
+	return buf, q.end
+}
+
+// Ended reports whether the subscription has ended.
+func (q *Queue) Ended() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.end != Open
+}
+
+// Member is one subscription's place on one channel's wait list. A store
+// embeds it in its own per-channel record of a subscription.
+type Member struct {
+	Queue   *Queue // the subscription's queue
+	Channel int    // the channel's position among the subscription's channels
+	idx     int    // position in the list; -1 when on none
+}
+
+// Init sets m up for subscription queue q, on the channel at position
+// channel among the subscription's channels, on no list yet.
+func (m *Member) Init(q *Queue, channel int) {
+	m.Queue, m.Channel, m.idx = q, channel, -1
+}
+
+// Listed reports whether m is on a list.
+func (m *Member) Listed() bool { return m.idx >= 0 }
+
+// Membership returns m; it makes *Member (and any struct embedding
+// Member) a Listed.
+func (m *Member) Membership() *Member { return m }
+
+// Listed is what a WaitList holds: a store's record of a subscription on
+// a channel.
+type Listed interface {
+	comparable
+	Membership() *Member
+}
+
+// WaitList is the subscriptions on one channel, in no order, each removed
+// in O(1) through the index its Member keeps. It is not safe for
+// concurrent use: the store guards it with the channel's lock.
+type WaitList[T Listed] struct {
+	items []T
+}
+
+// Len returns the number of members.
+func (l *WaitList[T]) Len() int { return len(l.items) }
+
+// Add puts x on the list.
+func (l *WaitList[T]) Add(x T) {
+	x.Membership().idx = len(l.items)
+	l.items = append(l.items, x)
+}
+
+// Remove takes x off the list and reports whether it was on it.
+func (l *WaitList[T]) Remove(x T) bool {
+	m := x.Membership()
+	i := m.idx
+	if i < 0 || i >= len(l.items) || l.items[i] != x {
+		return false
+	}
+	last := len(l.items) - 1
+	moved := l.items[last]
+	l.items[i] = moved
+	moved.Membership().idx = i
+	var zero T
+	l.items[last] = zero
+	l.items = l.items[:last]
+	m.idx = -1
+	return true
+}
+
+// Filter keeps the members for which keep is true, in one pass, and
+// takes the others off the list.
+func (l *WaitList[T]) Filter(keep func(T) bool) {
+	kept := l.items[:0]
+	for _, x := range l.items {
+		if keep(x) {
+			x.Membership().idx = len(kept)
+			kept = append(kept, x)
+		} else {
+			x.Membership().idx = -1
+		}
+	}
+	clear(l.items[len(kept):])
+	l.items = kept
+}
+
+// Each calls fn for every member.
+func (l *WaitList[T]) Each(fn func(T)) {
+	for _, x := range l.items {
+		fn(x)
+	}
+}
+
+// Offer pushes m to every member and takes off the list those whose
+// subscription ended; it returns how many were sent m.
+func (l *WaitList[T]) Offer(m *Message) (delivered int) {
+	l.Filter(func(x T) bool {
+		mb := x.Membership()
+		ok, open := mb.Queue.Push(Delivery{Message: m, Channel: mb.Channel})
+		if ok {
+			delivered++
+		}
+		return open
+	})
+	return delivered
+}
+
+// EndAll ends every member's subscription with why, empties the list and
+// returns how many members it had.
+func (l *WaitList[T]) EndAll(why End) int {
+	n := len(l.items)
+	l.Filter(func(x T) bool {
+		x.Membership().Queue.Close(why)
+		return false
+	})
+	return n
+}

@@ -1,0 +1,149 @@
+-- The prelude of every script of the Redis store (see scripts.go): the
+-- channel's keys, Redis's clock, the constants the Go side passes, and the
+-- helpers the scripts share. ARGV[1] is the clock skew (ms, 0 outside
+-- tests); ARGV[2..5] are constants; each script's own arguments start at
+-- ARGV[6].
+local m, q, d, e, x, w, z = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+local TAGS = tonumber(ARGV[2])          -- tags per second (tagsPerSecond)
+local MSG_OVERHEAD = tonumber(ARGV[3])  -- pushstore.MessageOverhead
+local CHANNEL_TIMEOUT = ARGV[4]         -- pushstore.DefaultChannelTimeout, ms
+local MIN_BUFFER = ARGV[5]              -- pushstore.DefaultMinBuffer
+local function fmt(n) return string.format('%d', n) end
+
+-- M caches the meta hash's fields for this call; writes update both.
+local M = {}
+local function load()
+  local v = redis.call('HMGET', m, 'gen', 'lt', 'lg', 'lu', 'rq', 'ct', 'mb', 'xa')
+  M = {gen = v[1], lt = v[2], lg = v[3], lu = v[4], rq = v[5], ct = v[6], mb = v[7], xa = v[8]}
+  return v[1] ~= false
+end
+
+local function drop(id)
+  local body = redis.call('HGET', d, id)
+  redis.call('ZREM', q, id)
+  redis.call('ZREM', e, id)
+  redis.call('HDEL', d, id)
+  redis.call('HDEL', x, id)
+  if body then redis.call('HINCRBY', m, 'by', -(string.len(body) - 1 + MSG_OVERHEAD)) end
+end
+
+local function prune()
+  local ids = redis.call('ZRANGEBYSCORE', e, '-inf', now)
+  for _, id in ipairs(ids) do drop(id) end
+  return #ids
+end
+
+local function waiting()
+  local n = 0
+  for _, v in ipairs(redis.call('HVALS', w)) do n = n + tonumber(v) end
+  return n
+end
+
+-- remove deletes a loaded channel's keys. A deletion (gen given) leaves
+-- its gen and last id in the tombstone z for a minute; a channel that
+-- timed out leaves one only if its last id is of this second (or later:
+-- a clock gone back), when a new channel's ids could repeat it.
+local function remove(gen)
+  local v = gen
+  if not v and M.lt and tonumber(M.lt) >= math.floor(now / 1000) then v = M.gen end
+  redis.call('DEL', m, q, d, e, x, w)
+  if v then
+    if M.lt then v = v .. ' ' .. M.lt .. ' ' .. M.lg end
+    redis.call('SET', z, v, 'PX', 60000)
+  end
+  M = {}
+end
+
+-- live loads the channel, removes its expired messages and reports whether
+-- it exists; an idle channel past its channel_timeout is removed here.
+local expired = 0
+local function live()
+  if not load() then return false end
+  expired = prune()
+  if now >= tonumber(M.lu) + tonumber(M.ct) and redis.call('ZCARD', q) == 0 and waiting() == 0 then
+    remove()
+    return false
+  end
+  return true
+end
+
+-- create makes a channel, continuing the gen and last id of a removed one
+-- under the same key (the tombstone z).
+local function create(keycost)
+  local gen, lt, lg = now * 1000, false, false
+  local tomb = redis.call('GET', z)
+  if tomb then
+    local tg, tt, tl = string.match(tomb, '^(%d+) ?(%d*) ?(%d*)$')
+    if tonumber(tg) >= gen then gen = tonumber(tg) + 1 end
+    if tt ~= '' then lt, lg = tt, tl end
+  end
+  redis.call('HSET', m, 'gen', fmt(gen), 'lu', fmt(now), 'ct', CHANNEL_TIMEOUT, 'mb', MIN_BUFFER, 'by', keycost)
+  if lt then redis.call('HSET', m, 'lt', lt, 'lg', lg) end
+  M = {gen = fmt(gen), lt = lt, lg = lg, lu = fmt(now), rq = false, ct = CHANNEL_TIMEOUT, mb = MIN_BUFFER, xa = false}
+end
+
+local function requested()
+  if not M.rq then return -1 end
+  return math.floor((now - tonumber(M.rq)) / 1000)
+end
+
+-- settl keeps the keys' own expiry at or after the channel's: the later of
+-- last use + channel_timeout and the last message expiry, or none while a
+-- message never expires. It is set with slack (a quarter of the timeout,
+-- at least two seconds) and kept in xa, so most calls only give the keys
+-- they may have created (written; e when ewritten and it holds one id) the
+-- expiry already set; it is set again once less than half the slack is
+-- left beyond the channel's own time, so a channel kept alive by regular
+-- use (keepalives) always has at least half the slack ahead of it. nq is
+-- the stored message count when the caller knows it; settl returns it.
+local function settl(written, nq, ewritten)
+  local ct = tonumber(M.ct)
+  local at = tonumber(M.lu) + ct
+  nq = nq or redis.call('ZCARD', q)
+  local ne = redis.call('ZCARD', e)
+  if nq > ne then
+    if M.xa ~= 'p' then
+      for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PERSIST', k) end
+      redis.call('HSET', m, 'xa', 'p')
+      M.xa = 'p'
+    end
+    return nq
+  end
+  if ne > 0 then
+    local last = redis.call('ZRANGE', e, -1, -1, 'WITHSCORES')
+    if tonumber(last[2]) > at then at = tonumber(last[2]) end
+  end
+  at = at - tonumber(ARGV[1]) -- Redis expires on its own clock
+  local slack = math.max(2000, math.floor(ct / 4))
+  if not M.xa or M.xa == 'p' or at > tonumber(M.xa) - slack / 2 then
+    local xa = fmt(at + slack)
+    redis.call('HSET', m, 'xa', xa)
+    M.xa = xa
+    for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PEXPIREAT', k, xa) end
+    return nq
+  end
+  if ewritten and ne == 1 then redis.call('PEXPIREAT', e, M.xa) end
+  for _, k in ipairs(written) do redis.call('PEXPIREAT', k, M.xa) end
+  return nq
+end
+
+local function delivered(id, n)
+  local rule = redis.call('HGET', x, id)
+  if not rule then return end
+  local minrec, delold, got = string.match(rule, '^(%d+) (%d) (%d+)$')
+  minrec, got = tonumber(minrec), tonumber(got) + n
+  redis.call('HSET', x, id, fmt(minrec) .. ' ' .. delold .. ' ' .. fmt(got))
+  local cnt = redis.call('ZCARD', q)
+  local mb = tonumber(M.mb)
+  if cnt <= mb then return end
+  local i = redis.call('ZRANK', q, id)
+  if not i then return end
+  if (minrec > 0 and got >= minrec and i < cnt - mb) or (delold == '1' and i == 0) then drop(id) end
+end
+
+local function info(expired)
+  local v = redis.call('HMGET', m, 'by', 'op')
+  return {'ok', expired, redis.call('ZCARD', q), requested(), waiting(), v[1] or '0', v[2] or ''}
+end

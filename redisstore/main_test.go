@@ -1,0 +1,52 @@
+package redisstore
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddypush/caddy-push/internal/redistest"
+	"github.com/caddypush/caddy-push/pushstore"
+	"github.com/caddypush/caddy-push/pushstore/storetest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	redistest.CloseShared()
+	os.Exit(code)
+}
+
+// pub are a publisher location's settings with nothing configured.
+func pub() pushstore.PublishOptions {
+	return pushstore.PublishOptions{StoreMessages: true, MaxBufferLength: 10, MinBufferLength: 1,
+		MessageTimeout: time.Hour, ChannelTimeout: pushstore.DefaultChannelTimeout}
+}
+
+var prefixes atomic.Int64
+
+// newStore returns a started store on the shared redis-server with a key
+// prefix of its own, closed when the test ends.
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	srv := redistest.Shared(t)
+	prefix := fmt.Sprintf("t%d-%d:", time.Now().UnixNano(), prefixes.Add(1))
+	s := NewFromClient(redis.NewClient(&redis.Options{Addr: srv.Addr()}), prefix, 0, nil)
+	s.Start()
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestRedisStoreConformance runs the store contract's suite on the Redis
+// store, its clock moved by a skew of Redis's.
+func TestRedisStoreConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) *storetest.Harness {
+		s := newStore(t)
+		var skew atomic.Int64
+		s.SetClockSkew(func() time.Duration { return time.Duration(skew.Load()) })
+		return &storetest.Harness{Store: s, Advance: func(d time.Duration) { skew.Add(int64(d)) }, Sweep: func() {}}
+	})
+}

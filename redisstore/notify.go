@@ -1,0 +1,231 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddypush/caddy-push/pushstore"
+)
+
+// This file holds the Redis store's side of pub/sub: the listener that
+// wakes this process's waiters, and the recheck that catches up with what
+// a broken subscription missed.
+
+// parseNote reads a notification (see redisscripts.go); ok is false for a
+// malformed one.
+func parseNote(p string) (n note, ok bool) {
+	if len(p) < 2 {
+		return n, false
+	}
+	n.kind, p = p[0], p[1:]
+	gen, p, _ := strings.Cut(p, " ")
+	var id string
+	if n.kind == 'm' {
+		id, p, _ = strings.Cut(p, " ")
+	}
+	klen, p, _ := strings.Cut(p, " ")
+	kl, err := strconv.Atoi(klen)
+	if err != nil || kl < 0 || kl > len(p) {
+		return n, false
+	}
+	n.key, p = p[:kl], p[kl:]
+	if n.gen, err = strconv.ParseInt(gen, 10, 64); err != nil {
+		return n, false
+	}
+	switch n.kind {
+	case 'm':
+		n.id, n.payload = id, p
+	case 'd', 'x':
+	default:
+		return n, false
+	}
+	return n, true
+}
+
+// listen receives notifications until the store is destroyed. When the
+// subscription breaks it reconnects with backoff; each confirmed
+// (re)subscription rechecks the parked waiters, so none stays deaf to what
+// was published while it was not listening.
+func (s *Store) listen() {
+	defer close(s.listenDone)
+	backoff := 50 * time.Millisecond
+	for {
+		msg, err := s.pubsub.ReceiveTimeout(s.ctx, 15*time.Second)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if err = s.pubsub.Ping(s.ctx); err == nil {
+					continue // a quiet connection, alive
+				}
+			}
+			s.subscribed.Store(false)
+			_ = s.fail(err)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Message:
+			if n, ok := parseNote(m.Payload); ok {
+				if n.kind == 'm' {
+					s.remember(n.key, parseID(n.id))
+				}
+				s.deliver(n)
+			}
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				// Availability is judged by commands (the pool may still
+				// refuse for a moment); the recheck's commands mark it.
+				backoff = 50 * time.Millisecond
+				s.resubscribed()
+			}
+		}
+	}
+}
+
+// resubscribed records a confirmed notes subscription, loads the scripts
+// (a restarted Redis has lost them) and then rechecks every parked
+// subscription in Redis. Subscriptions still pending recheck themselves
+// when they settle (their epoch is now old).
+func (s *Store) resubscribed() {
+	first := s.epoch.Load() == 0
+	s.epoch.Add(1)
+	s.subscribed.Store(true)
+	var parked []recheck
+	s.mu.Lock()
+	for _, lc := range s.local {
+		lc.subs.Each(func(m *member) {
+			if !m.pending && !m.rechecking {
+				m.rechecking = true
+				parked = append(parked, recheck{m: m})
+			}
+		})
+	}
+	s.mu.Unlock()
+	if len(parked) > 0 && !first {
+		s.logger.Info("redis notifications resumed; rechecking parked subscribers", zap.Int("waiters", len(parked)))
+	}
+	go func() {
+		s.loadScripts()
+		if len(parked) > 0 {
+			s.recheck(parked)
+		}
+	}()
+}
+
+// loadScripts loads every script into Redis (every master of a Cluster),
+// so that the first calls after a start or a Redis restart do not each
+// miss with NOSCRIPT and send the whole script text again. It is best
+// effort: a script that is missing anyway is sent with its call.
+func (s *Store) loadScripts() {
+	for _, sc := range scripts {
+		ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
+		err := sc.Load(ctx, s.client).Err()
+		cancel()
+		if err != nil {
+			if c := s.logger.Check(zapcore.DebugLevel, "loading redis scripts"); c != nil {
+				c.Write(zap.Error(err))
+			}
+			return
+		}
+	}
+}
+
+// recheck is a parked subscription to look up again in Redis, with the
+// notification that showed it missed one, if one did.
+type recheck struct {
+	m      *member
+	missed *note
+}
+
+// recheck asks Redis, for each subscription still parked, for the first
+// stored message after its cursor, and delivers it. When there is none, a
+// subscription that missed a notification gets the message of the one it
+// received next (what it missed was not stored, or is gone), or 304 if
+// that was no message; one rechecked after a resubscription stays parked
+// if its channel is unchanged, and gets 304 (Retry) if the channel changed
+// in a way no longer visible (deleted, or a broadcast with store_messages
+// off), so the client asks again. One whose recheck fails (Redis down
+// again) stays parked, and is rechecked again by the next resubscription
+// or notification.
+func (s *Store) recheck(list []recheck) {
+	type parked struct {
+		recheck
+		key    string
+		cursor string
+		gen    int64
+	}
+	var all []parked
+	s.mu.Lock()
+	for _, r := range list {
+		if r.m.Listed() && !r.m.pending {
+			all = append(all, parked{r, r.m.key, r.m.cursor, r.m.gen})
+		} else {
+			r.m.rechecking = false
+		}
+	}
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	work := make(chan parked)
+	for range min(16, len(all)) {
+		wg.Go(func() {
+			for p := range work {
+				ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
+				res, err := s.run(ctx, scriptRecheck, p.key, p.cursor, p.gen, s.instance)
+				cancel()
+				switch {
+				case err != nil:
+					s.endRecheck(p.m)
+				case str(res[0]) == "msg":
+					s.wakeOne(p.m, newMessage(parseID(str(res[1])), str(res[2])), pushstore.Open)
+				case p.missed != nil && p.missed.kind == 'm':
+					s.wakeOne(p.m, p.missed.msg, pushstore.Open)
+				case str(res[0]) == "same" && p.missed == nil:
+					s.endRecheck(p.m)
+				default:
+					s.wakeOne(p.m, nil, pushstore.Retry)
+				}
+			}
+		})
+	}
+	for _, p := range all {
+		work <- p
+	}
+	close(work)
+	wg.Wait()
+}
+
+// endRecheck leaves a subscription parked, open to notifications again.
+func (s *Store) endRecheck(m *member) {
+	s.mu.Lock()
+	m.rechecking = false
+	s.mu.Unlock()
+}
+
+// redisLog sends go-redis's own log lines to the store's log at debug level:
+// the store logs outages itself, once.
+type redisLog struct{ logger *zap.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	if c := l.logger.Check(zap.DebugLevel, "go-redis"); c != nil {
+		c.Write(zap.String("detail", strings.TrimSpace(fmt.Sprintf(format, v...))))
+	}
+}
