@@ -84,6 +84,18 @@ type adminStats struct {
 	ReceivingBodies int64 `json:"receiving_bodies"`
 	BodyBytes       int64 `json:"body_bytes"`
 	MaxBodyMemory   int64 `json:"max_body_memory"`
+	// The subscribers this process serves now, by transport (waiting
+	// long-polls and open streams).
+	Subscribers map[string]int64 `json:"subscribers_by_transport"`
+}
+
+// subscribersByTransport returns the open subscribers of each transport.
+func subscribersByTransport() map[string]int64 {
+	m := make(map[string]int64, numTransports)
+	for t := range numTransports {
+		m[t.String()] = streams[t].Load()
+	}
+	return m
 }
 
 func (AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
@@ -99,7 +111,7 @@ func (AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
 		return adminStoreError(err)
 	}
 	return writeJSON(w, adminStats{st, store.Counters(), byStatus(&counters.publishes), byStatus(&counters.refusals),
-		bodies.receiving.Load(), bodies.used.Load(), bodies.max.Load()})
+		bodies.receiving.Load(), bodies.used.Load(), bodies.max.Load(), subscribersByTransport()})
 }
 
 // adminChannel is one channel in admin API answers.

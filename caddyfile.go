@@ -17,10 +17,18 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("push", parseGlobalOption)
-	httpcaddyfile.RegisterHandlerDirective("push_publisher", parsePublisher)
-	httpcaddyfile.RegisterDirectiveOrder("push_publisher", httpcaddyfile.Before, "respond")
-	httpcaddyfile.RegisterHandlerDirective("push_subscriber", parseSubscriber)
-	httpcaddyfile.RegisterDirectiveOrder("push_subscriber", httpcaddyfile.Before, "respond")
+	// In this order (before respond, so also before file_server and
+	// reverse_proxy); the nchan_ names are the same directives.
+	for _, d := range []struct {
+		name  string
+		parse httpcaddyfile.UnmarshalHandlerFunc
+	}{
+		{"push_publisher", parsePublisher}, {"push_subscriber", parseSubscriber}, {"push_pubsub", parsePubSub},
+		{"nchan_publisher", parsePublisher}, {"nchan_subscriber", parseSubscriber}, {"nchan_pubsub", parsePubSub},
+	} {
+		httpcaddyfile.RegisterHandlerDirective(d.name, d.parse)
+		httpcaddyfile.RegisterDirectiveOrder(d.name, httpcaddyfile.Before, "respond")
+	}
 }
 
 // nginxNames maps every nginx directive name we accept to its short name,
@@ -46,6 +54,27 @@ var nginxNames = map[string]string{
 	"push_max_channel_subscribers":        "max_channel_subscribers",
 	"push_ignore_queue_on_no_cache":       "first_message",
 	"push_allow_origin":                   "allow_origin",
+
+	// nchan's names
+	"nchan_channel_id":                           "channel_id",
+	"nchan_subscriber_channel_id":                "channel_id",
+	"nchan_publisher_channel_id":                 "channel_id",
+	"nchan_channel_group":                        "channel_group",
+	"nchan_max_channel_id_length":                "max_channel_id_length",
+	"nchan_channel_id_split_delimiter":           "channel_id_split_delimiter",
+	"nchan_access_control_allow_origin":          "allow_origin",
+	"nchan_store_messages":                       "store_messages",
+	"nchan_message_buffer_length":                "message_buffer_length",
+	"nchan_message_max_buffer_length":            "message_buffer_length",
+	"nchan_message_timeout":                      "message_timeout",
+	"nchan_channel_timeout":                      "channel_timeout",
+	"nchan_subscriber_timeout":                   "timeout",
+	"nchan_subscriber_first_message":             "first_message",
+	"nchan_max_channel_subscribers":              "max_channel_subscribers",
+	"nchan_subscribe_existing_channels_only":     "authorized_channels_only",
+	"nchan_eventsource_ping_interval":            "eventsource_ping_interval",
+	"nchan_websocket_ping_interval":              "websocket_ping_interval",
+	"nchan_subscriber_http_raw_stream_separator": "http_raw_stream_separator",
 }
 
 // subdirectives reads the block of a directive: it yields each subdirective
@@ -93,10 +122,19 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 	var err error
 	switch name {
 	case "channel_id":
-		var v string
-		if v, err = oneArg(d); err == nil {
-			cc.ChannelID = nginxVariables(v)
+		args := lineArgs(d)
+		switch {
+		case len(args) == 0 || len(args) > maxChannelIDs:
+			return true, d.Errf("channel_id takes 1 to %d placeholder expressions, got %d", maxChannelIDs, len(args))
+		case len(args) == 1:
+			cc.ChannelID = nginxVariables(args[0])
+		default:
+			for _, a := range args {
+				cc.ChannelIDs = append(cc.ChannelIDs, nginxVariables(a))
+			}
 		}
+	case "channel_id_split_delimiter":
+		cc.ChannelIDSplitDelimiter, err = oneArg(d)
 	case "channel_group":
 		if cc.ChannelGroup, err = oneArg(d); err == nil && strings.Contains(cc.ChannelGroup, "/") {
 			return true, d.Errf("channel_group '%s' must not contain '/'", cc.ChannelGroup)
@@ -131,134 +169,207 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 //	}
 //
 // Every subdirective may also be written with its nginx name
-// (push_store_messages, client_max_body_size, set $push_channel_id ...).
-// Durations take Caddy's forms (90s, 2h, 1d) or bare seconds; sizes take
-// Caddy's (10MiB, 10MB) or nginx's (10M, 512k, binary units).
+// (push_store_messages, client_max_body_size, set $push_channel_id ...) or
+// nchan's (nchan_message_buffer_length, ...). Durations take Caddy's forms
+// (90s, 2h, 1d) or bare seconds; sizes take Caddy's (10MiB, 10MB) or
+// nginx's (10M, 512k, binary units).
 func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	var minLen, maxLen *int
-	err := subdirectives(d, func(name string) error {
+	return subdirectives(d, func(name string) error {
 		if ok, err := p.unmarshalChannelSub(d, name); ok {
 			return err
 		}
-		switch name {
-		case "store_messages":
-			b, err := onOffArg(d)
-			p.StoreMessages = &b
-			return err
-		case "max_message_buffer_length", "min_message_buffer_length", "message_buffer_length":
-			n, err := intArg(d, 0)
-			if err != nil {
-				return err
-			}
-			if name != "min_message_buffer_length" {
-				maxLen = &n
-			}
-			if name != "max_message_buffer_length" {
-				minLen = &n
-			}
-			lo, hi := intOr(minLen, DefaultMinMessageBufferLength), intOr(maxLen, DefaultMaxMessageBufferLength)
-			if lo > hi {
-				return d.Errf("min_message_buffer_length %d is greater than max_message_buffer_length %d "+
-					"(defaults: min %d, max %d)", lo, hi, DefaultMinMessageBufferLength, DefaultMaxMessageBufferLength)
-			}
-			return nil
-		case "min_message_recipients":
-			n, err := intArg(d, 0)
-			p.MinMessageRecipients = n
-			return err
-		case "delete_oldest_received_message":
-			b, err := onOffArg(d)
-			p.DeleteOldestReceivedMessage = b
-			return err
-		case "message_timeout":
-			dur, err := durationArg(d)
-			p.MessageTimeout = &dur
-			return err
-		case "channel_timeout":
-			dur, err := durationArg(d)
-			p.ChannelTimeout = dur
-			return err
-		case "max_message_size":
-			n, err := sizeArg(d)
-			p.MaxMessageSize = n
-			return err
-		case "body_timeout":
-			v, err := durationArg(d)
-			p.BodyTimeout = v
+		if ok, err := p.unmarshalPublisherSub(d, name); ok {
 			return err
 		}
 		return d.Errf("unrecognized push_publisher subdirective '%s'", d.Val())
 	})
-	p.MinMessageBufferLength, p.MaxMessageBufferLength = minLen, maxLen
-	return err
+}
+
+// unmarshalPublisherSub parses a publisher subdirective; it returns
+// handled=false for any other name.
+func (p *Publisher) unmarshalPublisherSub(d *caddyfile.Dispenser, name string) (bool, error) {
+	var err error
+	switch name {
+	case "store_messages":
+		var b bool
+		b, err = onOffArg(d)
+		p.StoreMessages = &b
+	case "max_message_buffer_length", "min_message_buffer_length", "message_buffer_length":
+		var n int
+		if n, err = intArg(d, 0); err != nil {
+			return true, err
+		}
+		if name != "min_message_buffer_length" {
+			p.MaxMessageBufferLength = &n
+		}
+		if name != "max_message_buffer_length" {
+			p.MinMessageBufferLength = &n
+		}
+		lo := intOr(p.MinMessageBufferLength, DefaultMinMessageBufferLength)
+		hi := intOr(p.MaxMessageBufferLength, DefaultMaxMessageBufferLength)
+		if lo > hi {
+			return true, d.Errf("min_message_buffer_length %d is greater than max_message_buffer_length %d "+
+				"(defaults: min %d, max %d)", lo, hi, DefaultMinMessageBufferLength, DefaultMaxMessageBufferLength)
+		}
+	case "min_message_recipients":
+		p.MinMessageRecipients, err = intArg(d, 0)
+	case "delete_oldest_received_message":
+		p.DeleteOldestReceivedMessage, err = onOffArg(d)
+	case "message_timeout":
+		var dur caddy.Duration
+		dur, err = durationArg(d)
+		p.MessageTimeout = &dur
+	case "channel_timeout":
+		p.ChannelTimeout, err = durationArg(d)
+	case "max_message_size":
+		p.MaxMessageSize, err = sizeArg(d)
+	case "body_timeout":
+		p.BodyTimeout, err = durationArg(d)
+	default:
+		return false, nil
+	}
+	return true, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
-//	push_subscriber [<matcher>] [long-poll|interval-poll] {
-//		channel_id               <placeholder expression>
-//		channel_group            <name>
-//		max_channel_id_length    <bytes>
-//		allow_origin             <origin>
-//		concurrency              broadcast|first|last
-//		timeout                  <duration>
-//		authorized_channels_only on|off
-//		max_channel_subscribers  <n>
-//		first_message            oldest|newest
+//	push_subscriber [<matcher>] [<transport>...] {
+//		channel_id                 <placeholder expression>...
+//		channel_id_split_delimiter <delimiter>
+//		channel_group              <name>
+//		max_channel_id_length      <bytes>
+//		allow_origin               <origin>
+//		concurrency                broadcast|first|last
+//		timeout                    <duration>
+//		authorized_channels_only   on|off
+//		max_channel_subscribers    <n>
+//		first_message              oldest|newest|now|<n>|-<n>
+//		eventsource_ping_interval  <duration>
+//		websocket_ping_interval    <duration>
+//		stream_queue_size          <size>
+//		http_raw_stream_separator  <separator>
 //	}
 //
-// Every subdirective may also be written with its nginx name
-// (push_subscriber_concurrency, push_subscriber_timeout,
-// push_ignore_queue_on_no_cache on|off, set $push_channel_id ...).
+// The transports are long-poll, interval-poll, eventsource, websocket,
+// multipart-mixed, chunked and http-raw-stream (nchan's names work too:
+// longpoll, intervalpoll, es, ws, ...); none listed means long-poll
+// eventsource websocket multipart-mixed chunked. channel_id takes up to 7
+// expressions, one channel each. Every subdirective may also be written
+// with its nginx name (push_subscriber_concurrency,
+// push_ignore_queue_on_no_cache on|off, set $push_channel_id ...) or
+// nchan's (nchan_subscriber_timeout, nchan_subscriber_first_message, ...).
+// nchan_subscriber is the same directive.
 func (s *Subscriber) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
-	switch args := lineArgs(d); len(args) {
-	case 0:
-	case 1:
-		s.Mode = args[0]
-		if s.Mode != ModeLongPoll && s.Mode != ModeIntervalPoll {
-			return d.Errf("unknown push_subscriber mode '%s' (want long-poll or interval-poll)", s.Mode)
-		}
-	default:
-		return d.ArgErr()
+	if err := s.unmarshalTransports(d, false); err != nil {
+		return err
 	}
 	return subdirectives(d, func(name string) error {
 		if ok, err := s.unmarshalChannelSub(d, name); ok {
 			return err
 		}
-		var err error
-		switch name {
-		case "concurrency":
-			if s.Concurrency, err = oneArg(d); err == nil {
-				if _, ok := concurrencies[s.Concurrency]; !ok {
-					return d.Errf("unknown concurrency '%s' (want broadcast, first or last)", s.Concurrency)
-				}
-			}
-		case "timeout":
-			s.Timeout, err = durationArg(d)
-		case "authorized_channels_only":
-			s.AuthorizedChannelsOnly, err = onOffArg(d)
-		case "max_channel_subscribers":
-			s.MaxChannelSubscribers, err = intArg(d, 0)
-		case "first_message":
-			if d.Val() == "push_ignore_queue_on_no_cache" {
-				var on bool
-				if on, err = onOffArg(d); on {
-					s.FirstMessage = "newest"
-				}
-				return err
-			}
-			if s.FirstMessage, err = oneArg(d); err == nil && s.FirstMessage != "oldest" && s.FirstMessage != "newest" {
-				return d.Errf("unknown first_message '%s' (want oldest or newest)", s.FirstMessage)
-			}
-		default:
-			return d.Errf("unrecognized push_subscriber subdirective '%s'", d.Val())
+		if ok, err := s.unmarshalSubscriberSub(d, name); ok {
+			return err
 		}
+		return d.Errf("unrecognized push_subscriber subdirective '%s'", d.Val())
+	})
+}
+
+// unmarshalTransports reads a subscriber directive's transport list; on a
+// pub/sub location `http` is one more (publishing with POST).
+func (s *Subscriber) unmarshalTransports(d *caddyfile.Dispenser, pubsub bool) error {
+	for _, a := range lineArgs(d) {
+		if _, ok := transportAliases[a]; !ok && !(pubsub && a == "http") {
+			extra := ""
+			if pubsub {
+				extra = " or http"
+			}
+			return d.Errf("unknown transport '%s' (want long-poll, interval-poll, eventsource, websocket, "+
+				"multipart-mixed, chunked, http-raw-stream%s)", a, extra)
+		}
+		s.Transports = append(s.Transports, a)
+	}
+	return nil
+}
+
+// unmarshalSubscriberSub parses a subscriber subdirective; it returns
+// handled=false for any other name.
+func (s *Subscriber) unmarshalSubscriberSub(d *caddyfile.Dispenser, name string) (bool, error) {
+	var err error
+	switch name {
+	case "concurrency":
+		if s.Concurrency, err = oneArg(d); err == nil {
+			if _, ok := concurrencies[s.Concurrency]; !ok {
+				return true, d.Errf("unknown concurrency '%s' (want broadcast, first or last)", s.Concurrency)
+			}
+		}
+	case "timeout":
+		s.Timeout, err = durationArg(d)
+	case "authorized_channels_only":
+		s.AuthorizedChannelsOnly, err = onOffArg(d)
+	case "max_channel_subscribers":
+		s.MaxChannelSubscribers, err = intArg(d, 0)
+	case "first_message":
+		if d.Val() == "push_ignore_queue_on_no_cache" {
+			var on bool
+			if on, err = onOffArg(d); on {
+				s.FirstMessage = "newest"
+			}
+			return true, err
+		}
+		if s.FirstMessage, err = oneArg(d); err == nil {
+			if _, perr := parseFirstMessage(s.FirstMessage); perr != nil {
+				return true, d.Errf("%v", perr)
+			}
+		}
+	case "eventsource_ping_interval":
+		s.EventSourcePingInterval, err = durationArg(d)
+	case "websocket_ping_interval":
+		s.WebSocketPingInterval, err = durationArg(d)
+	case "stream_queue_size":
+		s.StreamQueueSize, err = sizeArg(d)
+	case "http_raw_stream_separator":
+		var v string
+		v, err = oneArg(d)
+		s.HTTPRawStreamSeparator = &v
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+// unmarshalPubSub sets up a pub/sub location from Caddyfile tokens: a
+// subscriber whose Publish is set. Syntax:
+//
+//	push_pubsub [<matcher>] [<transport>...] [http] {
+//		<any push_subscriber or push_publisher subdirective>
+//	}
+//
+// The transports are a subscriber's; `http` publishes with POST (and PUT)
+// and `websocket` also publishes the frames clients send. None listed
+// means every default subscriber transport, and http. nchan_pubsub is the
+// same directive.
+func (s *Subscriber) unmarshalPubSub(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	s.Publish = new(Publisher)
+	if err := s.unmarshalTransports(d, true); err != nil {
 		return err
+	}
+	return subdirectives(d, func(name string) error {
+		if ok, err := s.unmarshalChannelSub(d, name); ok {
+			return err
+		}
+		if ok, err := s.unmarshalSubscriberSub(d, name); ok {
+			return err
+		}
+		if ok, err := s.Publish.unmarshalPublisherSub(d, name); ok {
+			return err
+		}
+		return d.Errf("unrecognized push_pubsub subdirective '%s'", d.Val())
 	})
 }
 
@@ -328,6 +439,12 @@ func parsePublisher(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 func parseSubscriber(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	s := new(Subscriber)
 	err := s.UnmarshalCaddyfile(h.Dispenser)
+	return s, err
+}
+
+func parsePubSub(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	s := new(Subscriber)
+	err := s.unmarshalPubSub(h.Dispenser)
 	return s, err
 }
 

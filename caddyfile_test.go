@@ -159,8 +159,11 @@ func FuzzCaddyfile(f *testing.F) {
 	f.Add("max_message_size 9999999999999G")
 	f.Add("store redis 127.0.0.1:6379 {\naddress redis://u:p@h:1/2 rediss://h2\nsentinel m\ndb 2\ntls\nkey_prefix k:\n}")
 	f.Add("store redis {\nread_timeout 1s\npool_size 3\ntls_ca /x.pem\n}\nmax_reserved_memory 1M")
+	f.Add("channel_id {query.a} {query.b}\nchannel_id_split_delimiter ,\nfirst_message -20")
+	f.Add("transports eventsource websocket\neventsource_ping_interval 10s\nwebsocket_ping_interval 0")
+	f.Add("nchan_subscriber_first_message 3;\nnchan_subscriber_http_raw_stream_separator \"\\n\"\nstream_queue_size 64k")
 	f.Fuzz(func(t *testing.T, block string) {
-		for _, dir := range []string{"push_publisher", "push_subscriber", "push_subscriber interval-poll"} {
+		for _, dir := range []string{"push_publisher", "push_subscriber", "push_subscriber interval-poll", "push_pubsub", "nchan_pubsub websocket eventsource"} {
 			cfg := ":8080 {\n" + dir + " {\n" + block + "\n}\n}\n"
 			_, _, _ = caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
 		}

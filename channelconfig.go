@@ -26,6 +26,17 @@ type ChannelConfig struct {
 	// Default: `{http.request.uri.query.id}` (Caddyfile: `{query.id}`).
 	ChannelID string `json:"channel_id,omitempty"`
 
+	// ChannelIDs, for a subscriber on several channels at once, are up to
+	// 7 placeholder expressions, one channel each (ChannelID is then
+	// unused). Its messages come in publication order, with compound ids.
+	// Equivalent to nchan_channel_id with several values. Default: none.
+	ChannelIDs []string `json:"channel_ids,omitempty"`
+
+	// ChannelIDSplitDelimiter splits each channel id into several (a
+	// trailing delimiter is dropped), up to 255 channels in all; more get
+	// 403. Equivalent to nchan_channel_id_split_delimiter. Default: none.
+	ChannelIDSplitDelimiter string `json:"channel_id_split_delimiter,omitempty"`
+
 	// ChannelGroup is a namespace: the channel key is group + "/" + id, so
 	// a publisher and a subscriber meet only when they use the same group.
 	// It must not contain "/". Equivalent to nginx push_channel_group.
@@ -57,10 +68,8 @@ func (cc *ChannelConfig) setDefaults() {
 	if cc.AllowOrigin == "" {
 		cc.AllowOrigin = DefaultAllowOrigin
 	}
-	if name, ok := strings.CutPrefix(cc.ChannelID, "{http.request.uri.query."); ok {
-		if name, ok = strings.CutSuffix(name, "}"); ok && !strings.ContainsAny(name, "{}") {
-			cc.queryKey = name
-		}
+	if name, ok := queryExpr(cc.ChannelID); ok {
+		cc.queryKey = name
 	}
 }
 
@@ -99,7 +108,82 @@ func queryParam(raw, key string) string {
 	return out
 }
 
+// Limits of a multiplexed subscriber, as nchan's.
+const (
+	maxChannelIDs     = 7   // channel_id expressions
+	maxChannelsPerSub = 255 // channels after splitting
+)
+
+// multiplexed reports whether a request may name several channels.
+func (cc *ChannelConfig) multiplexed() bool {
+	return len(cc.ChannelIDs) > 0 || cc.ChannelIDSplitDelimiter != ""
+}
+
+// channelKeys resolves a multiplexed request's channel ids and returns the
+// store keys, or writes the refusal (404 for a missing or empty id, 403
+// for one too long or too many channels) and returns ok=false.
+func (cc *ChannelConfig) channelKeys(w http.ResponseWriter, r *http.Request) (keys []string, ok bool) {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	exprs := cc.ChannelIDs
+	if len(exprs) == 0 {
+		exprs = []string{cc.ChannelID}
+	}
+	var ids []string
+	for _, e := range exprs {
+		var id string
+		if name, isQuery := queryExpr(e); isQuery {
+			id = queryParam(r.URL.RawQuery, name)
+		} else {
+			id = repl.ReplaceAll(e, "")
+		}
+		if cc.ChannelIDSplitDelimiter == "" {
+			ids = append(ids, id)
+			continue
+		}
+		parts := strings.Split(id, cc.ChannelIDSplitDelimiter)
+		if len(parts) > 1 && parts[len(parts)-1] == "" {
+			parts = parts[:len(parts)-1] // as nchan: a trailing delimiter is dropped
+		}
+		ids = append(ids, parts...)
+	}
+	if len(ids) > maxChannelsPerSub {
+		writeText(w, http.StatusForbidden, "Too many channels: at most "+strconv.Itoa(maxChannelsPerSub)+".")
+		return nil, false
+	}
+	keys = make([]string, len(ids))
+	for i, id := range ids {
+		switch {
+		case id == "":
+			writeText(w, http.StatusNotFound, "No channel id provided.")
+			return nil, false
+		case len(id) > cc.MaxChannelIDLength:
+			writeText(w, http.StatusForbidden, "Channel id is longer than max_channel_id_length ("+
+				strconv.Itoa(cc.MaxChannelIDLength)+" bytes).")
+			return nil, false
+		}
+		keys[i] = cc.ChannelGroup + "/" + id
+	}
+	repl.Set("http.push.channel_id", strings.Join(ids, ","))
+	return keys, true
+}
+
+// queryExpr reports whether a channel id expression is exactly
+// {http.request.uri.query.NAME} (or {query.NAME}), and NAME.
+func queryExpr(e string) (string, bool) {
+	for _, p := range []string{"{http.request.uri.query.", "{query."} {
+		if name, ok := strings.CutPrefix(e, p); ok {
+			if name, ok = strings.CutSuffix(name, "}"); ok && !strings.ContainsAny(name, "{}") {
+				return name, true
+			}
+		}
+	}
+	return "", false
+}
+
 func (cc *ChannelConfig) validate() error {
+	if len(cc.ChannelIDs) > maxChannelIDs {
+		return fmt.Errorf("at most %d channel_id values, got %d", maxChannelIDs, len(cc.ChannelIDs))
+	}
 	if strings.Contains(cc.ChannelGroup, "/") {
 		return fmt.Errorf("channel_group %q must not contain '/'", cc.ChannelGroup)
 	}

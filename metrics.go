@@ -66,12 +66,13 @@ var (
 	descUp        = desc("store_up", "1 when the store answered this scrape, 0 when its backend (Redis) is unreachable.")
 	descReceiving = desc("receiving_bodies", "Publication bodies being received.")
 	descBodyBytes = desc("body_bytes", "Bytes held by the publication bodies being received, against max_body_memory.")
+	descOpen      = desc("subscribers", "Subscribers this process serves now, by transport (waiting long-polls and open streams).", "transport")
 )
 
 // Describe sends the descriptors of every metric.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descChannels, descMessages, descWaiters, descBytes, descLimit,
-		descPublishes, descDelivered, descRefusals, descExpired, descUp, descReceiving, descBodyBytes} {
+		descPublishes, descDelivered, descRefusals, descExpired, descUp, descReceiving, descBodyBytes, descOpen} {
 		ch <- d
 	}
 }
@@ -99,6 +100,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descUp, 1)
 	} else {
 		gauge(descUp, 0)
+	}
+	for t := range numTransports {
+		ch <- prometheus.MustNewConstMetric(descOpen, prometheus.GaugeValue, float64(streams[t].Load()), t.String())
 	}
 	gauge(descReceiving, float64(bodies.receiving.Load()))
 	gauge(descBodyBytes, float64(bodies.used.Load()))

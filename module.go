@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -202,6 +203,11 @@ func (h stoppingHandler) Handle(context.Context, caddy.Event) error {
 	if r, ok := h.app.store.(pushstore.Runner); ok {
 		n := r.ReleaseAll()
 		h.app.logger.Info("released waiting subscribers for exit", zap.Int("waiters", n))
+	}
+	// The WebSockets now end with their close frames; let their handlers
+	// finish (and log) before the process goes.
+	if !waitHijacked(2 * time.Second) {
+		h.app.logger.Warn("websocket subscribers still closing at exit")
 	}
 	return nil
 }

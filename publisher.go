@@ -91,6 +91,7 @@ type Publisher struct {
 
 	store  pushstore.Store
 	opts   pushstore.PublishOptions
+	pubsub bool // part of a pub/sub location (Subscriber.Publish)
 	logger *zap.Logger
 }
 
@@ -136,6 +137,9 @@ func (p *Publisher) Provision(ctx caddy.Context) error {
 func (p *Publisher) Validate() error {
 	if err := p.validate(); err != nil {
 		return err
+	}
+	if p.multiplexed() && !p.pubsub {
+		return fmt.Errorf("a publisher publishes to one channel: channel_id takes one value, and no channel_id_split_delimiter")
 	}
 	o := p.opts
 	switch {
@@ -218,11 +222,11 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store pushstore.Stor
 		return bodyRefusal(w, err, limits)
 	}
 	defer bd.release()
-	var contentType string
+	msg := &pushstore.Message{Body: bd.data, Event: r.Header.Get("X-EventSource-Event")}
 	if ct := r.Header["Content-Type"]; len(ct) > 0 {
-		contentType = ct[0]
+		msg.ContentType = ct[0]
 	}
-	res, err := store.Publish(key, bd.data, contentType, opts)
+	res, err := store.Publish(key, msg, opts)
 	if err != nil {
 		return refusalStatus(err), storeRefusal(w, err)
 	}

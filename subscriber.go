@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -19,59 +21,119 @@ func init() {
 	caddy.RegisterModule(Subscriber{})
 }
 
-// Subscriber modes: long-poll waits for a message, interval-poll never waits.
+// Subscriber is the push_subscriber handler. A GET is a subscriber on its
+// channel (or channels), by the transport the request asks for among those
+// the location serves: a long-poll or interval-poll returns the first
+// message newer than the request's cursor, with the Last-Modified and Etag
+// that identify it (waiting for one, with long-poll: until a message is
+// published (200), the channel is deleted (410), it is displaced by `last`
+// concurrency (409) or its timeout passes (304)); a stream (EventSource,
+// WebSocket, multipart/mixed, chunked, raw) is sent every message after its
+// cursor as it comes. With Publish set it is a pub/sub location (Caddyfile
+// push_pubsub): POST, PUT and DELETE work as on a push_publisher, and the
+// frames its WebSocket clients send are published. It sets the
+// placeholders {http.push.channel_id} and {http.push.message_id} (the id
+// of a long-poll's message, "time:tag").
+type Subscriber struct {
+	ChannelConfig
+
+	// Transports are the ways this location serves subscribers:
+	// `long-poll`, `interval-poll`, `eventsource`, `websocket`,
+	// `multipart-mixed`, `chunked`, `http-raw-stream` (nchan's names work
+	// too: longpoll, intervalpoll, es, ws, multipart, http-chunked, ...). A
+	// request is matched to one by its headers: a WebSocket upgrade, Accept
+	// text/event-stream, TE chunked (HTTP/1.1), Accept multipart/mixed, else
+	// the raw stream if served, else long-poll (or interval-poll); one the
+	// location does not serve gets 406. On a pub/sub location `http` turns
+	// on publishing with POST and PUT (and `websocket` with frames).
+	// Equivalent to the arguments of nchan_subscriber / nchan_pubsub (and
+	// of the push module's push_subscriber). Default: long-poll eventsource
+	// websocket multipart-mixed chunked (and http on a pub/sub location).
+	Transports []string `json:"transports,omitempty"`
+
+	// Mode is the older way to name one transport: `long-poll` or
+	// `interval-poll`; Transports replaces it. Default: empty.
+	Mode string `json:"mode,omitempty"`
+
+	// Concurrency decides what happens when a channel already has
+	// subscribers: `broadcast` lets any number subscribe, `first` refuses
+	// the new request with 409, `last` ends every current subscriber with
+	// 409 (a stream is closed naming 409). Equivalent to nginx
+	// push_subscriber_concurrency (nchan has none). Default: broadcast.
+	Concurrency string `json:"concurrency,omitempty"`
+
+	// Timeout is how long a long-poll waits before it is answered with
+	// 304, and how long a stream may go without a message before it is
+	// ended naming 408; zero is no limit. Equivalent to nginx
+	// push_subscriber_timeout and nchan_subscriber_timeout. Default: 0.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// AuthorizedChannelsOnly forbids subscribers to create channels: a
+	// request for a channel that does not exist gets 403. Equivalent to
+	// nginx push_authorized_channels_only (nchan:
+	// nchan_subscribe_existing_channels_only). Default: false.
+	AuthorizedChannelsOnly bool `json:"authorized_channels_only,omitempty"`
+
+	// MaxChannelSubscribers is how many subscribers (long-polls and
+	// streams) one channel may have; the next gets 403. Zero is unlimited.
+	// Equivalent to nginx push_max_channel_subscribers and nchan
+	// nchan_max_channel_subscribers. Default: 0.
+	MaxChannelSubscribers int `json:"max_channel_subscribers,omitempty"`
+
+	// FirstMessage is where a subscriber without a cursor starts: `oldest`
+	// (the oldest stored message), `newest` or `now` (the next message
+	// published), a number N (the N-th oldest stored message; 1 is the
+	// oldest) or -N (the N-th newest: the last N messages). Equivalent to
+	// nginx push_ignore_queue_on_no_cache (on = newest) and nchan
+	// nchan_subscriber_first_message, whose `newest` is our newest too.
+	// Default: oldest.
+	FirstMessage string `json:"first_message,omitempty"`
+
+	// EventSourcePingInterval is how often an EventSource stream is sent a
+	// keep-alive (`event: ping`, which no page sees), a duration; zero
+	// sends none. Equivalent to nchan_eventsource_ping_interval. Default: 0.
+	EventSourcePingInterval caddy.Duration `json:"eventsource_ping_interval,omitempty"`
+
+	// WebSocketPingInterval is how often a WebSocket is sent a ping, a
+	// duration; one whose previous ping got no pong is closed. Zero sends
+	// none. Equivalent to nchan_websocket_ping_interval. Default: 0.
+	WebSocketPingInterval caddy.Duration `json:"websocket_ping_interval,omitempty"`
+
+	// StreamQueueSize is how far a stream's client may fall behind, in
+	// bytes of messages sent to it and not yet written to its connection;
+	// one further behind is ended (a close naming it) and resumes from its
+	// last id. nchan has no equivalent. Default: 1 MiB.
+	StreamQueueSize int64 `json:"stream_queue_size,omitempty"`
+
+	// HTTPRawStreamSeparator follows each message of an http-raw-stream
+	// subscriber; a newline is added when it does not end with one.
+	// Equivalent to nchan_subscriber_http_raw_stream_separator. Default:
+	// a newline.
+	HTTPRawStreamSeparator *string `json:"http_raw_stream_separator,omitempty"`
+
+	// Publish makes this a pub/sub location (Caddyfile push_pubsub,
+	// nchan_pubsub): its settings are a publisher location's. Default: none.
+	Publish *Publisher `json:"publish,omitempty"`
+
+	store        pushstore.Store
+	concurrency  pushstore.Concurrency
+	start        pushstore.Start
+	transports   transportSet
+	httpPublish  bool // POST and PUT publish (pub/sub)
+	wsPublish    bool // WebSocket frames publish (pub/sub)
+	rawSeparator string
+	wsUpgrader   *websocket.Upgrader
+	logger       *zap.Logger
+}
+
+// Subscriber modes (Mode), the push module's two transports.
 const (
 	ModeLongPoll     = "long-poll"
 	ModeIntervalPoll = "interval-poll"
 )
 
-// Subscriber is the push_subscriber handler: a GET returns the first message
-// of its channel newer than the message identified by the request's
-// If-Modified-Since and If-None-Match, with the Last-Modified and Etag that
-// identify it. With long-poll, a request that finds nothing waits until a
-// message is published (200), the channel is deleted (410), it is displaced
-// by `last` concurrency (409) or its timeout passes (304). It sets the
-// placeholders {http.push.channel_id} and {http.push.message_id} (the id
-// of the message sent, "time:tag").
-type Subscriber struct {
-	ChannelConfig
-
-	// Mode is `long-poll` (wait for the next message) or `interval-poll`
-	// (answer 304 at once when there is nothing new). Equivalent to the
-	// argument of nginx push_subscriber. Default: long-poll.
-	Mode string `json:"mode,omitempty"`
-
-	// Concurrency decides what happens when a channel already has waiting
-	// subscribers: `broadcast` lets any number wait, `first` refuses the
-	// new request with 409, `last` answers every current waiter with 409.
-	// Equivalent to nginx push_subscriber_concurrency. Default: broadcast.
-	Concurrency string `json:"concurrency,omitempty"`
-
-	// Timeout is how long a long-poll waits before it is answered with 304;
-	// zero waits until a message comes. Equivalent to nginx
-	// push_subscriber_timeout. Default: 0.
-	Timeout caddy.Duration `json:"timeout,omitempty"`
-
-	// AuthorizedChannelsOnly forbids subscribers to create channels: a
-	// request for a channel that does not exist gets 403. Equivalent to
-	// nginx push_authorized_channels_only. Default: false.
-	AuthorizedChannelsOnly bool `json:"authorized_channels_only,omitempty"`
-
-	// MaxChannelSubscribers is how many long-polls may wait on one channel;
-	// the next gets 403. Zero is unlimited. Equivalent to nginx
-	// push_max_channel_subscribers. Default: 0.
-	MaxChannelSubscribers int `json:"max_channel_subscribers,omitempty"`
-
-	// FirstMessage is where a request without If-Modified-Since and
-	// If-None-Match starts: `oldest` gets the oldest stored message at
-	// once, `newest` waits for the next publication. Equivalent to nginx
-	// push_ignore_queue_on_no_cache (on = newest). Default: oldest.
-	FirstMessage string `json:"first_message,omitempty"`
-
-	store       pushstore.Store
-	concurrency pushstore.Concurrency
-	logger      *zap.Logger
-}
+// DefaultStreamQueueSize is a stream's StreamQueueSize when none is set.
+const DefaultStreamQueueSize = 1 << 20
 
 // CaddyModule returns the Caddy module information.
 func (Subscriber) CaddyModule() caddy.ModuleInfo {
@@ -85,17 +147,36 @@ func (Subscriber) CaddyModule() caddy.ModuleInfo {
 func (s *Subscriber) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
 	s.setDefaults()
-	if s.Mode == "" {
-		s.Mode = ModeLongPoll
-	}
-	if s.FirstMessage == "" {
-		s.FirstMessage = "oldest"
+	var err error
+	if err = s.parseTransports(); err != nil {
+		return err
 	}
 	c, ok := concurrencies[s.Concurrency]
 	if !ok {
 		return fmt.Errorf("unknown concurrency %q (want broadcast, first or last)", s.Concurrency)
 	}
 	s.concurrency = c
+	if s.start, err = parseFirstMessage(s.FirstMessage); err != nil {
+		return err
+	}
+	if s.StreamQueueSize == 0 {
+		s.StreamQueueSize = DefaultStreamQueueSize
+	}
+	s.rawSeparator = "\n"
+	if p := s.HTTPRawStreamSeparator; p != nil {
+		s.rawSeparator = *p
+		if !strings.HasSuffix(s.rawSeparator, "\n") {
+			s.rawSeparator += "\n"
+		}
+	}
+	s.wsUpgrader = s.upgrader()
+	if s.Publish != nil {
+		s.Publish.ChannelConfig = s.ChannelConfig
+		s.Publish.pubsub = true
+		if err := s.Publish.Provision(ctx); err != nil {
+			return err
+		}
+	}
 	store, err := pushStore(ctx)
 	if err != nil {
 		return err
@@ -104,23 +185,86 @@ func (s *Subscriber) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// parseTransports reads Transports (or Mode) into the location's set, and
+// on a pub/sub location which ways it publishes.
+func (s *Subscriber) parseTransports() error {
+	s.transports, s.httpPublish, s.wsPublish = 0, false, false
+	names := s.Transports
+	if len(names) == 0 && s.Mode != "" {
+		names = []string{s.Mode}
+	}
+	if len(names) == 0 {
+		for _, t := range defaultTransports {
+			s.transports |= 1 << t
+		}
+		s.httpPublish, s.wsPublish = true, true
+	}
+	for _, n := range names {
+		if n == "http" && s.Publish != nil {
+			s.httpPublish = true
+			continue
+		}
+		t, ok := transportAliases[n]
+		if !ok {
+			return fmt.Errorf("unknown transport %q (want long-poll, interval-poll, eventsource, websocket, "+
+				"multipart-mixed, chunked or http-raw-stream)", n)
+		}
+		s.transports |= 1 << t
+		if t == tWebSocket {
+			s.wsPublish = true
+		}
+	}
+	if s.transports == 0 {
+		return fmt.Errorf("a subscriber location needs at least one subscriber transport")
+	}
+	return nil
+}
+
 var concurrencies = map[string]pushstore.Concurrency{"": pushstore.Broadcast, "broadcast": pushstore.Broadcast,
 	"first": pushstore.First, "last": pushstore.Last}
+
+// parseFirstMessage reads first_message: oldest, newest or now, or a
+// number.
+func parseFirstMessage(v string) (pushstore.Start, error) {
+	switch v {
+	case "", "oldest":
+		return pushstore.Start{}, nil
+	case "newest", "now":
+		return pushstore.Start{Newest: true}, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return pushstore.Start{}, fmt.Errorf("unknown first_message %q (want oldest, newest, now or a number such as 5 or -20)", v)
+	}
+	if n == 0 { // nchan: 0 is newest
+		return pushstore.Start{Newest: true}, nil
+	}
+	return pushstore.Start{At: n}, nil
+}
 
 // Validate checks the configuration.
 func (s *Subscriber) Validate() error {
 	if err := s.validate(); err != nil {
 		return err
 	}
+	if err := s.parseTransports(); err != nil {
+		return err
+	}
+	if _, err := parseFirstMessage(s.FirstMessage); err != nil {
+		return err
+	}
 	switch {
-	case s.Mode != ModeLongPoll && s.Mode != ModeIntervalPoll:
-		return fmt.Errorf("unknown mode %q (want long-poll or interval-poll)", s.Mode)
-	case s.FirstMessage != "oldest" && s.FirstMessage != "newest":
-		return fmt.Errorf("unknown first_message %q (want oldest or newest)", s.FirstMessage)
 	case s.Timeout < 0:
 		return fmt.Errorf("timeout must not be negative")
 	case s.MaxChannelSubscribers < 0:
 		return fmt.Errorf("max_channel_subscribers must not be negative")
+	case s.EventSourcePingInterval < 0 || s.WebSocketPingInterval < 0:
+		return fmt.Errorf("ping intervals must not be negative")
+	case s.StreamQueueSize < 0:
+		return fmt.Errorf("stream_queue_size must not be negative")
+	}
+	if s.Publish != nil {
+		return s.Publish.Validate()
 	}
 	return nil
 }
@@ -128,34 +272,70 @@ func (s *Subscriber) Validate() error {
 const subscriberMethods = "GET, OPTIONS"
 
 // ServeHTTP answers a subscriber request (docs/protocol.md, "Subscriber").
+// A single-channel long-poll, the push module's protocol, is answered here
+// with as few calls as it can be (see wait); the other transports have
+// their own functions.
 func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	switch r.Method {
 	case http.MethodGet:
 	case http.MethodOptions:
-		s.writeCORS(w, "If-None-Match, If-Modified-Since, Origin", subscriberMethods)
+		if s.Publish != nil {
+			s.writeCORS(w, "If-None-Match, If-Modified-Since, Last-Event-ID, Content-Type, X-EventSource-Event, Origin",
+				publisherMethods)
+		} else {
+			s.writeCORS(w, "If-None-Match, If-Modified-Since, Origin", subscriberMethods)
+		}
 		return nil
+	case http.MethodPost, http.MethodPut, http.MethodDelete:
+		if s.Publish != nil && (s.httpPublish || r.Method == http.MethodDelete) {
+			if len(s.ChannelIDs) > 0 || s.ChannelIDSplitDelimiter != "" {
+				writeText(w, http.StatusForbidden, "Publishing to several channels at once is not supported.")
+				return nil
+			}
+			return s.Publish.ServeHTTP(w, r, nil)
+		}
+		fallthrough
 	default:
 		w.Header().Set("Allow", subscriberMethods)
 		writeEmpty(w, http.StatusMethodNotAllowed)
 		return nil
 	}
+	t := s.transports.requested(r)
+	if !s.transports.has(t) {
+		refuseTransport(w, t, s.transports)
+		return nil
+	}
 	// No cache may store or replay an answer: each depends on the request's
 	// cursor and on what was published since.
 	w.Header()["Cache-Control"] = []string{"no-store"}
+	if t > tIntervalPoll || s.multiplexed() {
+		return s.serveFollow(w, r, t)
+	}
 	_, key, ok := s.channelKey(w, r)
 	if !ok {
 		return nil
 	}
 	ims, inm := r.Header.Get("If-Modified-Since"), r.Header.Get("If-None-Match")
-	res, err := s.store.Subscribe(key, pushstore.SubscribeRequest{
+	req := pushstore.SubscribeRequest{
 		Cursor:      ParseCursor(ims, inm),
 		HasCursor:   ims != "" || inm != "",
-		StartNewest: s.FirstMessage == "newest",
+		Start:       s.start,
 		Create:      !s.AuthorizedChannelsOnly,
-		Wait:        s.Mode == ModeLongPoll,
+		Wait:        t == tLongPoll,
 		Concurrency: s.concurrency,
 		MaxWaiters:  s.MaxChannelSubscribers,
-	})
+	}
+	if !req.HasCursor && (r.Header["Last-Event-Id"] != nil || strings.Contains(r.URL.RawQuery, "last_event_id=")) {
+		cursors, err := streamCursor(r, 1)
+		if err != nil {
+			writeText(w, http.StatusBadRequest, badIDText)
+			return nil
+		}
+		if cursors != nil {
+			req.Cursor, req.HasCursor = cursors[0], true
+		}
+	}
+	res, err := s.store.Subscribe(key, req)
 	switch {
 	case err != nil:
 		return storeRefusal(w, err)
@@ -194,6 +374,8 @@ func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, su
 	if c := s.logger.Check(zapcore.DebugLevel, "subscriber waiting"); c != nil {
 		c.Write(zap.String("channel", key))
 	}
+	streams[tLongPoll].Add(1)
+	defer streams[tLongPoll].Add(-1)
 	select {
 	case <-sub.Ready():
 		s.answer(w, r, sub)

@@ -246,6 +246,50 @@ const mainConfig = globalOptions + `	push {
 		}
 		push_subscriber
 	}
+	push_subscriber /s/timeout {
+		timeout 1s
+	}
+	push_subscriber /s/multi {
+		channel_id {query.a} {query.b} {query.c}
+	}
+	push_subscriber /s/split long-poll interval-poll eventsource websocket {
+		channel_id {query.ids}
+		channel_id_split_delimiter ,
+	}
+	push_subscriber /s/poll interval-poll {
+		channel_id {query.ids}
+		channel_id_split_delimiter ,
+	}
+	push_subscriber /s/raw http-raw-stream {
+		http_raw_stream_separator --
+	}
+	push_subscriber /s/lp long-poll
+	push_subscriber /s/small eventsource websocket {
+		stream_queue_size 64k
+	}
+	push_subscriber /s/last {
+		concurrency last
+	}
+	push_subscriber /s/first {
+		concurrency first
+	}
+	push_subscriber /s/ping {
+		eventsource_ping_interval 100ms
+		websocket_ping_interval 100ms
+	}
+	push_subscriber /s/tail {
+		first_message -2
+	}
+	push_subscriber /s/second {
+		first_message 2
+	}
+	push_subscriber /s/auth {
+		authorized_channels_only on
+	}
+	push_pubsub /ps {
+		max_message_size 1k
+	}
+	push_pubsub /ps/ws websocket
 }
 `
 

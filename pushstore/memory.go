@@ -36,6 +36,7 @@ type MemoryStore struct {
 	published atomic.Uint64
 	delivered atomic.Uint64
 	expired   atomic.Uint64
+	seq       atomic.Uint64 // publication order across channels (Delivery.Seq)
 
 	sweeper sweep.Ticker
 	visits  atomic.Int64 // channels collect has looked at, for tests
@@ -72,28 +73,47 @@ type stored struct {
 	minRecipients int
 	deleteOldest  bool
 	received      int
-	size          int64 // charged to the budget
+	size          int64  // charged to the budget
+	seq           uint64 // its publication's Delivery.Seq
 }
 
-// memSub is a subscription of the memory store.
+// memSub is a subscription of the memory store: its queue and its place
+// on each of its channels.
 type memSub struct {
 	Queue
-	member Member
-	s      *MemoryStore
-	c      *channel // nil when it was never registered
+	s       *MemoryStore
+	members []Member   // one per channel, by position
+	chans   []*channel // where each member is registered; nil: nowhere
+	one     [1]Member  // members' array for one channel: a long-poll allocates no slice
+	oneChan [1]*channel
 }
 
-// Cancel takes the subscription off its channel.
+func newMemSub(s *MemoryStore, n int, oneShot bool, queueBytes int64) *memSub {
+	ms := &memSub{s: s}
+	if n == 1 {
+		ms.members, ms.chans = ms.one[:], ms.oneChan[:]
+	} else {
+		ms.members, ms.chans = make([]Member, n), make([]*channel, n)
+	}
+	ms.Init(oneShot, queueBytes)
+	for i := range ms.members {
+		ms.members[i].Init(&ms.Queue, i)
+	}
+	return ms
+}
+
+// Cancel takes the subscription off its channels.
 func (ms *memSub) Cancel() {
-	c := ms.c
-	if c == nil {
-		return
+	for i, c := range ms.chans {
+		if c == nil {
+			continue
+		}
+		c.mu.Lock()
+		if c.subs.Remove(&ms.members[i]) {
+			c.lastUsed = ms.s.now()
+		}
+		ms.s.done(c)
 	}
-	c.mu.Lock()
-	if c.subs.Remove(&ms.member) {
-		c.lastUsed = ms.s.now()
-	}
-	ms.s.done(c)
 }
 
 // NewMemoryStore returns an empty store with the given byte budget. now is
@@ -205,11 +225,11 @@ func (s *MemoryStore) locked(key string, create bool, now time.Time) (*channel, 
 }
 
 // Publish stores (unless store_messages is off) and broadcasts a message.
-func (s *MemoryStore) Publish(key string, body []byte, contentType string, opts PublishOptions) (PublishResult, error) {
-	return withRoom(s, func() (PublishResult, error) { return s.publish(key, body, contentType, opts) })
+func (s *MemoryStore) Publish(key string, msg *Message, opts PublishOptions) (PublishResult, error) {
+	return withRoom(s, func() (PublishResult, error) { return s.publish(key, msg, opts) })
 }
 
-func (s *MemoryStore) publish(key string, body []byte, contentType string, opts PublishOptions) (PublishResult, error) {
+func (s *MemoryStore) publish(key string, m *Message, opts PublishOptions) (PublishResult, error) {
 	now := s.now()
 	c, err := s.locked(key, true, now)
 	if err != nil {
@@ -217,10 +237,10 @@ func (s *MemoryStore) publish(key string, body []byte, contentType string, opts 
 	}
 	defer s.done(c)
 
-	m := &Message{ID: c.nextID(now), Body: body, ContentType: contentType}
+	m.ID = c.nextID(now)
 	var st *stored
 	if opts.StoreMessages && opts.MaxBufferLength > 0 { // a buffer of 0 stores nothing
-		st = &stored{Message: m, size: int64(len(body)+len(contentType)) + MessageOverhead}
+		st = &stored{Message: m, size: int64(len(m.Body)+len(m.ContentType)+len(m.Event)) + MessageOverhead}
 		over := len(c.msgs) + 1 - opts.MaxBufferLength
 		var freed int64
 		for i := 0; i < over && i < len(c.msgs); i++ {
@@ -251,8 +271,12 @@ func (s *MemoryStore) publish(key string, body []byte, contentType string, opts 
 	c.opts, c.published = opts, true
 	s.published.Add(1)
 
+	seq := s.seq.Add(1)
+	if st != nil {
+		st.seq = seq
+	}
 	res := PublishResult{ID: m.ID, Info: c.info(now)}
-	res.Delivered = c.subs.Offer(m)
+	res.Delivered = c.subs.Offer(m, seq)
 	s.delivered.Add(uint64(res.Delivered))
 	if res.Delivered > 0 && st != nil {
 		st.received += res.Delivered
@@ -334,11 +358,10 @@ func (s *MemoryStore) subscribe(key string, req SubscribeRequest) (SubscribeResu
 	c.lastRequested = now
 	c.lastUsed = now
 
-	cursor := req.Cursor
-	if !req.HasCursor && req.StartNewest && len(c.msgs) > 0 {
-		cursor = c.msgs[len(c.msgs)-1].ID
+	var st *stored
+	if i := c.start(req.HasCursor, req.Cursor, req.Start); i < len(c.msgs) {
+		st = c.msgs[i]
 	}
-	st := c.find(cursor)
 
 	if c.subs.Len() > 0 {
 		switch req.Concurrency {
@@ -361,34 +384,42 @@ func (s *MemoryStore) subscribe(key string, req SubscribeRequest) (SubscribeResu
 	if !req.Wait {
 		return SubscribeResult{}, nil
 	}
-	ms := &memSub{s: s}
-	ms.Init(true, 1)
+	ms := newMemSub(s, 1, true, 0)
 	if s.closing.Load() {
 		ms.Close(Shutdown)
 		return SubscribeResult{Sub: ms}, nil
 	}
-	ms.member.Init(&ms.Queue, 0)
-	ms.c = c
-	c.subs.Add(&ms.member)
+	ms.chans[0] = c
+	c.subs.Add(&ms.members[0])
 	return SubscribeResult{Sub: ms}, nil
 }
 
-// find returns the first stored message after cursor, or nil when the
-// subscriber must wait: when nothing is stored, or the cursor is at or
-// after the newest stored message. A cursor before every stored message
-// gets the oldest.
-func (c *channel) find(cursor MessageID) *stored {
+// start returns the index of the first stored message a subscriber is
+// sent: the first after its cursor, or for one without a cursor the one
+// its Start names. len(c.msgs) means it waits: nothing is stored, the
+// cursor is at or after the newest stored message, or Start is Newest. A
+// cursor before every stored message gets the oldest.
+func (c *channel) start(hasCursor bool, cursor MessageID, from Start) int {
 	n := len(c.msgs)
-	if n == 0 || !c.msgs[n-1].ID.After(cursor) {
-		return nil
+	switch {
+	case n == 0:
+		return 0
+	case hasCursor:
+		i, _ := slices.BinarySearchFunc(c.msgs, cursor, func(m *stored, id MessageID) int {
+			if m.ID.After(id) {
+				return 1
+			}
+			return -1
+		})
+		return i
+	case from.Newest:
+		return n
+	case from.At > 1:
+		return min(from.At-1, n-1)
+	case from.At < 0:
+		return max(n+from.At, 0)
 	}
-	i, _ := slices.BinarySearchFunc(c.msgs, cursor, func(m *stored, id MessageID) int {
-		if m.ID.After(id) {
-			return 1
-		}
-		return -1
-	})
-	return c.msgs[i]
+	return 0
 }
 
 func (c *channel) info(now time.Time) ChannelInfo {

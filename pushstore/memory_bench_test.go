@@ -14,7 +14,7 @@ func BenchmarkPublish(b *testing.B) {
 	body := make([]byte, 100)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.Publish("/bench", body, "text/plain", o); err != nil {
+		if _, err := s.Publish("/bench", &Message{Body: body, ContentType: "text/plain"}, o); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -32,7 +32,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			if _, err := s.Publish(keys[i%len(keys)], body, "text/plain", defaultPub); err != nil {
+			if _, err := s.Publish(keys[i%len(keys)], &Message{Body: body, ContentType: "text/plain"}, defaultPub); err != nil {
 				b.Fatal(err)
 			}
 			i++
@@ -58,7 +58,7 @@ func BenchmarkFanout(b *testing.B) {
 					}
 					subs[i] = r.Sub
 				}
-				res, err := s.Publish("/fan", body, "", defaultPub)
+				res, err := s.Publish("/fan", &Message{Body: body}, defaultPub)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -81,7 +81,7 @@ func BenchmarkSubscribeStored(b *testing.B) {
 	o.MaxBufferLength = 2000
 	var ids []MessageID
 	for range 2000 {
-		r, _ := s.Publish("/sub", make([]byte, 100), "", o)
+		r, _ := s.Publish("/sub", &Message{Body: make([]byte, 100)}, o)
 		ids = append(ids, r.ID)
 	}
 	b.ReportAllocs()

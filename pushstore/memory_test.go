@@ -40,7 +40,7 @@ var defaultPub = PublishOptions{
 
 func mustPublish(t *testing.T, s *MemoryStore, key, body string, o PublishOptions) PublishResult {
 	t.Helper()
-	r, err := s.Publish(key, []byte(body), "text/plain", o)
+	r, err := s.Publish(key, &Message{Body: []byte(body), ContentType: "text/plain"}, o)
 	if err != nil {
 		t.Fatalf("publish %q: %v", body, err)
 	}
@@ -108,7 +108,7 @@ func TestMemoryBudget(t *testing.T) {
 	body := string(make([]byte, 100))
 	mustPublish(t, s, "/m", body, o)
 	mustPublish(t, s, "/m", body, o)
-	if _, err := s.Publish("/m", []byte(body), "text/plain", o); err != ErrInsufficientStorage {
+	if _, err := s.Publish("/m", &Message{Body: []byte(body), ContentType: "text/plain"}, o); err != ErrInsufficientStorage {
 		t.Fatalf("third publish: err = %v, want ErrInsufficientStorage", err)
 	}
 	if info, _ := s.Info("/m"); info.Messages != 2 {
@@ -161,7 +161,7 @@ func TestMemoryCapUnderConcurrentLargePublishes(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 200 {
-				_, err := s.Publish(fmt.Sprintf("/big%d", (g*200+i)%50), body, "application/octet-stream", o)
+				_, err := s.Publish(fmt.Sprintf("/big%d", (g*200+i)%50), &Message{Body: body, ContentType: "application/octet-stream"}, o)
 				switch err {
 				case nil:
 					stored.Add(1)
@@ -202,16 +202,16 @@ func TestFullStoreRefusesWithoutScanning(t *testing.T) {
 	for i := range channels {
 		mustPublish(t, s, fmt.Sprintf("/c%04d", i), "0123456789", defaultPub)
 	}
-	if _, err := s.Publish("/new", []byte("x"), "", defaultPub); err != ErrInsufficientStorage {
+	if _, err := s.Publish("/new", &Message{Body: []byte("x")}, defaultPub); err != ErrInsufficientStorage {
 		t.Fatalf("publish to a new channel in a full store: %v", err)
 	}
 	s.Sweep() // the channels queued by the PUT-less creation are now out of date
 	before := s.visits.Load()
 	for i := range 100 {
-		if _, err := s.Publish(fmt.Sprintf("/new%d", i), []byte("x"), "", defaultPub); err != ErrInsufficientStorage {
+		if _, err := s.Publish(fmt.Sprintf("/new%d", i), &Message{Body: []byte("x")}, defaultPub); err != ErrInsufficientStorage {
 			t.Fatalf("publish %d to a new channel: %v", i, err)
 		}
-		if _, err := s.Publish("/c0001", []byte("0123456789abcdef"), "", defaultPub); err != ErrInsufficientStorage {
+		if _, err := s.Publish("/c0001", &Message{Body: []byte("0123456789abcdef")}, defaultPub); err != ErrInsufficientStorage {
 			t.Fatalf("publish %d to a full channel: %v", i, err)
 		}
 		if _, err := s.Touch(fmt.Sprintf("/put%d", i), time.Hour); err != ErrInsufficientStorage {

@@ -36,6 +36,7 @@ type Message struct {
 	ID          MessageID
 	Body        []byte
 	ContentType string // "" when the publisher sent none
+	Event       string // the EventSource event name the publisher gave; "" for none
 
 	memo [memoSlots]atomic.Pointer[any]
 }

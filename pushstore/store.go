@@ -41,15 +41,25 @@ import (
 //     after Cancel returns it, and the subscriber may still send it.
 type Store interface {
 	// Publish stores (unless opts.StoreMessages is off) and broadcasts a
-	// message. It answers ErrInsufficientStorage when the store is full
-	// even after collecting what has expired.
-	Publish(key string, body []byte, contentType string, opts PublishOptions) (PublishResult, error)
-	// Subscribe answers a subscriber: an immediate message, a registered
-	// subscription, or neither (an interval-poll with nothing new). It
-	// answers ErrChannelNotFound (the channel is missing and may not be
-	// made), ErrConflict (`first` concurrency), ErrTooManySubscribers or
-	// ErrInsufficientStorage.
+	// message: msg's Body, ContentType and Event. The store sets its ID and
+	// may keep msg itself; the caller must not change it afterwards. It
+	// answers ErrInsufficientStorage when the store is full even after
+	// collecting what has expired.
+	Publish(key string, msg *Message, opts PublishOptions) (PublishResult, error)
+	// Subscribe answers a one-channel long-poll or interval-poll: an
+	// immediate message, a registered one-shot subscription, or neither
+	// (an interval-poll with nothing new). It answers ErrChannelNotFound
+	// (the channel is missing and may not be made), ErrConflict (`first`
+	// concurrency), ErrTooManySubscribers or ErrInsufficientStorage.
 	Subscribe(key string, req SubscribeRequest) (SubscribeResult, error)
+	// Follow registers a subscription on one or more channels: a stream,
+	// or a multiplexed poll. It is queued the stored messages after its
+	// cursor on each channel (its backlog), then every message published
+	// to them while it lasts, all in publication order (Delivery.Seq), with
+	// no gap and no duplicate between the two. A one-shot subscription is
+	// queued only the first of those. It answers as Subscribe does; with
+	// req.NoWait and nothing to send, it returns a nil Subscription.
+	Follow(keys []string, req FollowRequest) (Subscription, error)
 	// Touch creates the channel if needed, sets its channel_timeout and
 	// returns its info (a publisher's PUT).
 	Touch(key string, channelTimeout time.Duration) (ChannelInfo, error)
@@ -191,9 +201,32 @@ type PublishResult struct {
 type SubscribeRequest struct {
 	Cursor      MessageID // the id the client last received
 	HasCursor   bool      // the request carried a cursor
-	StartNewest bool      // without a cursor, wait for the next message
+	Start       Start     // where a request without a cursor begins
 	Create      bool      // the request may create the channel
 	Wait        bool      // long-poll: register when nothing is there yet
+	Concurrency Concurrency
+	MaxWaiters  int // 0: unlimited
+}
+
+// Start is where a subscriber without a cursor begins (first_message):
+// with Newest, at the next publication; otherwise at the At-th oldest
+// stored message (0 and 1: the oldest; past the newest: the newest), or,
+// for a negative At, at the -At-th newest (the last -At messages; before
+// the oldest: the oldest).
+type Start struct {
+	Newest bool
+	At     int
+}
+
+// FollowRequest describes a subscription that Follow registers.
+type FollowRequest struct {
+	Cursors     []MessageID // per channel, when HasCursor
+	HasCursor   bool
+	Start       Start
+	Create      bool  // the request may create the channels
+	OneShot     bool  // end with the first message (a multiplexed long-poll)
+	NoWait      bool  // with nothing to send now, register nothing (an interval-poll)
+	QueueBytes  int64 // a stream's queue limit (see Queue.Init)
 	Concurrency Concurrency
 	MaxWaiters  int // 0: unlimited
 }

@@ -1,6 +1,10 @@
 package pushstore
 
-import "sync"
+import (
+	"cmp"
+	"slices"
+	"sync"
+)
 
 // End says why a subscription ended, or that it has not.
 type End uint8
@@ -21,7 +25,17 @@ const (
 type Delivery struct {
 	Message *Message
 	Channel int
+	// Seq orders deliveries from several channels by publication: a store
+	// gives each publication a greater Seq than the ones it published
+	// before. It is 0 where a store cannot order (the handlers ignore it).
+	Seq uint64
 }
+
+// deliveryOverhead is what a queued delivery costs on top of its body,
+// against a stream queue's byte limit.
+const deliveryOverhead = 64
+
+func (d Delivery) cost() int64 { return int64(len(d.Message.Body)) + deliveryOverhead }
 
 // Subscription is a subscriber's place on its channels, as Subscribe
 // returns it. The store queues what it sends; the subscriber waits on
@@ -43,22 +57,25 @@ type Subscription interface {
 // store pushes under its own locks and never blocks; the subscriber
 // waits on Ready. It is the part of Subscription every store shares.
 type Queue struct {
-	mu    sync.Mutex
-	items []Delivery
-	first [1]Delivery // items' first array: a long-poll never allocates one
-	limit int         // most deliveries held; beyond it the queue ends Behind
-	once  bool        // ends Done with its first delivery (a long-poll)
-	end   End
-	ready chan struct{}
+	mu     sync.Mutex
+	items  []Delivery
+	first  [1]Delivery // items' first array: a long-poll never allocates one
+	limit  int64       // most bytes of live deliveries held; beyond it the queue ends Behind
+	held   int64       // bytes of the deliveries held
+	exempt int64       // of held, the backlog's, which the limit does not count
+	once   bool        // ends Done with its first delivery (a long-poll)
+	end    End
+	ready  chan struct{}
 }
 
 // Init sets q up: a one-shot queue (a long-poll) ends with its first
-// delivery; another holds up to limit deliveries (at least one) that the
-// subscriber has not taken yet.
-func (q *Queue) Init(oneShot bool, limit int) {
+// delivery; another holds live deliveries the subscriber has not taken
+// yet up to limit bytes (bodies plus a small overhead each; one delivery
+// always fits), and ends Behind when one more would pass it.
+func (q *Queue) Init(oneShot bool, limit int64) {
 	q.items = q.first[:0]
 	q.once = oneShot
-	q.limit = max(limit, 1)
+	q.limit = limit
 	q.ready = make(chan struct{}, 1)
 }
 
@@ -79,15 +96,17 @@ func (q *Queue) signal() {
 func (q *Queue) Push(d Delivery) (delivered, open bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	cost := d.cost()
 	switch {
 	case q.end != Open:
 		return false, false
-	case len(q.items) >= q.limit:
+	case !q.once && len(q.items) > 0 && q.held-q.exempt+cost > q.limit:
 		q.end = Behind
 		q.signal()
 		return false, false
 	}
 	q.items = append(q.items, d)
+	q.held += cost
 	if q.once {
 		q.end = Done
 	}
@@ -95,19 +114,32 @@ func (q *Queue) Push(d Delivery) (delivered, open bool) {
 	return true, q.end == Open
 }
 
-// Preload queues a backlog before the subscription is registered
-// anywhere, past its limit if need be (a backlog is bounded by a
-// channel's buffer).
-func (q *Queue) Preload(ds []Delivery) {
-	q.mu.Lock()
-	q.items = append(q.items, ds...)
-	if len(q.items) > 0 {
-		if q.once {
-			q.end = Done
-		}
-		q.signal()
+// Preload queues a subscription's backlog, merged with what was pushed
+// while it was being registered on its channels, all in Seq order (a
+// one-shot queue keeps the first). The backlog does not count against the
+// limit (it is bounded by the channels' buffers).
+func (q *Queue) Preload(backlog []Delivery) {
+	if len(backlog) == 0 {
+		return
 	}
-	q.mu.Unlock()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.end != Open && q.end != Done {
+		return
+	}
+	merged := append(backlog, q.items...)
+	slices.SortStableFunc(merged, func(a, b Delivery) int { return cmp.Compare(a.Seq, b.Seq) })
+	if q.once {
+		merged = merged[:1]
+		q.end = Done
+	}
+	q.items = merged
+	q.held, q.exempt = 0, 0
+	for _, d := range merged {
+		q.held += d.cost()
+	}
+	q.exempt = q.held
+	q.signal()
 }
 
 // Close ends the subscription with why unless it has ended already, and
@@ -130,7 +162,18 @@ func (q *Queue) Take(buf []Delivery) ([]Delivery, End) {
 	buf = append(buf, q.items...)
 	clear(q.items)
 	q.items = q.items[:0]
+	q.held, q.exempt = 0, 0
 	return buf, q.end
+}
+
+// Peek returns the first queued delivery, if any, without taking it.
+func (q *Queue) Peek() (Delivery, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 {
+		return Delivery{}, false
+	}
+	return q.items[0], true
 }
 
 // Ended reports whether the subscription has ended.
@@ -225,12 +268,12 @@ func (l *WaitList[T]) Each(fn func(T)) {
 	}
 }
 
-// Offer pushes m to every member and takes off the list those whose
-// subscription ended; it returns how many were sent m.
-func (l *WaitList[T]) Offer(m *Message) (delivered int) {
+// Offer pushes m, publication seq, to every member and takes off the
+// list those whose subscription ended; it returns how many were sent m.
+func (l *WaitList[T]) Offer(m *Message, seq uint64) (delivered int) {
 	l.Filter(func(x T) bool {
 		mb := x.Membership()
-		ok, open := mb.Queue.Push(Delivery{Message: m, Channel: mb.Channel})
+		ok, open := mb.Queue.Push(Delivery{Message: m, Channel: mb.Channel, Seq: seq})
 		if ok {
 			delivered++
 		}

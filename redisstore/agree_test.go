@@ -58,7 +58,7 @@ func agree(t *testing.T, stores []pushstore.Store, seed uint64) {
 			}
 			body := fmt.Sprintf("m%d", step)
 			for i, st := range stores {
-				res, err := st.Publish(key, []byte(body), "text/plain", opts)
+				res, err := st.Publish(key, &pushstore.Message{Body: []byte(body), ContentType: "text/plain"}, opts)
 				if err == nil {
 					ids[i][key] = append(ids[i][key], res.ID)
 				}
@@ -72,7 +72,7 @@ func agree(t *testing.T, stores []pushstore.Store, seed uint64) {
 				req := pushstore.SubscribeRequest{Create: create, Concurrency: pushstore.Broadcast}
 				switch {
 				case after == n+1:
-					req.StartNewest = true
+					req.Start.Newest = true
 				case after > 0:
 					req.HasCursor, req.Cursor = true, ids[i][key][after-1]
 				}
@@ -138,7 +138,7 @@ func TestKeysExpire(t *testing.T) {
 	expiring := pushstore.PublishOptions{StoreMessages: true, MaxBufferLength: 3, MinBufferLength: 1, MinRecipients: 2,
 		MessageTimeout: time.Hour, ChannelTimeout: time.Minute}
 	for i := range 10 {
-		if _, err := rs.Publish("/k", []byte(fmt.Sprint(i)), "", expiring); err != nil {
+		if _, err := rs.Publish("/k", &pushstore.Message{Body: []byte(fmt.Sprint(i))}, expiring); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := rs.Subscribe("/k", pushstore.SubscribeRequest{Create: true}); err != nil {
@@ -148,12 +148,12 @@ func TestKeysExpire(t *testing.T) {
 	}
 	forever := expiring
 	forever.MessageTimeout = 0
-	if _, err := rs.Publish("/k", []byte("forever"), "", forever); err != nil {
+	if _, err := rs.Publish("/k", &pushstore.Message{Body: []byte("forever")}, forever); err != nil {
 		t.Fatal(err)
 	}
 	check("a message that never expires", true)
 	for i := range 3 {
-		if _, err := rs.Publish("/k", []byte(fmt.Sprint("after", i)), "", expiring); err != nil {
+		if _, err := rs.Publish("/k", &pushstore.Message{Body: []byte(fmt.Sprint("after", i))}, expiring); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -163,7 +163,7 @@ func TestKeysExpire(t *testing.T) {
 	emptying := expiring
 	emptying.MinBufferLength, emptying.MinRecipients, emptying.DeleteOldestReceived = 0, 0, true
 	for i := range 3 {
-		if _, err := rs.Publish("/k", []byte(fmt.Sprint("once", i)), "", emptying); err != nil {
+		if _, err := rs.Publish("/k", &pushstore.Message{Body: []byte(fmt.Sprint("once", i))}, emptying); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -175,7 +175,7 @@ func TestKeysExpire(t *testing.T) {
 	if n, _ := client.Exists(ctx, rs.Keys("/k")[1]).Result(); n != 0 {
 		t.Fatal("the channel's message queue is not empty")
 	}
-	if _, err := rs.Publish("/k", []byte("refill"), "", emptying); err != nil {
+	if _, err := rs.Publish("/k", &pushstore.Message{Body: []byte("refill")}, emptying); err != nil {
 		t.Fatal(err)
 	}
 	check("refilled", false)
@@ -203,7 +203,7 @@ func TestWaiterBeforeSubscription(t *testing.T) {
 	if err != nil || res.Sub == nil {
 		t.Fatalf("subscribe: %+v %v", res, err)
 	}
-	if _, err := other.Publish("/e", []byte("early"), "", pub()); err != nil {
+	if _, err := other.Publish("/e", &pushstore.Message{Body: []byte("early")}, pub()); err != nil {
 		t.Fatal(err)
 	}
 	late.Start() // connects and subscribes

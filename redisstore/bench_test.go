@@ -23,7 +23,7 @@ func BenchmarkPublish(b *testing.B) {
 	benchRedisScript(b, "evalsha", func(rs *Store, i int) error {
 		opts := pub()
 		opts.MaxBufferLength = 2000
-		_, err := rs.Publish("/bench", []byte(strings.Repeat("x", 100)), "text/plain", opts)
+		_, err := rs.Publish("/bench", &pushstore.Message{Body: []byte(strings.Repeat("x", 100)), ContentType: "text/plain"}, opts)
 		return err
 	})
 }
@@ -33,7 +33,7 @@ func BenchmarkPublish(b *testing.B) {
 func BenchmarkPoll(b *testing.B) {
 	benchRedisScript(b, "evalsha", func(rs *Store, i int) error {
 		if i == -1 { // setup
-			_, err := rs.Publish("/poll", []byte("m"), "", pub())
+			_, err := rs.Publish("/poll", &pushstore.Message{Body: []byte("m")}, pub())
 			return err
 		}
 		_, err := rs.Subscribe("/poll", pushstore.SubscribeRequest{HasCursor: true, Create: true})

@@ -55,9 +55,11 @@ func (s *Store) connect() {
 }
 
 // Sweep refreshes the used_memory sample (when a budget is set) and marks
-// used the channels that have waiters here and a third of their
-// channel_timeout since the last keepalive, so Redis does not expire them
-// under parked long-polls. It returns the number of keepalives sent.
+// used the channels that have subscribers here and a third of their
+// channel_timeout since the last keepalive (a third of streamTTL, with
+// streams), so Redis does not expire them under their subscribers and
+// keeps counting this instance's streams. It returns the number of
+// keepalives sent.
 func (s *Store) Sweep() int {
 	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 	defer cancel()
@@ -69,21 +71,24 @@ func (s *Store) Sweep() int {
 	var due []string
 	s.mu.Lock()
 	for key, lc := range s.local {
-		ct := lc.ct
-		if ct <= 0 {
-			ct = pushstore.DefaultChannelTimeout
+		every := lc.ct / 3
+		if every <= 0 {
+			every = pushstore.DefaultChannelTimeout / 3
+		}
+		if lc.streams > 0 {
+			every = min(every, streamTTL/3) // the stream count must not lapse
 		}
 		if lc.kept.IsZero() {
 			lc.kept = now
 		}
-		if lc.subs.Len() > 0 && now.Sub(lc.kept) >= ct/3 {
+		if lc.subs.Len() > 0 && now.Sub(lc.kept) >= every {
 			lc.kept = now
 			due = append(due, key)
 		}
 	}
 	s.mu.Unlock()
 	for _, key := range due {
-		if _, err := s.run(ctx, scriptKeepalive, key); err != nil {
+		if _, err := s.run(ctx, scriptKeepalive, key, s.instance); err != nil {
 			break
 		}
 	}
@@ -91,24 +96,31 @@ func (s *Store) Sweep() int {
 }
 
 // ReleaseAll ends every subscription of this process with Shutdown and
-// makes every later long-poll end at once: the process is exiting. Their
-// counts in Redis are taken back.
+// makes every later one end at once: the process is exiting. Their counts
+// in Redis are taken back.
 func (s *Store) ReleaseAll() int {
 	s.closing.Store(true)
 	type count struct {
-		key string
-		gen int64
+		key  string
+		gen  int64
+		kind string
 	}
 	counts := map[count]int{}
 	n := 0
 	s.mu.Lock()
 	for key, lc := range s.local {
 		lc.subs.Each(func(m *member) {
-			if !m.pending {
-				counts[count{key, m.gen}]++
+			switch {
+			case !m.counted:
+			case m.stream:
+				counts[count{key, m.regGen, "s"}]++
+			default:
+				counts[count{key, m.gen, "w"}]++
 			}
+			m.counted = false
 		})
 		n += lc.subs.EndAll(pushstore.Shutdown)
+		lc.streams = 0
 		if lc.pending == 0 {
 			delete(s.local, key)
 		}
@@ -117,7 +129,7 @@ func (s *Store) ReleaseAll() int {
 	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 	defer cancel()
 	for c, k := range counts {
-		if _, err := s.run(ctx, scriptCancel, c.key, s.instance, c.gen, k); err != nil {
+		if _, err := s.run(ctx, scriptCancel, c.key, s.instance, c.gen, k, c.kind); err != nil {
 			break
 		}
 	}

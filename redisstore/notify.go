@@ -148,23 +148,25 @@ func (s *Store) loadScripts() {
 	}
 }
 
-// recheck is a parked subscription to look up again in Redis, with the
-// notification that showed it missed one, if one did.
+// recheck is a member to look up again in Redis, with the notification
+// that showed it missed one, if one did.
 type recheck struct {
 	m      *member
 	missed *note
 }
 
-// recheck asks Redis, for each subscription still parked, for the first
-// stored message after its cursor, and delivers it. When there is none, a
-// subscription that missed a notification gets the message of the one it
-// received next (what it missed was not stored, or is gone), or 304 if
-// that was no message; one rechecked after a resubscription stays parked
-// if its channel is unchanged, and gets 304 (Retry) if the channel changed
-// in a way no longer visible (deleted, or a broadcast with store_messages
-// off), so the client asks again. One whose recheck fails (Redis down
-// again) stays parked, and is rechecked again by the next resubscription
-// or notification.
+// recheck looks up again in Redis, for each member still registered, what
+// it may have missed. A stream is sent every stored message after its
+// cursor and takes the channel's gen (see catchUp). A long-poll is sent
+// the first stored message after its cursor; when there is none, one that
+// missed a notification gets the message of the one it received next (what
+// it missed was not stored, or is gone), or 304 if that was no message;
+// one rechecked after a resubscription stays parked if its channel is
+// unchanged, and gets 304 (Retry) if the channel changed in a way no
+// longer visible (deleted, or a broadcast with store_messages off), so the
+// client asks again. A member whose recheck fails (Redis down again) stays
+// parked, and is rechecked again by the next resubscription or
+// notification.
 func (s *Store) recheck(list []recheck) {
 	type parked struct {
 		recheck
@@ -189,19 +191,25 @@ func (s *Store) recheck(list []recheck) {
 		wg.Go(func() {
 			for p := range work {
 				ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
+				if p.m.stream {
+					s.catchUp(ctx, p.m, p.cursor, p.missed)
+					cancel()
+					continue
+				}
 				res, err := s.run(ctx, scriptRecheck, p.key, p.cursor, p.gen, s.instance)
 				cancel()
 				switch {
 				case err != nil:
 					s.endRecheck(p.m)
 				case str(res[0]) == "msg":
-					s.wakeOne(p.m, newMessage(parseID(str(res[1])), str(res[2])), pushstore.Open)
+					msg, seq := newMessage(parseID(str(res[1])), str(res[2]))
+					s.wakeOne(p.m, msg, seq, pushstore.Open)
 				case p.missed != nil && p.missed.kind == 'm':
-					s.wakeOne(p.m, p.missed.msg, pushstore.Open)
+					s.wakeOne(p.m, p.missed.msg, p.missed.seq, pushstore.Open)
 				case str(res[0]) == "same" && p.missed == nil:
 					s.endRecheck(p.m)
 				default:
-					s.wakeOne(p.m, nil, pushstore.Retry)
+					s.wakeOne(p.m, nil, 0, pushstore.Retry)
 				}
 			}
 		})
@@ -213,7 +221,70 @@ func (s *Store) recheck(list []recheck) {
 	wg.Wait()
 }
 
-// endRecheck leaves a subscription parked, open to notifications again.
+// catchUp sends a stream what it missed: every stored message after its
+// cursor, then, if the notification that showed the gap carried a message
+// that was not stored, that message; the stream then takes the channel's
+// gen, so the notifications after it apply as they come (those that
+// arrived meanwhile, at or below that gen, are in what was fetched). A
+// channel that is gone ends the stream as deleted.
+func (s *Store) catchUp(ctx context.Context, m *member, cursor string, missed *note) {
+	res, err := s.run(ctx, scriptFetch, m.key, cursor)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m.rechecking = false
+	if err != nil || !m.Listed() {
+		return // a failure is retried by the next notification or resubscription
+	}
+	if str(res[0]) == "nf" {
+		s.unpark(m)
+		m.counted = false
+		m.Queue.Close(pushstore.Deleted)
+		return
+	}
+	last := parseCursorScore(cursor)
+	for i := 2; i+1 < len(res); i += 2 {
+		id := parseID(str(res[i]))
+		msg, seq := newMessage(id, str(res[i+1]))
+		if !s.catchUpSend(m, msg, seq) {
+			return
+		}
+		last = id
+	}
+	if missed != nil && missed.kind == 'm' && missed.msg.ID.After(last) {
+		if !s.catchUpSend(m, missed.msg, missed.seq) {
+			return
+		}
+	}
+	if gen := num(res[1]); gen > m.gen {
+		m.gen = gen
+	}
+}
+
+// catchUpSend queues one caught-up message; s.mu is held. It reports
+// whether the stream is still open.
+func (s *Store) catchUpSend(m *member, msg *pushstore.Message, seq uint64) bool {
+	sent, open := m.send(msg, seq)
+	if sent {
+		s.delivered.Add(1)
+		m.cursor = scoreOf(msg.ID)
+	}
+	if !open {
+		s.unpark(m)
+		s.uncountLater(m)
+	}
+	return open
+}
+
+// parseCursorScore turns a sorted-set score back into the id it follows.
+func parseCursorScore(score string) pushstore.MessageID {
+	n, err := strconv.ParseInt(score, 10, 64)
+	if err != nil || n < 0 {
+		return pushstore.MessageID{}
+	}
+	return pushstore.MessageID{Time: n / tagsPerSecond, Tag: n % tagsPerSecond}
+}
+
+// endRecheck leaves a member registered, open to notifications again.
 func (s *Store) endRecheck(m *member) {
 	s.mu.Lock()
 	m.rechecking = false

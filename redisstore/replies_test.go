@@ -43,7 +43,7 @@ func TestScriptReplies(t *testing.T) {
 		{scriptTouch, func() []any { return []any{time.Hour.Milliseconds(), keyCost(key)} }, []string{"ok"}},
 		{scriptPublish, func() []any {
 			return []any{1, opts.MaxBufferLength, opts.MinBufferLength, 0, 0, opts.MessageTimeout.Milliseconds(),
-				opts.ChannelTimeout.Milliseconds(), "text/plain\nhello", encodeOptions(opts), rs.notes,
+				opts.ChannelTimeout.Milliseconds(), "text/plain\n\nhello", encodeOptions(opts), rs.notes,
 				keyHeader(key), keyCost(key), ""}
 		}, nil}, // answers the new id first
 		{scriptSubscribe, func() []any {
@@ -54,20 +54,27 @@ func TestScriptReplies(t *testing.T) {
 		}, []string{"wait"}},
 		{scriptRecheck, func() []any { return []any{"-1", gen(), rs.instance} }, []string{"msg"}},
 		{scriptRecheck, func() []any {
-			return []any{cursorScore(pushstore.SubscribeRequest{HasCursor: true,
-				Cursor: pushstore.MessageID{Time: 1 << 40}}), gen(), rs.instance}
+			return []any{cursorScore(true, pushstore.MessageID{Time: 1 << 40}, pushstore.Start{}), gen(), rs.instance}
 		}, []string{"same"}},
 		{scriptRecheck, func() []any {
-			return []any{cursorScore(pushstore.SubscribeRequest{HasCursor: true,
-				Cursor: pushstore.MessageID{Time: 1 << 40}}), gen() - 1, rs.instance}
+			return []any{cursorScore(true, pushstore.MessageID{Time: 1 << 40}, pushstore.Start{}), gen() - 1, rs.instance}
 		}, []string{"changed"}},
-		{scriptKeepalive, func() []any { return nil }, []string{"ok"}},
-		{scriptCancel, func() []any { return []any{rs.instance, gen(), 1} }, []string{"ok"}},
-		{scriptCancel, func() []any { return []any{rs.instance, gen() - 1, 1} }, []string{"stale"}},
+		{scriptKeepalive, func() []any { return []any{rs.instance} }, []string{"ok"}},
+		{scriptCancel, func() []any { return []any{rs.instance, gen(), 1, "w"} }, []string{"ok"}},
+		{scriptCancel, func() []any { return []any{rs.instance, gen() - 1, 1, "w"} }, []string{"stale"}},
+		{scriptFollow, func() []any {
+			return []any{1, "-1", "s", 0, 0, rs.instance, rs.notes, keyHeader(key), keyCost(key)}
+		}, []string{"ok"}},
+		{scriptFollow, func() []any {
+			return []any{1, "-1", "o", 1, 0, rs.instance, rs.notes, keyHeader(key), keyCost(key)}
+		}, []string{"conflict"}},
+		{scriptFetch, func() []any { return []any{"-1"} }, []string{"ok"}},
+		{scriptCancel, func() []any { return []any{rs.instance, gen(), 1, "s"} }, []string{"ok"}},
 		{scriptInfo, func() []any { return nil }, []string{"ok"}},
 		{scriptDelete, func() []any { return []any{rs.notes, keyHeader(key)} }, []string{"ok"}},
 		{scriptInfo, func() []any { return nil }, []string{"nf"}},
-		{scriptKeepalive, func() []any { return nil }, []string{"nf"}},
+		{scriptKeepalive, func() []any { return []any{rs.instance} }, []string{"nf"}},
+		{scriptFetch, func() []any { return []any{"-1"} }, []string{"nf"}},
 		{scriptDelete, func() []any { return []any{rs.notes, keyHeader(key)} }, []string{"nf"}},
 	}
 	covered := map[*redis.Script]bool{}

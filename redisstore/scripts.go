@@ -3,6 +3,7 @@ package redisstore
 import (
 	"embed"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -14,7 +15,7 @@ import (
 // state machine (ids, buffers, expiry, recipient rules, subscriber counts)
 // has one truth shared by every Caddy instance.
 //
-// A channel K under prefix P lives in seven keys with the hash tag {K}, so
+// A channel K under prefix P lives in eight keys with the hash tag {K}, so
 // that they share a Cluster slot:
 //
 //	P{K}:m  hash: lt, lg (last id), gen, lu (last used, ms), rq (last
@@ -22,18 +23,20 @@ import (
 //	        (bytes), op (last publish options), xa (the keys' expiry, ms,
 //	        or p: persistent)
 //	P{K}:q  sorted set: stored message ids "time:tag", scored time*2^20+tag
-//	P{K}:d  hash: id -> content type "\n" body
+//	P{K}:d  hash: id -> "<publication time, µs, 16 digits>\n<payload>", the
+//	        payload being content type "\n" event "\n" body
 //	P{K}:e  sorted set: id -> expiry (ms), for messages with a timeout
 //	P{K}:x  hash: id -> "min_recipients delete_oldest received", for
 //	        messages a recipient rule applies to
-//	P{K}:w  hash: instance -> waiters parked there since gen last changed
+//	P{K}:w  hash: instance -> long-polls parked there since gen last changed
+//	P{K}:s  hash: instance -> "<streams open there> <refreshed, ms>"
 //	P{K}:z  string: "gen lt lg" (gen and last id) of a removed channel,
 //	        for a minute: a channel made again under its key continues
 //	        both, so neither gens nor ids go backwards
 //
 // Every script is lua/prelude.lua followed by its own file. ARGV[1] is the
 // clock skew (ms, 0 outside tests: every script works on Redis's clock, so
-// instances need no synchronized clocks), ARGV[2..5] are the constants the
+// instances need no synchronized clocks), ARGV[2..6] are the constants the
 // Go side owns (scriptConstants), and a script's own arguments follow.
 // Every script returns a list whose first element says what happened;
 // Store.run reads every answer as one (TestScriptReplies).
@@ -75,27 +78,42 @@ var (
 	scriptTouch     = script("touch")
 	scriptInfo      = script("info")
 	scriptDelete    = script("delete")
+	scriptFollow    = script("follow")
+	scriptFetch     = script("fetch")
 )
 
 // scripts are all the scripts, for loading them ahead of their first use
 // (see Store.loadScripts).
 var scripts = []*redis.Script{scriptPublish, scriptSubscribe, scriptRecheck, scriptCancel,
-	scriptKeepalive, scriptTouch, scriptInfo, scriptDelete}
+	scriptKeepalive, scriptTouch, scriptInfo, scriptDelete, scriptFollow, scriptFetch}
 
-// scriptConstants are ARGV[2..5] of every script, in the prelude's order.
+// streamTTL is how long an instance's stream count in Redis lasts without
+// a keepalive: the streams of an instance that died without releasing
+// them stop counting after it. Keepalives come at a third of it.
+const streamTTL = 60 * time.Second
+
+// scriptConstants are ARGV[2..6] of every script, in the prelude's order.
 var scriptConstants = []any{tagsPerSecond, pushstore.MessageOverhead,
-	pushstore.DefaultChannelTimeout.Milliseconds(), pushstore.DefaultMinBuffer}
+	pushstore.DefaultChannelTimeout.Milliseconds(), pushstore.DefaultMinBuffer, streamTTL.Milliseconds()}
 
-// cursorScore is the sorted-set score after which a subscriber's next
-// message lies.
-func cursorScore(req pushstore.SubscribeRequest) string {
-	if !req.HasCursor {
-		if req.StartNewest {
+// cursorScore is what the scripts take as a subscriber's cursor: the
+// sorted-set score after which its next message lies, or for one without a
+// cursor "newest" (the next publication) or "at:<index>" (ZRANGE's index of
+// the stored message it starts at, negative from the newest: first_message
+// numbers).
+func cursorScore(hasCursor bool, cursor pushstore.MessageID, from pushstore.Start) string {
+	if !hasCursor {
+		switch {
+		case from.Newest:
 			return "newest"
+		case from.At > 1:
+			return "at:" + strconv.Itoa(from.At-1)
+		case from.At < 0:
+			return "at:" + strconv.Itoa(from.At)
 		}
 		return "-1"
 	}
-	t, tag := req.Cursor.Time, req.Cursor.Tag
+	t, tag := cursor.Time, cursor.Tag
 	switch {
 	case t < 0:
 		return "-1"

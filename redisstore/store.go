@@ -126,7 +126,7 @@ func (s *Store) Client() redis.UniversalClient { return s.client }
 // Keys returns a channel's keys, in the order the scripts take them.
 func (s *Store) Keys(key string) []string {
 	tag := s.prefix + "{" + key + "}:"
-	return []string{tag + "m", tag + "q", tag + "d", tag + "e", tag + "x", tag + "w", tag + "z"}
+	return []string{tag + "m", tag + "q", tag + "d", tag + "e", tag + "x", tag + "w", tag + "z", tag + "s"}
 }
 
 func (s *Store) skewArg() int64 {
@@ -231,10 +231,33 @@ func parseID(v string) pushstore.MessageID {
 	return pushstore.MessageID{Time: tm, Tag: tag}
 }
 
-// newMessage builds a message from its stored payload, content type "\n" body.
-func newMessage(id pushstore.MessageID, payload string) *pushstore.Message {
-	ct, body, _ := strings.Cut(payload, "\n")
-	return &pushstore.Message{ID: id, Body: []byte(body), ContentType: ct}
+// A message's payload, as Redis stores it and notifications carry it, is
+// its content type, "\n", its EventSource event name, "\n", its body (the
+// content type and the event name hold no newline: a header value cannot).
+
+// encodePayload returns msg's payload.
+func encodePayload(msg *pushstore.Message) []byte {
+	p := make([]byte, 0, len(msg.ContentType)+len(msg.Event)+2+len(msg.Body))
+	p = append(append(p, msg.ContentType...), '\n')
+	p = append(append(p, msg.Event...), '\n')
+	return append(p, msg.Body...)
+}
+
+// newMessage builds a message from its id and stored form, "<publication
+// time, µs>\n<payload>", and returns the publication time too (the order
+// of messages across channels, Delivery.Seq).
+func newMessage(id pushstore.MessageID, stored string) (*pushstore.Message, uint64) {
+	us, payload, _ := strings.Cut(stored, "\n")
+	seq, _ := strconv.ParseUint(us, 10, 64)
+	ct, rest, _ := strings.Cut(payload, "\n")
+	event, body, _ := strings.Cut(rest, "\n")
+	return &pushstore.Message{ID: id, Body: []byte(body), ContentType: ct, Event: event}, seq
+}
+
+// message is newMessage without the publication time.
+func message(id pushstore.MessageID, stored string) *pushstore.Message {
+	m, _ := newMessage(id, stored)
+	return m
 }
 
 // Counters returns this process's lifetime counts: its publications, its
@@ -306,13 +329,12 @@ func decodeOptions(v string, def pushstore.PublishOptions) pushstore.PublishOpti
 
 // Publish stores (unless store_messages is off) and broadcasts a message
 // to the subscribers of every instance.
-func (s *Store) Publish(key string, body []byte, contentType string, opts pushstore.PublishOptions) (pushstore.PublishResult, error) {
+func (s *Store) Publish(key string, msg *pushstore.Message, opts pushstore.PublishOptions) (pushstore.PublishResult, error) {
 	ctx := s.ctx
-	if err := s.reserve(ctx, int64(len(body)+len(contentType))+pushstore.MessageOverhead); err != nil {
+	if err := s.reserve(ctx, int64(len(msg.Body)+len(msg.ContentType)+len(msg.Event))+pushstore.MessageOverhead); err != nil {
 		return pushstore.PublishResult{}, err
 	}
-	payload := make([]byte, 0, len(contentType)+1+len(body))
-	payload = append(append(append(payload, contentType...), '\n'), body...)
+	payload := encodePayload(msg)
 	res, err := s.run(ctx, scriptPublish, key, b01(opts.StoreMessages && opts.MaxBufferLength > 0),
 		opts.MaxBufferLength, opts.MinBufferLength, opts.MinRecipients, b01(opts.DeleteOldestReceived),
 		opts.MessageTimeout.Milliseconds(), opts.ChannelTimeout.Milliseconds(), payload, encodeOptions(opts),
@@ -321,6 +343,7 @@ func (s *Store) Publish(key string, body []byte, contentType string, opts pushst
 		return pushstore.PublishResult{}, err
 	}
 	id := parseID(str(res[0]))
+	msg.ID = id
 	s.remember(key, id)
 	waiting := int(num(res[2]))
 	s.published.Add(1)
@@ -342,19 +365,23 @@ func (s *Store) Publish(key string, body []byte, contentType string, opts pushst
 // Publish would let a later publication overtake an earlier one.)
 func (s *Store) Subscribe(key string, req pushstore.SubscribeRequest) (pushstore.SubscribeResult, error) {
 	var sub *redisSub
+	var m *member
 	if req.Wait {
+		sub = newRedisSub(s, 1, true, 0)
 		if s.closing.Load() {
-			sub = &redisSub{}
-			sub.Init(true, 1)
 			sub.Close(pushstore.Shutdown)
 			return pushstore.SubscribeResult{Sub: sub}, nil
 		}
-		sub = s.register(key)
+		m = &sub.members[0]
+		m.key = key
+		s.register(m)
 	}
-	res, err := s.run(s.ctx, scriptSubscribe, key, b01(req.Create), cursorScore(req), b01(req.Wait),
-		int(req.Concurrency), req.MaxWaiters, s.instance, s.notes, keyHeader(key), keyCost(key))
+	res, err := s.run(s.ctx, scriptSubscribe, key, b01(req.Create), cursorScore(req.HasCursor, req.Cursor, req.Start),
+		b01(req.Wait), int(req.Concurrency), req.MaxWaiters, s.instance, s.notes, keyHeader(key), keyCost(key))
 	if err != nil {
-		s.unregister(sub)
+		if m != nil {
+			s.unregister(m)
+		}
 		return pushstore.SubscribeResult{}, err
 	}
 	kind := str(res[0])
@@ -362,14 +389,16 @@ func (s *Store) Subscribe(key string, req pushstore.SubscribeRequest) (pushstore
 		s.expired.Add(uint64(num(res[1])))
 	}
 	if kind == "wait" {
-		s.settle(&sub.m, num(res[3]), str(res[4]), time.Duration(num(res[5]))*time.Millisecond)
+		s.settle(m, num(res[3]), str(res[4]), time.Duration(num(res[5]))*time.Millisecond)
 		return pushstore.SubscribeResult{Sub: sub}, nil
 	}
-	s.unregister(sub) // every other answer ends the request now
+	if m != nil {
+		s.unregister(m) // every other answer ends the request now
+	}
 	switch kind {
 	case "msg":
 		s.delivered.Add(1)
-		return pushstore.SubscribeResult{Message: newMessage(parseID(str(res[3])), str(res[4]))}, nil
+		return pushstore.SubscribeResult{Message: message(parseID(str(res[3])), str(res[4]))}, nil
 	case "none":
 		return pushstore.SubscribeResult{}, nil
 	case "nf":

@@ -8,47 +8,80 @@ import (
 )
 
 // This file holds this process's side of the Redis store's subscriptions:
-// each is registered in a local list of its channel, counted in Redis by
-// the script that parks it, and woken by the notifications the listener
-// hands to deliver.
+// each is on the local list of each of its channels, counted in Redis by
+// the script that registers it, and sent what the notifications that the
+// listener hands to deliver carry.
+//
+// A subscriber's gen is the channel's gen as of the last event it saw.
+// The notification that raises the channel from that gen to the next
+// carries the next event, so it is applied as it is; one with a higher gen
+// shows the subscriber missed an event (a broken notes subscription, or
+// keys that expired and were made again), and it is rechecked in Redis
+// instead: a long-poll gets the first stored message after its cursor, a
+// stream everything stored after it.
 
-// localChannel is this process's part of a channel: its subscriptions,
-// and the notifications received while some subscription's Subscribe call
-// has not yet learned its gen.
+// localChannel is this process's part of a channel: its subscribers, and
+// the notifications received while some subscriber's registration has not
+// yet learned its gen.
 type localChannel struct {
 	subs    pushstore.WaitList[*member]
 	pending int
 	notes   []note
+	streams int           // of subs, the streams (keepalives refresh their count)
 	ct      time.Duration // channel_timeout, for keepalives
 	kept    time.Time     // last keepalive
 }
 
-// redisSub is a subscription of the Redis store.
+// redisSub is a subscription of the Redis store, on one channel (a
+// long-poll) or several (Follow).
 type redisSub struct {
 	pushstore.Queue
-	m member
+	members []member
+	one     [1]member
 }
 
-// Cancel takes the subscription off its channel and uncounts it in Redis.
+// newRedisSub makes a subscription on n channels; the caller names them
+// (members[i].key).
+func newRedisSub(s *Store, n int, oneShot bool, queueBytes int64) *redisSub {
+	sub := &redisSub{}
+	if n == 1 {
+		sub.members = sub.one[:]
+	} else {
+		sub.members = make([]member, n)
+	}
+	sub.Init(oneShot, queueBytes)
+	for i := range sub.members {
+		m := &sub.members[i]
+		m.Member.Init(&sub.Queue, i)
+		m.s, m.stream = s, !oneShot
+	}
+	return sub
+}
+
+// Cancel takes the subscription off its channels and uncounts it in Redis.
 func (sub *redisSub) Cancel() {
-	if sub.m.s != nil {
-		sub.m.s.leave(&sub.m)
+	for i := range sub.members {
+		if m := &sub.members[i]; m.s != nil {
+			m.s.leave(m)
+		}
 	}
 }
 
-// member is a subscription's place on its channel here, with what the
-// store knows of it; the store's mu guards it.
+// member is a subscription's place on one of its channels here, with what
+// the store knows of it; the store's mu guards it.
 type member struct {
 	pushstore.Member
 	s       *Store
 	key     string
-	gen     int64  // the channel's gen when it was registered
-	cursor  string // the sorted-set score it waits after
-	pending bool   // its Subscribe call has not returned yet
-	epoch   uint64 // the subscription epoch it registered in; 0: unsubscribed
-	// rechecking says a recheck in Redis is under way for it: it missed a
-	// notification, so the next one it got was not the first message after
-	// its cursor. Notifications leave it alone until the recheck answers.
+	stream  bool   // stays for every message; else one-shot (a long-poll)
+	gen     int64  // the channel's gen as of the last event it saw
+	regGen  int64  // the gen it was registered at (a stream's count)
+	cursor  string // the sorted-set score of the last message it was sent
+	pending bool   // its registration has not returned yet
+	counted bool   // Redis counts it (w or s) until it leaves
+	epoch   uint64 // the notes subscription's epoch it registered in; 0: none
+	// rechecking says a recheck in Redis is under way for it (it missed a
+	// notification); notifications leave it alone until the recheck answers.
 	rechecking bool
 }
 
@@ -59,65 +92,101 @@ type note struct {
 	gen     int64
 	key     string
 	id      string             // of a message: "time:tag"
-	payload string             // of a message: content type "\n" body
+	payload string             // of a message: its stored form
 	msg     *pushstore.Message // built from id and payload when a subscriber is here
+	seq     uint64             // of a message: its publication time, µs
 }
 
-// answer ends m's one-shot subscription with n: its message, or the end
-// of a deletion or displacement. It reports whether a message was sent.
-func (n *note) answer(m *member) bool {
+// send queues msg to m's subscription; it reports whether msg was queued
+// and whether the subscription stays open.
+func (m *member) send(msg *pushstore.Message, seq uint64) (sent, open bool) {
+	return m.Queue.Push(pushstore.Delivery{Message: msg, Channel: m.Channel, Seq: seq})
+}
+
+// apply applies a notification that follows m's gen, n.gen == m.gen+1;
+// s.mu is held. It reports whether m stays on the channel's list.
+func (s *Store) apply(m *member, n *note) (keep bool) {
+	m.gen = n.gen
 	switch n.kind {
-	case 'm':
-		return m.send(n.msg)
 	case 'd':
 		m.Queue.Close(pushstore.Deleted)
-	default:
+		m.counted = false
+		return false
+	case 'x':
 		m.Queue.Close(pushstore.Displaced)
+		m.counted = false
+		return false
 	}
-	return false
+	sent, open := m.send(n.msg, n.seq)
+	if sent {
+		s.delivered.Add(1)
+		m.cursor = scoreOf(parseID(n.id))
+	}
+	if !m.stream {
+		m.counted = false // the publication wiped the long-polls' count
+	} else if !open {
+		s.uncountLater(m) // it fell behind: ended now, its handler may be a while
+	}
+	return m.stream && open
 }
 
-// send queues msg to m's subscription and reports whether it took it.
-func (m *member) send(msg *pushstore.Message) bool {
-	ok, _ := m.Queue.Push(pushstore.Delivery{Message: msg, Channel: m.Channel})
-	return ok
+// uncountLater takes a stream that ended on the store's side (it fell
+// behind) out of Redis's count at once, without waiting for its handler,
+// which may be stuck writing to the slow client; s.mu is held.
+func (s *Store) uncountLater(m *member) {
+	if !m.counted {
+		return
+	}
+	m.counted = false
+	key, gen := m.key, m.regGen
+	go func() {
+		ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
+		defer cancel()
+		_, _ = s.run(ctx, scriptCancel, key, s.instance, gen, 1, "s")
+	}()
 }
 
-// register parks a new subscription, pending until Subscribe learns its
-// gen.
-func (s *Store) register(key string) *redisSub {
-	sub := &redisSub{}
-	sub.Init(true, 1)
-	m := &sub.m
-	m.Member.Init(&sub.Queue, 0)
-	m.s, m.key, m.pending = s, key, true
+// scoreOf is an id's sorted-set score.
+func scoreOf(id pushstore.MessageID) string {
+	return cursorScore(true, id, pushstore.Start{})
+}
+
+// register puts a new member on its channel's list, pending until its
+// registration script answers.
+func (s *Store) register(m *member) {
 	if s.subscribed.Load() {
 		m.epoch = s.epoch.Load()
 	}
+	m.pending = true
 	s.mu.Lock()
-	lc := s.local[key]
+	lc := s.local[m.key]
 	if lc == nil {
 		lc = &localChannel{}
-		s.local[key] = lc
+		s.local[m.key] = lc
 	}
 	lc.subs.Add(m)
 	lc.pending++
+	if m.stream {
+		lc.streams++
+	}
 	s.mu.Unlock()
-	return sub
 }
 
-// unpark takes a registered subscription off its channel and reports
-// whether it was on it; s.mu is held.
+// unpark takes a member off its channel's list and reports whether it was
+// on it; s.mu is held.
 func (s *Store) unpark(m *member) bool {
 	lc := s.local[m.key]
 	if lc == nil || !lc.subs.Remove(m) {
 		return false
 	}
+	if m.stream {
+		lc.streams--
+	}
 	s.forget(m.key, lc)
 	return true
 }
 
-// endPending ends a subscription's pending state; s.mu is held.
+// endPending ends a member's pending state; s.mu is held.
 func (s *Store) endPending(lc *localChannel, m *member) {
 	if !m.pending {
 		return
@@ -129,19 +198,16 @@ func (s *Store) endPending(lc *localChannel, m *member) {
 	}
 }
 
-// forget drops a channel with no subscription left; s.mu is held.
+// forget drops a channel with no subscriber left; s.mu is held.
 func (s *Store) forget(key string, lc *localChannel) {
 	if lc.subs.Len() == 0 && lc.pending == 0 && s.local[key] == lc {
 		delete(s.local, key)
 	}
 }
 
-// unregister drops a pending subscription that will not wait after all.
-func (s *Store) unregister(sub *redisSub) {
-	if sub == nil {
-		return
-	}
-	m := &sub.m
+// unregister drops a pending member whose registration failed or that
+// will not wait after all.
+func (s *Store) unregister(m *member) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lc := s.local[m.key]
@@ -149,17 +215,17 @@ func (s *Store) unregister(sub *redisSub) {
 		return
 	}
 	s.endPending(lc, m)
-	lc.subs.Remove(m)
+	if lc.subs.Remove(m) && m.stream {
+		lc.streams--
+	}
 	s.forget(m.key, lc)
 }
 
-// settle records a parked subscription's gen and applies the notifications
-// that came while it was pending and are newer than its gen.
-//
-// A subscription registered while the notes subscription was down or
-// being replaced may have missed its notification: it is rechecked in
-// Redis now if the notes subscription is back, or by the listener when it
-// is.
+// settle records a registered member's gen and cursor, and applies the
+// notifications that came while it was pending and are newer than its
+// gen. A member registered while the notes subscription was down or being
+// replaced may have missed its notification: it is rechecked in Redis now
+// if the notes subscription is back, or by the listener when it is.
 func (s *Store) settle(m *member, gen int64, cursor string, ct time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -167,20 +233,24 @@ func (s *Store) settle(m *member, gen int64, cursor string, ct time.Duration) {
 	if lc == nil {
 		return // released meanwhile (exit)
 	}
-	m.gen, m.cursor = gen, cursor
+	m.gen, m.regGen, m.cursor, m.counted = gen, gen, cursor, true
 	if ct > 0 {
 		lc.ct = ct
 	}
-	lc.kept = time.Now() // the subscribe script marked the channel used
+	lc.kept = time.Now() // the script marked the channel used
 	var again *recheck
-	if m.Listed() {
-		for i := range lc.notes {
-			if n := &lc.notes[i]; n.gen > gen {
-				if missed := s.apply(lc, m, n); missed != nil {
-					again = &recheck{m, missed}
-				}
-				break
-			}
+	for i := range lc.notes {
+		n := &lc.notes[i]
+		if !m.Listed() || n.gen <= m.gen {
+			continue
+		}
+		if n.kind == 'm' && n.gen != m.gen+1 {
+			m.rechecking = true
+			again = &recheck{m, n}
+			break
+		}
+		if !s.apply(m, n) {
+			s.unpark(m)
 		}
 	}
 	s.endPending(lc, m)
@@ -194,29 +264,9 @@ func (s *Store) settle(m *member, gen int64, cursor string, ct time.Duration) {
 	}
 }
 
-// apply ends a parked subscription's wait with a notification newer than
-// its gen; s.mu is held. Only the notification that raised the channel
-// from the subscription's gen to the next one carries the first message
-// after its cursor: for a later one the subscription missed an event (a
-// broken notes subscription, or keys that expired and were made again), so
-// apply marks it rechecking and returns the notification; the caller
-// rechecks it in Redis, which sends it the right message. A deletion or a
-// displacement ends the wait whatever was missed before it.
-func (s *Store) apply(lc *localChannel, m *member, n *note) (missed *note) {
-	if n.kind == 'm' && n.gen != m.gen+1 {
-		m.rechecking = true
-		return n
-	}
-	lc.subs.Remove(m)
-	if n.answer(m) {
-		s.delivered.Add(1)
-	}
-	return nil
-}
-
-// deliver applies a notification to this process's subscriptions: every
-// one parked at the gen before the notification's is sent it; one parked
-// at an older gen is rechecked (see apply).
+// deliver applies a notification to this process's subscribers: each one
+// at the gen before the notification's is sent it (a long-poll is then
+// done); one at an older gen is rechecked.
 func (s *Store) deliver(n note) {
 	s.mu.Lock()
 	lc := s.local[n.key]
@@ -225,60 +275,66 @@ func (s *Store) deliver(n note) {
 		return
 	}
 	if n.kind == 'm' && n.msg == nil {
-		n.msg = newMessage(parseID(n.id), n.payload)
+		n.msg, n.seq = newMessage(parseID(n.id), n.payload)
 	}
 	if lc.pending > 0 {
 		lc.notes = append(lc.notes, n)
 	}
-	woken := 0
 	var missed []recheck
 	lc.subs.Filter(func(m *member) bool {
 		switch {
 		case m.pending || m.rechecking || m.gen >= n.gen:
 			return true
-		case n.kind == 'm' && n.gen != m.gen+1: // see apply
+		case n.kind == 'm' && n.gen != m.gen+1:
 			m.rechecking = true
 			missed = append(missed, recheck{m, &n})
 			return true
 		}
-		if n.answer(m) {
-			woken++
+		keep := s.apply(m, &n)
+		if !keep && m.stream {
+			lc.streams--
 		}
-		return false
+		return keep
 	})
 	s.forget(n.key, lc)
 	s.mu.Unlock()
-	s.delivered.Add(uint64(woken))
 	if len(missed) > 0 {
 		go s.recheck(missed)
 	}
 }
 
-// leave takes a subscription off its channel (the client went away or
-// timed out) and uncounts it in Redis.
+// leave takes a member off its channel (its subscriber went away, timed
+// out or was answered) and uncounts it in Redis if Redis still counts it.
 func (s *Store) leave(m *member) {
 	s.mu.Lock()
-	parked, gen := s.unpark(m), m.gen
+	s.unpark(m)
+	counted, gen, kind := m.counted, m.gen, "w"
+	if m.stream {
+		gen, kind = m.regGen, "s"
+	}
+	m.counted = false
 	s.mu.Unlock()
-	if !parked || s.closing.Load() {
+	if !counted || s.closing.Load() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 	defer cancel()
-	_, _ = s.run(ctx, scriptCancel, m.key, s.instance, gen, 1)
+	_, _ = s.run(ctx, scriptCancel, m.key, s.instance, gen, 1, kind)
 }
 
-// wakeOne ends one parked subscription with a message, or with end when
+// wakeOne ends a parked long-poll member with a message, or with end when
 // msg is nil, if it is still parked.
-func (s *Store) wakeOne(m *member, msg *pushstore.Message, end pushstore.End) {
+func (s *Store) wakeOne(m *member, msg *pushstore.Message, seq uint64, end pushstore.End) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	m.rechecking = false
 	if !s.unpark(m) {
 		return
 	}
+	m.counted = false // the recheck uncounted it, or the event that ended its wait did
 	if msg == nil {
 		m.Queue.Close(end)
-	} else if m.send(msg) {
+	} else if sent, _ := m.send(msg, seq); sent {
 		s.delivered.Add(1)
 	}
 }

@@ -13,33 +13,39 @@ import (
 
 func TestCursorScore(t *testing.T) {
 	tests := []struct {
-		req  pushstore.SubscribeRequest
-		want string
+		has    bool
+		cursor pushstore.MessageID
+		start  pushstore.Start
+		want   string
 	}{
-		{pushstore.SubscribeRequest{}, "-1"},
-		{pushstore.SubscribeRequest{StartNewest: true}, "newest"},
-		{pushstore.SubscribeRequest{HasCursor: true, StartNewest: true}, "0"},
-		{pushstore.SubscribeRequest{HasCursor: true, Cursor: pushstore.MessageID{Time: 10, Tag: 3}}, "10485763"},
-		{pushstore.SubscribeRequest{HasCursor: true, Cursor: pushstore.MessageID{Time: -5, Tag: 3}}, "-1"},
-		{pushstore.SubscribeRequest{HasCursor: true, Cursor: pushstore.MessageID{Time: 1, Tag: -7}}, "1048576"},
-		{pushstore.SubscribeRequest{HasCursor: true, Cursor: pushstore.MessageID{Time: 1, Tag: 1 << 40}}, "2097151"},
-		{pushstore.SubscribeRequest{HasCursor: true, Cursor: pushstore.MessageID{Time: 1 << 60}}, "4503599628419071"},
+		{false, pushstore.MessageID{}, pushstore.Start{}, "-1"},
+		{false, pushstore.MessageID{}, pushstore.Start{Newest: true}, "newest"},
+		{false, pushstore.MessageID{}, pushstore.Start{At: 1}, "-1"},
+		{false, pushstore.MessageID{}, pushstore.Start{At: 3}, "at:2"},
+		{false, pushstore.MessageID{}, pushstore.Start{At: -2}, "at:-2"},
+		{true, pushstore.MessageID{}, pushstore.Start{Newest: true}, "0"},
+		{true, pushstore.MessageID{Time: 10, Tag: 3}, pushstore.Start{}, "10485763"},
+		{true, pushstore.MessageID{Time: -5, Tag: 3}, pushstore.Start{}, "-1"},
+		{true, pushstore.MessageID{Time: 1, Tag: -7}, pushstore.Start{}, "1048576"},
+		{true, pushstore.MessageID{Time: 1, Tag: 1 << 40}, pushstore.Start{}, "2097151"},
+		{true, pushstore.MessageID{Time: 1 << 60}, pushstore.Start{}, "4503599628419071"},
 	}
 	for _, tt := range tests {
-		if got := cursorScore(tt.req); got != tt.want {
-			t.Errorf("cursorScore(%+v) = %s, want %s", tt.req, got, tt.want)
+		if got := cursorScore(tt.has, tt.cursor, tt.start); got != tt.want {
+			t.Errorf("cursorScore(%v, %+v, %+v) = %s, want %s", tt.has, tt.cursor, tt.start, got, tt.want)
 		}
 	}
 }
 
 func TestParseNote(t *testing.T) {
 	key := "g/a b\nc"
-	n, ok := parseNote("m42 1795684119:3 " + keyHeader(key) + "text/plain\nbody\nwith lines")
-	if !ok || n.kind != 'm' || n.gen != 42 || n.key != key || n.id != "1795684119:3" || n.payload != "text/plain\nbody\nwith lines" {
+	n, ok := parseNote("m42 1795684119:3 " + keyHeader(key) + "0001795684119000\ntext/plain\nev\nbody\nwith lines")
+	if !ok || n.kind != 'm' || n.gen != 42 || n.key != key || n.id != "1795684119:3" || n.payload != "0001795684119000\ntext/plain\nev\nbody\nwith lines" {
 		t.Fatalf("message note: %+v %v", n, ok)
 	}
-	m := newMessage(parseID(n.id), n.payload)
-	if m.ID != (pushstore.MessageID{Time: 1795684119, Tag: 3}) || m.ContentType != "text/plain" || string(m.Body) != "body\nwith lines" {
+	m, _ := newMessage(parseID(n.id), n.payload)
+	if m.ID != (pushstore.MessageID{Time: 1795684119, Tag: 3}) || m.ContentType != "text/plain" || m.Event != "ev" ||
+		string(m.Body) != "body\nwith lines" {
 		t.Fatalf("message: %+v", m)
 	}
 	for _, kind := range "dx" {

@@ -55,7 +55,7 @@ var Pub = pushstore.PublishOptions{
 // Publish publishes a text/plain body or fails the test.
 func Publish(t testing.TB, s pushstore.Store, key, body string, o pushstore.PublishOptions) pushstore.PublishResult {
 	t.Helper()
-	r, err := s.Publish(key, []byte(body), "text/plain", o)
+	r, err := s.Publish(key, &pushstore.Message{Body: []byte(body), ContentType: "text/plain"}, o)
 	if err != nil {
 		t.Fatalf("publish %q: %v", body, err)
 	}
@@ -317,7 +317,7 @@ func authorizedAndNewest(t *testing.T, h *Harness) {
 		t.Fatalf("err = %v", err)
 	}
 	Publish(t, s, "/x", "a", Pub)
-	r, _ := s.Subscribe("/x", pushstore.SubscribeRequest{StartNewest: true})
+	r, _ := s.Subscribe("/x", pushstore.SubscribeRequest{Start: pushstore.Start{Newest: true}})
 	if r.Message != nil {
 		t.Fatalf("newest start got stored message %q", r.Message.Body)
 	}
@@ -387,7 +387,7 @@ func concurrentPublishers(t *testing.T, h *Harness) {
 	for p := range pubs {
 		pwg.Go(func() {
 			for j := range per {
-				if _, err := s.Publish("/n", fmt.Appendf(nil, "%d-%d", p, j), "", o); err != nil {
+				if _, err := s.Publish("/n", &pushstore.Message{Body: fmt.Appendf(nil, "%d-%d", p, j)}, o); err != nil {
 					t.Error(err)
 				}
 			}

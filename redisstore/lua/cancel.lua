@@ -1,10 +1,18 @@
--- cancel.lua uncounts a waiter that left. Arguments: instance, gen,
--- count. Returns {ok}, or {stale}: waits already ended by a newer gen were
--- uncounted by it.
--- (Its arguments count from ARGV[6]; ARGV[1..5] are the prelude's.)
-if not load() or M.gen ~= ARGV[7] then return {'stale'} end
-local v = tonumber(redis.call('HGET', w, ARGV[6]) or '0') - tonumber(ARGV[8])
-if v <= 0 then redis.call('HDEL', w, ARGV[6]) else redis.call('HSET', w, ARGV[6], fmt(v)) end
+-- cancel.lua uncounts subscribers that left. Arguments: instance, gen,
+-- count, kind (w: parked long-polls, s: streams). Returns {ok}, or
+-- {stale} when they were uncounted already: long-polls by any newer gen
+-- (every event ends their waits), streams by a displacement or deletion
+-- since the gen they registered at (sw).
+-- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
+if not load() then return {'stale'} end
+if ARGV[10] == 's' then
+  if tonumber(M.sw or '0') > tonumber(ARGV[8]) then return {'stale'} end
+  streamCount(ARGV[7], -tonumber(ARGV[9]))
+else
+  if M.gen ~= ARGV[8] then return {'stale'} end
+  local v = tonumber(redis.call('HGET', w, ARGV[7]) or '0') - tonumber(ARGV[9])
+  if v <= 0 then redis.call('HDEL', w, ARGV[7]) else redis.call('HSET', w, ARGV[7], fmt(v)) end
+end
 redis.call('HSET', m, 'lu', fmt(now))
 M.lu = fmt(now)
 settl({})

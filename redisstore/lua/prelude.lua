@@ -1,22 +1,27 @@
 -- The prelude of every script of the Redis store (see scripts.go): the
 -- channel's keys, Redis's clock, the constants the Go side passes, and the
 -- helpers the scripts share. ARGV[1] is the clock skew (ms, 0 outside
--- tests); ARGV[2..5] are constants; each script's own arguments start at
--- ARGV[6].
-local m, q, d, e, x, w, z = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+-- tests); ARGV[2..6] are constants; each script's own arguments start at
+-- ARGV[7].
+local m, q, d, e, x, w, z, s = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local TAGS = tonumber(ARGV[2])          -- tags per second (tagsPerSecond)
 local MSG_OVERHEAD = tonumber(ARGV[3])  -- pushstore.MessageOverhead
 local CHANNEL_TIMEOUT = ARGV[4]         -- pushstore.DefaultChannelTimeout, ms
 local MIN_BUFFER = ARGV[5]              -- pushstore.DefaultMinBuffer
+local STREAM_TTL = tonumber(ARGV[6])    -- how long a stream count lasts unrefreshed, ms (streamTTL)
+-- A stored message is "<publication time, 16 digits of µs>\n<payload>";
+-- its bytes, as the budget counts them, leave out that prefix and the
+-- payload's two separators.
+local STORED_EXTRA = 19
 local function fmt(n) return string.format('%d', n) end
 
 -- M caches the meta hash's fields for this call; writes update both.
 local M = {}
 local function load()
-  local v = redis.call('HMGET', m, 'gen', 'lt', 'lg', 'lu', 'rq', 'ct', 'mb', 'xa')
-  M = {gen = v[1], lt = v[2], lg = v[3], lu = v[4], rq = v[5], ct = v[6], mb = v[7], xa = v[8]}
+  local v = redis.call('HMGET', m, 'gen', 'lt', 'lg', 'lu', 'rq', 'ct', 'mb', 'xa', 'sw')
+  M = {gen = v[1], lt = v[2], lg = v[3], lu = v[4], rq = v[5], ct = v[6], mb = v[7], xa = v[8], sw = v[9]}
   return v[1] ~= false
 end
 
@@ -26,7 +31,7 @@ local function drop(id)
   redis.call('ZREM', e, id)
   redis.call('HDEL', d, id)
   redis.call('HDEL', x, id)
-  if body then redis.call('HINCRBY', m, 'by', -(string.len(body) - 1 + MSG_OVERHEAD)) end
+  if body then redis.call('HINCRBY', m, 'by', -(string.len(body) - STORED_EXTRA + MSG_OVERHEAD)) end
 end
 
 local function prune()
@@ -35,10 +40,29 @@ local function prune()
   return #ids
 end
 
+-- streamsOf reads one instance's stream count in s, "<count> <refreshed
+-- ms>": 0 once it has gone unrefreshed for STREAM_TTL (its instance died).
+local function streamsOf(v)
+  if not v then return 0 end
+  local c, at = string.match(v, '^(%d+) (%d+)$')
+  if not c or now - tonumber(at) >= STREAM_TTL then return 0 end
+  return tonumber(c)
+end
+
+-- waiting counts the subscribers of every instance: parked long-polls (w)
+-- and open streams (s).
 local function waiting()
   local n = 0
   for _, v in ipairs(redis.call('HVALS', w)) do n = n + tonumber(v) end
+  for _, v in ipairs(redis.call('HVALS', s)) do n = n + streamsOf(v) end
   return n
+end
+
+-- streamCount adds delta to an instance's stream count and marks it
+-- refreshed now.
+local function streamCount(inst, delta)
+  local c = math.max(streamsOf(redis.call('HGET', s, inst)) + delta, 0)
+  if c == 0 then redis.call('HDEL', s, inst) else redis.call('HSET', s, inst, fmt(c) .. ' ' .. fmt(now)) end
 end
 
 -- remove deletes a loaded channel's keys. A deletion (gen given) leaves
@@ -48,7 +72,7 @@ end
 local function remove(gen)
   local v = gen
   if not v and M.lt and tonumber(M.lt) >= math.floor(now / 1000) then v = M.gen end
-  redis.call('DEL', m, q, d, e, x, w)
+  redis.call('DEL', m, q, d, e, x, w, s)
   if v then
     if M.lt then v = v .. ' ' .. M.lt .. ' ' .. M.lg end
     redis.call('SET', z, v, 'PX', 60000)
@@ -79,9 +103,10 @@ local function create(keycost)
     if tonumber(tg) >= gen then gen = tonumber(tg) + 1 end
     if tt ~= '' then lt, lg = tt, tl end
   end
-  redis.call('HSET', m, 'gen', fmt(gen), 'lu', fmt(now), 'ct', CHANNEL_TIMEOUT, 'mb', MIN_BUFFER, 'by', keycost)
+  redis.call('HSET', m, 'gen', fmt(gen), 'lu', fmt(now), 'ct', CHANNEL_TIMEOUT, 'mb', MIN_BUFFER, 'by', keycost,
+    'sw', fmt(gen))
   if lt then redis.call('HSET', m, 'lt', lt, 'lg', lg) end
-  M = {gen = fmt(gen), lt = lt, lg = lg, lu = fmt(now), rq = false, ct = CHANNEL_TIMEOUT, mb = MIN_BUFFER, xa = false}
+  M = {gen = fmt(gen), lt = lt, lg = lg, lu = fmt(now), rq = false, ct = CHANNEL_TIMEOUT, mb = MIN_BUFFER, xa = false, sw = fmt(gen)}
 end
 
 local function requested()
@@ -105,7 +130,7 @@ local function settl(written, nq, ewritten)
   local ne = redis.call('ZCARD', e)
   if nq > ne then
     if M.xa ~= 'p' then
-      for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PERSIST', k) end
+      for _, k in ipairs({m, q, d, e, x, w, s}) do redis.call('PERSIST', k) end
       redis.call('HSET', m, 'xa', 'p')
       M.xa = 'p'
     end
@@ -121,7 +146,7 @@ local function settl(written, nq, ewritten)
     local xa = fmt(at + slack)
     redis.call('HSET', m, 'xa', xa)
     M.xa = xa
-    for _, k in ipairs({m, q, d, e, x, w}) do redis.call('PEXPIREAT', k, xa) end
+    for _, k in ipairs({m, q, d, e, x, w, s}) do redis.call('PEXPIREAT', k, xa) end
     return nq
   end
   if ewritten and ne == 1 then redis.call('PEXPIREAT', e, M.xa) end
@@ -146,4 +171,37 @@ end
 local function info(expired)
   local v = redis.call('HMGET', m, 'by', 'op')
   return {'ok', expired, redis.call('ZCARD', q), requested(), waiting(), v[1] or '0', v[2] or ''}
+end
+
+-- resolve turns a subscriber's cursor argument into the sorted-set score
+-- its next message follows: "newest" (the newest stored message's, so it
+-- waits for the next publication), "at:<i>" (ZRANGE's index of the stored
+-- message it starts at; past the newest: the newest; before the oldest:
+-- the oldest), or a score, as it is.
+local function resolve(cur)
+  if cur == 'newest' then
+    local last = redis.call('ZRANGE', q, -1, -1, 'WITHSCORES')
+    if #last == 2 then return last[2] end
+    return '-1'
+  end
+  local at = string.match(cur, '^at:(%-?%d+)$')
+  if not at then return cur end
+  local n = redis.call('ZCARD', q)
+  if n == 0 then return '-1' end
+  local i = math.max(math.min(tonumber(at), n - 1), -n)
+  local e = redis.call('ZRANGE', q, i, i, 'WITHSCORES')
+  return fmt(tonumber(e[2]) - 1)
+end
+
+-- displace ends the wait of every subscriber of every instance (`last`
+-- concurrency): a new gen, no waiter or stream counted any more (sw marks
+-- the gen that wiped the stream counts), and a notification
+-- "x<gen> <key header>" on the notes channel.
+local function displace(notes, keyheader)
+  local g = fmt(redis.call('HINCRBY', m, 'gen', 1))
+  redis.call('DEL', w, s)
+  redis.call('HSET', m, 'sw', g)
+  M.gen, M.sw = g, g
+  redis.call('PUBLISH', notes, 'x' .. g .. ' ' .. keyheader)
+  return g
 end

@@ -2,17 +2,17 @@
 -- may have been missed. Arguments: cursor score, gen, instance. Returns
 -- {msg, id, payload} (and uncounts the waiter), {same} when nothing
 -- happened since it parked, or {changed}.
--- (Its arguments count from ARGV[6]; ARGV[1..5] are the prelude's.)
+-- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then return {'changed'} end
-local found = redis.call('ZRANGEBYSCORE', q, '(' .. ARGV[6], '+inf', 'LIMIT', 0, 1)
-local same = M.gen == ARGV[7]
+local found = redis.call('ZRANGEBYSCORE', q, '(' .. ARGV[7], '+inf', 'LIMIT', 0, 1)
+local same = M.gen == ARGV[8]
 if #found == 1 then
   local id = found[1]
   local payload = redis.call('HGET', d, id)
   delivered(id, 1)
   if same then
-    local v = tonumber(redis.call('HGET', w, ARGV[8]) or '0')
-    if v <= 1 then redis.call('HDEL', w, ARGV[8]) else redis.call('HINCRBY', w, ARGV[8], -1) end
+    local v = tonumber(redis.call('HGET', w, ARGV[9]) or '0')
+    if v <= 1 then redis.call('HDEL', w, ARGV[9]) else redis.call('HINCRBY', w, ARGV[9], -1) end
   end
   settl({})
   return {'msg', id, payload}

@@ -1,0 +1,152 @@
+package caddypush
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/caddypush/caddy-push/pushstore"
+)
+
+// This file holds the subscribers that follow their channels with a
+// registered subscription (pushstore.Store.Follow): every stream, and a
+// long-poll or interval-poll on several channels.
+
+// serveFollow answers a subscriber of transport t: a stream, or a poll of
+// a multiplexed location.
+func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t transport) error {
+	var keys []string
+	if s.multiplexed() {
+		var ok bool
+		if keys, ok = s.channelKeys(w, r); !ok {
+			return nil
+		}
+	} else {
+		_, key, ok := s.channelKey(w, r)
+		if !ok {
+			return nil
+		}
+		keys = []string{key}
+	}
+	cursors, err := streamCursor(r, len(keys))
+	if err != nil {
+		writeText(w, http.StatusBadRequest, badIDText)
+		return nil
+	}
+	sub, err := s.store.Follow(keys, pushstore.FollowRequest{
+		Cursors:     cursors,
+		HasCursor:   cursors != nil,
+		Start:       s.start,
+		Create:      !s.AuthorizedChannelsOnly,
+		OneShot:     t == tLongPoll,
+		NoWait:      t == tIntervalPoll,
+		QueueBytes:  s.StreamQueueSize,
+		Concurrency: s.concurrency,
+		MaxWaiters:  s.MaxChannelSubscribers,
+	})
+	if err != nil {
+		return storeRefusal(w, err)
+	}
+	logTransport(r, t)
+	streams[t].Add(1)
+	defer streams[t].Add(-1)
+	gone := r.Context().Done()
+	switch t {
+	case tLongPoll, tIntervalPoll:
+		s.pollMany(w, r, sub, cursors, len(keys))
+	case tWebSocket:
+		s.serveWebSocket(w, r, keys, sub)
+	case tEventSource:
+		s.pump(s.openEventSource(w), sub, len(keys), time.Duration(s.EventSourcePingInterval), gone)
+	case tMultipart:
+		s.pump(s.openMultipart(w), sub, len(keys), 0, gone)
+	case tChunked:
+		s.pump(s.openChunked(w), sub, len(keys), 0, gone)
+	case tRawStream:
+		s.pump(s.openRaw(w), sub, len(keys), 0, gone)
+	}
+	return nil
+}
+
+// pollMany answers a long-poll or interval-poll on several channels: the
+// first message after its cursors, with the compound id as
+// Last-Modified (the time) and Etag (the tag list, `0,[1],-`). A long-poll
+// with nothing to send waits as a one-channel one does; an interval-poll
+// (sub nil) answers 304 echoing its cursor.
+func (s *Subscriber) pollMany(w http.ResponseWriter, r *http.Request, sub pushstore.Subscription,
+	cursors []pushstore.MessageID, channels int) {
+	if sub == nil {
+		h := w.Header()
+		if v := r.Header.Get("If-Modified-Since"); v != "" {
+			h.Set("Last-Modified", v)
+		}
+		if v := r.Header.Get("If-None-Match"); v != "" {
+			h.Set("Etag", v)
+		}
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	defer sub.Cancel()
+	var timeout <-chan time.Time
+	if s.Timeout > 0 {
+		t := time.NewTimer(time.Duration(s.Timeout))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-sub.Ready():
+	case <-timeout:
+		sub.Cancel()
+	case <-r.Context().Done():
+		return
+	}
+	var buf [1]pushstore.Delivery
+	ds, end := sub.Take(buf[:0])
+	switch {
+	case len(ds) > 0:
+		ids := runningFrom(cursors, channels)
+		ids.advance(ds[0].Channel, ds[0].Message.ID)
+		s.writeCompound(w, r, ds[0].Message, ids)
+	case end == pushstore.Deleted:
+		writeEmpty(w, http.StatusGone)
+	case end == pushstore.Displaced:
+		writeEmpty(w, http.StatusConflict)
+	default: // the timeout, Shutdown or Retry
+		w.WriteHeader(http.StatusNotModified)
+	}
+}
+
+// runningFrom is a subscriber's compound id as its request's cursors give
+// it: the time they share and the tags of the channels that have one in
+// that second.
+func runningFrom(cursors []pushstore.MessageID, channels int) *runningID {
+	ids := newRunningID(channels)
+	ids.active = -1
+	for _, c := range cursors {
+		ids.time = max(ids.time, c.Time)
+	}
+	for i, c := range cursors {
+		if c.Time == ids.time && c.Tag < 1<<40 {
+			ids.tags[i] = c.Tag
+		}
+	}
+	return ids
+}
+
+// writeCompound sends one message of a multiplexed poll.
+func (s *Subscriber) writeCompound(w http.ResponseWriter, r *http.Request, m *pushstore.Message, ids *runningID) {
+	h := w.Header()
+	if m.ContentType != "" {
+		h.Set("Content-Type", m.ContentType)
+	} else {
+		h["Content-Type"] = nil
+	}
+	h.Set("Last-Modified", lastModified(pushstore.MessageID{Time: ids.time}))
+	h.Set("Etag", string(ids.appendTags(nil)))
+	h.Set("Vary", "If-None-Match, If-Modified-Since")
+	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	h.Set("Access-Control-Expose-Headers", "Last-Modified, Etag")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", itoa(len(m.Body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(m.Body)
+}

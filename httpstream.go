@@ -1,0 +1,156 @@
+package caddypush
+
+import (
+	"crypto/rand"
+	"net/http"
+
+	"github.com/caddypush/caddy-push/pushstore"
+)
+
+// This file holds the transports that stream a plain HTTP response, framed
+// as nchan frames them: multipart/mixed (a part per message, with the
+// message's id as long-poll headers), chunked (one HTTP/1.1 chunk per
+// message) and the raw stream (bodies followed by a separator).
+
+// multipartSlot is where a message keeps its part headers (with its own
+// id).
+var multipartSlot = pushstore.NewMemoSlot()
+
+type multipartWriter struct {
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	boundary []byte // "\r\n--" + the boundary
+	scratch  []byte
+}
+
+// boundaryChars are the characters of a multipart boundary: letters and
+// digits only (nchan's also hold '/' and '.', which strict MIME parsers
+// refuse unquoted).
+const boundaryChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// openMultipart writes the stream's head and its first boundary.
+func (s *Subscriber) openMultipart(w http.ResponseWriter) *multipartWriter {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	for i := range b {
+		b[i] = boundaryChars[int(b[i])%len(boundaryChars)]
+	}
+	h := w.Header()
+	h.Set("Content-Type", "multipart/mixed; boundary="+string(b[:]))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	h.Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+	mw := &multipartWriter{w: w, rc: http.NewResponseController(w), boundary: append([]byte("\r\n--"), b[:]...)}
+	_, _ = w.Write(mw.boundary[2:]) // "--B": no preamble
+	_ = mw.flush()
+	return mw
+}
+
+func (mw *multipartWriter) message(m *pushstore.Message, ids *runningID) error {
+	var head []byte
+	if ids == nil {
+		head = m.Memo(multipartSlot, func(m *pushstore.Message) any {
+			return appendPartHeaders(nil, lastModified(m.ID), []byte(etag(m.ID)), m.ContentType)
+		}).([]byte)
+	} else { // the subscriber's compound id, as a long-poll resumes from it
+		mw.scratch = appendPartHeaders(mw.scratch[:0], lastModified(pushstore.MessageID{Time: ids.time}),
+			ids.appendTags(nil), m.ContentType)
+		head = mw.scratch
+	}
+	if _, err := mw.w.Write(head); err != nil {
+		return err
+	}
+	if _, err := mw.w.Write(m.Body); err != nil {
+		return err
+	}
+	_, err := mw.w.Write(mw.boundary)
+	return err
+}
+
+// appendPartHeaders appends a part's headers and the blank line after
+// them, starting with the CRLF that ends the boundary before.
+func appendPartHeaders(b []byte, lastModified string, etag []byte, contentType string) []byte {
+	b = append(append(append(b, "\r\nLast-Modified: "...), lastModified...), "\r\nEtag: "...)
+	b = append(append(b, etag...), "\r\n"...)
+	if contentType != "" {
+		b = append(append(append(b, "Content-Type: "...), contentType...), "\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+func (mw *multipartWriter) ping() error { return nil }
+
+func (mw *multipartWriter) end(streamEnd) error {
+	_, err := mw.w.Write([]byte("--\r\n")) // closes the last boundary
+	return err
+}
+
+func (mw *multipartWriter) flush() error { return mw.rc.Flush() }
+
+// chunkedWriter sends each message as one chunk of an HTTP/1.1 response
+// (net/http frames the chunks; each flush ends one).
+type chunkedWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (s *Subscriber) openChunked(w http.ResponseWriter) *chunkedWriter {
+	h := w.Header()
+	h["Content-Type"] = nil // as nchan: none, the bodies are what they are
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	h.Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+	cw := &chunkedWriter{w: w, rc: http.NewResponseController(w)}
+	_ = cw.flush()
+	return cw
+}
+
+func (cw *chunkedWriter) message(m *pushstore.Message, _ *runningID) error {
+	if len(m.Body) == 0 {
+		return nil // an empty chunk would end the response
+	}
+	if _, err := cw.w.Write(m.Body); err != nil {
+		return err
+	}
+	return cw.flush() // a chunk per message
+}
+
+func (cw *chunkedWriter) ping() error         { return nil }
+func (cw *chunkedWriter) end(streamEnd) error { return nil } // the last chunk ends the response
+func (cw *chunkedWriter) flush() error        { return cw.rc.Flush() }
+
+// rawWriter sends each body followed by a separator.
+type rawWriter struct {
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	separator []byte
+}
+
+func (s *Subscriber) openRaw(w http.ResponseWriter) *rawWriter {
+	h := w.Header()
+	h["Content-Type"] = nil
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	h.Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+	rw := &rawWriter{w: w, rc: http.NewResponseController(w), separator: []byte(s.rawSeparator)}
+	_ = rw.flush()
+	return rw
+}
+
+func (rw *rawWriter) message(m *pushstore.Message, _ *runningID) error {
+	if _, err := rw.w.Write(m.Body); err != nil {
+		return err
+	}
+	_, err := rw.w.Write(rw.separator)
+	return err
+}
+
+func (rw *rawWriter) ping() error         { return nil }
+func (rw *rawWriter) end(streamEnd) error { return nil } // as nchan: the response just ends
+func (rw *rawWriter) flush() error        { return rw.rc.Flush() }

@@ -1,0 +1,122 @@
+package pushstore
+
+// This file holds the memory store's Follow: subscriptions on one or more
+// channels that stay registered (streams) or end with their first message
+// (multiplexed long-polls and interval-polls).
+
+// Follow registers a subscription on keys' channels; see Store.
+func (s *MemoryStore) Follow(keys []string, req FollowRequest) (Subscription, error) {
+	return withRoom(s, func() (Subscription, error) { return s.follow(keys, req) })
+}
+
+func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, error) {
+	ms := newMemSub(s, len(keys), req.OneShot || req.NoWait, req.QueueBytes)
+	if s.closing.Load() && !req.NoWait {
+		ms.Close(Shutdown)
+		return ms, nil
+	}
+	var backlog []Delivery
+	for i, key := range keys {
+		var cursor MessageID
+		if req.HasCursor && i < len(req.Cursors) {
+			cursor = req.Cursors[i]
+		}
+		var err error
+		if backlog, err = s.join(ms, i, key, req, cursor, backlog); err != nil {
+			ms.Cancel()
+			return nil, err
+		}
+	}
+	if req.NoWait && len(backlog) == 0 {
+		return nil, nil
+	}
+	ms.Preload(backlog)
+	if (req.OneShot || req.NoWait) && len(backlog) > 0 {
+		ms.Cancel() // answered: off every channel now
+		if d, ok := ms.Peek(); ok && fromBacklog(d, backlog) {
+			s.received(keys[d.Channel], d.Message)
+		}
+	}
+	return ms, nil
+}
+
+func fromBacklog(d Delivery, backlog []Delivery) bool {
+	for _, b := range backlog {
+		if b.Message == d.Message {
+			return true
+		}
+	}
+	return false
+}
+
+// join registers subscription ms on the channel of key as its channel i,
+// after the concurrency and limit checks, and appends the channel's
+// backlog for cursor to backlog: every stored message after the cursor
+// for a stream (counted as delivered, with the recipient rules applied),
+// the first one only for a one-shot subscription (counted once it is
+// known to be the one sent, by received). An interval-poll (NoWait) is
+// registered nowhere.
+func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cursor MessageID, backlog []Delivery) ([]Delivery, error) {
+	now := s.now()
+	c, err := s.locked(key, req.Create, now)
+	if err != nil {
+		return backlog, err
+	}
+	if c == nil {
+		return backlog, ErrChannelNotFound
+	}
+	defer s.done(c)
+	c.lastRequested = now
+	c.lastUsed = now
+	if c.subs.Len() > 0 {
+		switch req.Concurrency {
+		case First:
+			return backlog, ErrConflict
+		case Last:
+			c.subs.EndAll(Displaced)
+		}
+		if req.MaxWaiters > 0 && c.subs.Len() >= req.MaxWaiters {
+			return backlog, ErrTooManySubscribers
+		}
+	}
+	from := c.start(req.HasCursor, cursor, req.Start)
+	if req.OneShot || req.NoWait {
+		if from < len(c.msgs) {
+			st := c.msgs[from]
+			backlog = append(backlog, Delivery{Message: st.Message, Channel: i, Seq: st.seq})
+		}
+	} else {
+		sent := append([]*stored(nil), c.msgs[from:]...) // afterDelivery may remove from c.msgs
+		for _, st := range sent {
+			backlog = append(backlog, Delivery{Message: st.Message, Channel: i, Seq: st.seq})
+			st.received++
+			s.delivered.Add(1)
+			s.afterDelivery(c, st)
+		}
+	}
+	if req.NoWait {
+		return backlog, nil
+	}
+	ms.chans[i] = c
+	c.subs.Add(&ms.members[i])
+	return backlog, nil
+}
+
+// received counts m, the message a one-shot subscription was answered
+// with from the backlog of key's channel, and applies its recipient rules
+// if it is still stored.
+func (s *MemoryStore) received(key string, m *Message) {
+	s.delivered.Add(1)
+	c, _ := s.locked(key, false, s.now())
+	if c == nil {
+		return
+	}
+	defer s.done(c)
+	for _, st := range c.msgs {
+		if st.Message == m {
+			st.received++
+			s.afterDelivery(c, st)
+			return
+		}
+	}
+}

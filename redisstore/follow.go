@@ -1,0 +1,98 @@
+package redisstore
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/caddypush/caddy-push/pushstore"
+)
+
+// This file holds the Redis store's Follow: streams and multiplexed polls.
+
+// Follow registers a subscription on keys' channels; see pushstore.Store.
+// Each channel is registered by its own script (the channels may live on
+// different Cluster nodes): its member is put on the local list first, so
+// that no notification passes between the script and the list, and the
+// script answers its backlog; the backlogs are merged in publication order.
+func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Subscription, error) {
+	oneShot := req.OneShot || req.NoWait
+	sub := newRedisSub(s, len(keys), oneShot, req.QueueBytes)
+	if s.closing.Load() && !req.NoWait {
+		sub.Close(pushstore.Shutdown)
+		return sub, nil
+	}
+	mode := "s"
+	switch {
+	case req.NoWait:
+		mode = "n"
+	case req.OneShot:
+		mode = "o"
+	}
+	var backlog []pushstore.Delivery
+	for i, key := range keys {
+		m := &sub.members[i]
+		m.key = key
+		cursor := cursorScore(false, pushstore.MessageID{}, req.Start)
+		if req.HasCursor && i < len(req.Cursors) {
+			cursor = cursorScore(true, req.Cursors[i], req.Start)
+		}
+		if !req.NoWait {
+			s.register(m)
+		}
+		res, err := s.run(s.ctx, scriptFollow, key, b01(req.Create), cursor, mode, int(req.Concurrency),
+			req.MaxWaiters, s.instance, s.notes, keyHeader(key), keyCost(key))
+		if err == nil {
+			err = followRefusal(res)
+		}
+		if err != nil {
+			if !req.NoWait {
+				s.unregister(m)
+			}
+			sub.Cancel()
+			return nil, err
+		}
+		s.expired.Add(uint64(num(res[1])))
+		n := len(backlog)
+		for j := 5; j+1 < len(res); j += 2 {
+			msg, seq := newMessage(parseID(str(res[j])), str(res[j+1]))
+			backlog = append(backlog, pushstore.Delivery{Message: msg, Channel: i, Seq: seq})
+		}
+		s.delivered.Add(uint64(len(backlog) - n))
+		if req.NoWait {
+			continue
+		}
+		last := str(res[3])
+		if len(backlog) > n {
+			last = scoreOf(backlog[len(backlog)-1].Message.ID)
+		}
+		if mode == "o" && len(backlog) > n {
+			s.unregister(m) // answered: not counted, not waiting
+			continue
+		}
+		s.settle(m, num(res[2]), last, time.Duration(num(res[4]))*time.Millisecond)
+	}
+	if req.NoWait && len(backlog) == 0 {
+		return nil, nil
+	}
+	sub.Preload(backlog)
+	if oneShot && len(backlog) > 0 {
+		sub.Cancel() // answered from a backlog: off every channel now
+	}
+	return sub, nil
+}
+
+// followRefusal reads a refusal of the follow script.
+func followRefusal(res []any) error {
+	switch kind := str(res[0]); kind {
+	case "ok":
+		return nil
+	case "nf":
+		return pushstore.ErrChannelNotFound
+	case "conflict":
+		return pushstore.ErrConflict
+	case "toomany":
+		return pushstore.ErrTooManySubscribers
+	default:
+		return fmt.Errorf("redis store: unexpected follow answer %q", kind)
+	}
+}

@@ -1,0 +1,51 @@
+-- follow.lua registers a subscriber that follows the channel (Follow): a
+-- stream, counted in s until it leaves; a one-shot subscriber (a
+-- multiplexed long-poll), counted in w as a parked long-poll when it has
+-- nothing to be sent now; or an interval-poll, not registered. Arguments:
+-- create (0/1), cursor (see resolve), mode (s stream, o one-shot, n
+-- interval-poll), concurrency (0 broadcast, 1 first, 2 last), max
+-- subscribers, instance, notes channel, key header, key cost. Returns
+-- {nf}, {conflict, expired}, {toomany, expired}, or {ok, expired, gen,
+-- cursor, channel timeout} followed by the id and stored message of each
+-- stored message after the cursor (the first only, but for a stream), all
+-- counted as delivered.
+-- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
+if not live() then
+  if ARGV[7] == '0' then return {'nf'} end
+  create(ARGV[15])
+end
+redis.call('HSET', m, 'rq', fmt(now), 'lu', fmt(now))
+M.rq, M.lu = fmt(now), fmt(now)
+local cur = resolve(ARGV[8])
+local mode = ARGV[9]
+local n = waiting()
+if n > 0 then
+  if ARGV[10] == '1' then settl({}) return {'conflict', expired} end
+  if ARGV[10] == '2' then
+    displace(ARGV[13], ARGV[14])
+    n = 0
+  end
+  local max = tonumber(ARGV[11])
+  if max > 0 and n >= max then settl({}) return {'toomany', expired} end
+end
+local ids
+if mode == 's' then
+  ids = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf')
+else
+  ids = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 1)
+end
+local out = {'ok', expired, M.gen, cur, M.ct}
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', d, id)
+end
+for _, id in ipairs(ids) do delivered(id, 1) end
+local written = {}
+if mode == 's' then
+  streamCount(ARGV[12], 1)
+  written = {s}
+elseif mode == 'o' and #ids == 0 and redis.call('HINCRBY', w, ARGV[12], 1) == 1 then
+  written = {w}
+end
+settl(written)
+return out

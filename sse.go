@@ -1,0 +1,106 @@
+package caddypush
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+
+	"github.com/caddypush/caddy-push/pushstore"
+)
+
+// This file holds the EventSource transport (text/event-stream), framed as
+// nchan frames it: `: hi` when the stream opens, then per message an
+// optional `event:` line (the publisher's X-EventSource-Event), `id:` and
+// one `data:` line per line of the body.
+
+// eventSourceRetry is the reconnection delay the stream announces, in ms.
+// nchan announces none, which leaves it to each browser (about 3 s in
+// Chromium); announcing one makes every browser wait the same.
+const eventSourceRetry = 3000
+
+// The memo slots of a message's EventSource forms.
+var (
+	sseEventSlot = pushstore.NewMemoSlot() // the whole event, with the message's own id
+	sseDataSlot  = pushstore.NewMemoSlot() // the data lines and the blank line
+)
+
+type sseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	scratch []byte
+}
+
+// openEventSource writes the stream's head and first bytes.
+func (s *Subscriber) openEventSource(w http.ResponseWriter) *sseWriter {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // an nginx in front must not hold events back
+	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	h.Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(": hi\nretry: " + strconv.Itoa(eventSourceRetry) + "\n\n"))
+	sw := &sseWriter{w: w, rc: http.NewResponseController(w)}
+	_ = sw.flush()
+	return sw
+}
+
+func (sw *sseWriter) message(m *pushstore.Message, ids *runningID) error {
+	if ids == nil {
+		_, err := sw.w.Write(m.Memo(sseEventSlot, func(m *pushstore.Message) any {
+			return appendEvent(nil, m, []byte(m.ID.String()))
+		}).([]byte))
+		return err
+	}
+	b := sw.scratch[:0]
+	if m.Event != "" {
+		b = append(append(append(b, "event: "...), m.Event...), '\n')
+	}
+	b = ids.appendID(append(b, "id: "...))
+	b = append(b, '\n')
+	b = append(b, m.Memo(sseDataSlot, func(m *pushstore.Message) any { return appendData(nil, m.Body) }).([]byte)...)
+	sw.scratch = b
+	_, err := sw.w.Write(b)
+	return err
+}
+
+// appendEvent appends m as one event with id.
+func appendEvent(b []byte, m *pushstore.Message, id []byte) []byte {
+	if m.Event != "" {
+		b = append(append(append(b, "event: "...), m.Event...), '\n')
+	}
+	b = append(append(append(b, "id: "...), id...), '\n')
+	return appendData(b, m.Body)
+}
+
+// appendData appends a body as data lines and the blank line that ends the
+// event. A body's lines may end with LF, CRLF or CR (the three line ends of
+// text/event-stream): each becomes a data line, so a client reads the body
+// back with LF line ends. A lone CR is a line end here, where nchan sends it
+// as it is and the client cuts the line there and drops the rest of it.
+func appendData(b, body []byte) []byte {
+	for {
+		i := bytes.IndexAny(body, "\r\n")
+		if i < 0 {
+			b = append(append(append(b, "data: "...), body...), '\n')
+			return append(b, '\n')
+		}
+		b = append(append(append(b, "data: "...), body[:i]...), '\n')
+		if body[i] == '\r' && i+1 < len(body) && body[i+1] == '\n' {
+			i++
+		}
+		body = body[i+1:]
+	}
+}
+
+func (sw *sseWriter) ping() error {
+	_, err := sw.w.Write([]byte("event: ping\n\n")) // as nchan: no data, so no event reaches the page
+	return err
+}
+
+func (sw *sseWriter) end(why streamEnd) error {
+	_, err := sw.w.Write([]byte(":" + itoa(why.status) + ": " + why.line() + "\n\n"))
+	return err
+}
+
+func (sw *sseWriter) flush() error { return sw.rc.Flush() }

@@ -1,0 +1,238 @@
+package caddypush
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestFirstMessageNumbers: nchan's first_message numbers: -2 starts at the
+// 2nd newest stored message (the last 2), 2 at the 2nd oldest; a stream
+// gets everything from there, a long-poll the first.
+func TestFirstMessageNumbers(t *testing.T) { forEachStore(t, testFirstMessageNumbers) }
+
+func testFirstMessageNumbers(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	for i := 1; i <= 5; i++ {
+		publish(t, "/pub", ch, fmt.Sprint("m", i))
+	}
+	for _, tt := range []struct{ path, first, second string }{
+		{"/s/tail", "m4", "m5"},
+		{"/s/second", "m2", "m3"},
+	} {
+		s := openSSE(t, h1Client, base+tt.path+"?id="+ch)
+		if a, b := s.message(t), s.message(t); a.data != tt.first || b.data != tt.second {
+			t.Fatalf("%s: EventSource got %q %q, want %q %q", tt.path, a.data, b.data, tt.first, tt.second)
+		}
+		s.close()
+		if r := do(t, h1Client, "GET", base+tt.path+"?id="+ch, nil); r.body != tt.first {
+			t.Fatalf("%s: long-poll got %q, want %q", tt.path, r.body, tt.first)
+		}
+	}
+}
+
+// TestSlowStreamIsCut: a stream whose client reads nothing is cut once
+// what waits for it passes its stream_queue_size (64 KiB here), so it
+// holds no more than that, while the stream beside it gets every message;
+// the channel then counts one subscriber. 16 MB go out, more than the
+// kernel's socket buffers take before the slow connection stops writes.
+func TestSlowStreamIsCut(t *testing.T) { forEachStore(t, testSlowStreamIsCut) }
+
+func testSlowStreamIsCut(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	fast := openSSE(t, h1Client, base+"/s/small?id="+ch)
+	slow, err := net.Dial("tcp", "localhost:9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	_ = slow.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(slow, "GET /s/small?id=%s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n", ch)
+	waitFor(t, "two streams", func() bool { return waiters(t, "/"+ch) == 2 })
+	const n = 1000
+	body := strings.Repeat("x", 16<<10)
+	received := make(chan int, n)
+	go func() {
+		defer close(received)
+		for i := 0; i < n; {
+			ev, err := fast.next()
+			if err != nil {
+				return
+			}
+			if ev.hasData {
+				i++
+				received <- i
+			}
+		}
+	}()
+	got := 0
+	for i := range n {
+		for got < i-2 { // the reading stream keeps up: at most 2 messages in flight
+			r, ok := <-received
+			if !ok {
+				t.Fatalf("the reading stream ended after %d of %d", got, n)
+			}
+			got = r
+		}
+		publish(t, "/pub/big", ch, fmt.Sprint(i, body))
+	}
+	for r := range received {
+		got = r
+	}
+	if got != n {
+		t.Fatalf("the reading stream got %d of %d", got, n)
+	}
+	waitFor(t, "the slow stream off the channel", func() bool { return waiters(t, "/"+ch) == 1 })
+}
+
+// TestStreamsLoseNothing: 10 EventSource, 10 WebSocket (ws+meta.nchan) and
+// 10 long-poll subscribers on one channel while 4 publishers send 1000
+// numbered messages: each gets all 1000, once, in the one order.
+func TestStreamsLoseNothing(t *testing.T) { forEachStore(t, testStreamsLoseNothing) }
+
+func testStreamsLoseNothing(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	const publishers, each = 4, 250
+	total := publishers * each
+	var wg sync.WaitGroup
+	results := make([][]string, 30)
+	ready := make(chan struct{}, 30)
+	for i := range 10 {
+		s := openSSE(t, h1Client, base+"/sub?id="+ch)
+		wg.Go(func() {
+			ready <- struct{}{}
+			for len(results[i]) < total {
+				ev, err := s.next()
+				if err != nil {
+					t.Errorf("EventSource %d: %v after %d", i, err, len(results[i]))
+					return
+				}
+				if ev.hasData {
+					results[i] = append(results[i], ev.data)
+				}
+			}
+		})
+	}
+	for i := 10; i < 20; i++ {
+		c := openWS(t, base+"/sub?id="+ch, &websocket.DialOptions{Subprotocols: []string{"ws+meta.nchan"}})
+		c.SetReadLimit(1 << 20)
+		wg.Go(func() {
+			ready <- struct{}{}
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			for len(results[i]) < total {
+				_, data, err := c.Read(ctx)
+				if err != nil {
+					t.Errorf("WebSocket %d: %v after %d", i, err, len(results[i]))
+					return
+				}
+				_, body, _ := strings.Cut(string(data), "\n\n")
+				results[i] = append(results[i], body)
+			}
+		})
+	}
+	for i := 20; i < 30; i++ {
+		wg.Go(func() {
+			ready <- struct{}{}
+			var cur cursor
+			for len(results[i]) < total {
+				r, err := doCtx(context.Background(), h1Client, "GET", base+"/sub?id="+ch, nil, cur.headers()...)
+				if err != nil || r.status != 200 {
+					t.Errorf("long-poll %d: %v %d after %d", i, err, r.status, len(results[i]))
+					return
+				}
+				results[i] = append(results[i], r.body)
+				cur = r.cursor()
+			}
+		})
+	}
+	for range 30 {
+		<-ready
+	}
+	waitFor(t, "20 streams", func() bool { return waiters(t, "/"+ch) >= 20 })
+	var pwg sync.WaitGroup
+	for p := range publishers {
+		pwg.Go(func() {
+			for j := range each {
+				if r := publish(t, "/pub/big", ch, fmt.Sprintf("%d-%d", p, j)); r.status != 201 && r.status != 202 {
+					t.Errorf("publish: %d", r.status)
+				}
+			}
+		})
+	}
+	pwg.Wait()
+	wg.Wait()
+	for i, got := range results {
+		seen := map[string]bool{}
+		for _, b := range got {
+			if seen[b] {
+				t.Fatalf("subscriber %d got %s twice", i, b)
+			}
+			seen[b] = true
+		}
+		if len(seen) != total {
+			t.Fatalf("subscriber %d got %d distinct of %d", i, len(seen), total)
+		}
+		if strings.Join(got, ",") != strings.Join(results[0], ",") {
+			t.Fatalf("subscriber %d saw another order", i)
+		}
+	}
+}
+
+// TestReloadKeepsStreams: a config reload leaves open EventSource and
+// WebSocket streams on the store; they get what is published through the
+// new config.
+func TestReloadKeepsStreams(t *testing.T) { forEachStore(t, testReloadKeepsStreams) }
+
+func testReloadKeepsStreams(t *testing.T) {
+	tester := startMain(t)
+	ch := chanName(t, "a")
+	s := openSSE(t, h1Client, base+"/sub?id="+ch)
+	w := openWS(t, base+"/sub?id="+ch, nil)
+	waitFor(t, "two streams", func() bool { return waiters(t, "/"+ch) == 2 })
+	load(tester, strings.Replace(current.config, "max_reserved_memory 64M", "max_reserved_memory 63M", 1))
+	defer load(tester, current.config)
+	if r := publish(t, "/pub", ch, "after reload"); r.status != 201 || !strings.Contains(r.body, "active subscribers: 2") {
+		t.Fatalf("publish after the reload: %d %q", r.status, r.body)
+	}
+	if ev := s.message(t); ev.data != "after reload" {
+		t.Fatalf("EventSource after the reload: %+v", ev)
+	}
+	if _, got := wsRead(t, w); got != "after reload" {
+		t.Fatalf("WebSocket after the reload: %q", got)
+	}
+}
+
+// TestSubscribersByTransport: /push/stats and the metrics count open
+// subscribers by transport, and channel info counts streams.
+func TestSubscribersByTransport(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	openSSE(t, h1Client, base+"/sub?id="+ch)
+	openWS(t, base+"/sub?id="+ch, nil)
+	waitFor(t, "two streams", func() bool { return waiters(t, "/"+ch) == 2 })
+	if r := do(t, h1Client, "GET", base+"/pub?id="+ch, nil); !strings.Contains(r.body, "active subscribers: 2") {
+		t.Fatalf("channel info: %q", r.body)
+	}
+	var st struct {
+		By map[string]int64 `json:"subscribers_by_transport"`
+	}
+	r := adminJSON(t, "GET", "/push/stats", &st)
+	if r.status != 200 || st.By["eventsource"] < 1 || st.By["websocket"] < 1 {
+		t.Fatalf("/push/stats: %d %s", r.status, r.body)
+	}
+	if v := metricValue(t, `caddy_push_subscribers{transport="websocket"}`); v < 1 {
+		t.Fatalf("caddy_push_subscribers websocket = %v", v)
+	}
+	_ = json.Valid
+}

@@ -1,0 +1,333 @@
+package caddypush
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestEventSource checks the EventSource transport on the wire: the head,
+// `: hi` and retry first, then per message `event:` (from
+// X-EventSource-Event), `id:` and one `data:` line per body line, the
+// backlog then live messages, resume with Last-Event-ID and last_event_id,
+// and the `:410:` comment that ends the stream on DELETE.
+func TestEventSource(t *testing.T) { forEachStore(t, testEventSource) }
+
+func testEventSource(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	publish(t, "/pub", ch, "first")
+	do(t, h1Client, "POST", base+"/pub?id="+ch, strings.NewReader("line1\nline2\r\nline3\rline4\n"),
+		"X-EventSource-Event", "named")
+	s := openSSE(t, h1Client, base+"/sub?id="+ch)
+	if h := s.resp.Header; h.Get("Cache-Control") != "no-store" || h.Get("X-Accel-Buffering") != "no" {
+		t.Fatalf("head: %v", h)
+	}
+	if ev, _ := s.next(); len(ev.comments) != 1 || ev.comments[0] != ": hi" || ev.hasData {
+		t.Fatalf("first bytes: %+v", ev)
+	}
+	first := s.message(t)
+	if first.data != "first" || first.event != "" || !strings.Contains(first.id, ":") {
+		t.Fatalf("first event: %+v", first)
+	}
+	second := s.message(t)
+	if second.event != "named" || second.data != "line1\nline2\nline3\nline4\n" {
+		t.Fatalf("multi-line event: %+v", second)
+	}
+	publish(t, "/pub", ch, "live")
+	if ev := s.message(t); ev.data != "live" {
+		t.Fatalf("live event: %+v", ev)
+	}
+	s.close()
+
+	// Resume from the second message: only what came after it.
+	for _, resume := range []struct{ url, header string }{
+		{base + "/sub?id=" + ch, second.id},
+		{base + "/sub?id=" + ch + "&last_event_id=" + second.id, ""},
+	} {
+		var hdr []string
+		if resume.header != "" {
+			hdr = []string{"Last-Event-ID", resume.header}
+		}
+		r := openSSE(t, h1Client, resume.url, hdr...)
+		if ev := r.message(t); ev.data != "live" {
+			t.Fatalf("resumed after %s: %+v", second.id, ev)
+		}
+		r.close()
+	}
+	if r := do(t, h1Client, "GET", base+"/sub?id="+ch, nil, "Accept", "text/event-stream", "Last-Event-ID", "garbage"); r.status != 400 ||
+		r.body != "Message ID invalid" {
+		t.Fatalf("a bad Last-Event-ID: %d %q", r.status, r.body)
+	}
+
+	d := openSSE(t, h1Client, base+"/sub?id="+ch+"&last_event_id="+second.id)
+	d.message(t)
+	do(t, h1Client, "DELETE", base+"/pub?id="+ch, nil)
+	if got := d.ending(t); len(got) != 1 || got[0] != ":410: 410 Gone" {
+		t.Fatalf("the end after DELETE: %q", got)
+	}
+}
+
+// TestEventSourceTimeoutAndPing: the subscriber timeout ends a stream that
+// got no message with `:408:`; pings are `event: ping` with no data.
+func TestEventSourceTimeoutAndPing(t *testing.T) {
+	startMain(t)
+	s := openSSE(t, h1Client, base+"/s/timeout?id="+chanName(t, "a"))
+	start := time.Now()
+	if got := s.ending(t); len(got) != 2 || got[0] != ": hi" || got[1] != ":408: 408 Request Timeout" {
+		t.Fatalf("timeout: %q", got)
+	}
+	if el := time.Since(start); el < time.Second {
+		t.Fatalf("ended after %v, before the 1s timeout", el)
+	}
+	p := openSSE(t, h1Client, base+"/s/ping?id="+chanName(t, "p"))
+	p.next()
+	if ev, err := p.next(); err != nil || ev.event != "ping" || ev.hasData {
+		t.Fatalf("ping: %+v %v", ev, err)
+	}
+}
+
+// TestEventSourceOverHTTP2AndThroughEncode: the stream is flushed event by
+// event over HTTP/2 (nchan's open bug #576 is SSE over HTTP/2), and behind
+// Caddy's encode (gzip), each event arrives while the stream is open.
+func TestEventSourceOverHTTP2AndThroughEncode(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	s := openSSE(t, h2Client, base+"/sub?id="+ch)
+	if s.resp.ProtoMajor != 2 {
+		t.Fatalf("proto %d", s.resp.ProtoMajor)
+	}
+	for i := range 3 {
+		publish(t, "/pub", ch, fmt.Sprint("h2-", i))
+		if ev := s.message(t); ev.data != fmt.Sprint("h2-", i) {
+			t.Fatalf("over HTTP/2: %+v", ev)
+		}
+	}
+
+	req, _ := http.NewRequest("GET", base+"/gz/sub?id="+ch, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := h1Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Logf("encode left text/event-stream uncompressed: %v", resp.Header)
+	}
+	body := io.Reader(resp.Body)
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := newGzipReader(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = zr
+	}
+	gz := &sseStream{resp: resp, r: bufio.NewReader(body), cancel: func() {}}
+	for i := range 3 { // the backlog, then one live event
+		ev := gz.message(t)
+		if want := fmt.Sprint("h2-", i); ev.data != want {
+			t.Fatalf("through encode: %+v, want %s", ev, want)
+		}
+	}
+	publish(t, "/pub", ch, "live")
+	if ev := gz.message(t); ev.data != "live" {
+		t.Fatalf("live through encode: %+v", ev)
+	}
+}
+
+// TestWebSocket checks the WebSocket transport: plain frames (text, binary
+// for application/octet-stream and for a body that is not UTF-8), the
+// ws+meta.nchan subprotocol's id and content-type header, resume with
+// last_event_id, permessage-deflate, and the close codes of DELETE (1001
+// "410 Gone"), the timeout (1000) and displacement (1008 "409 Conflict").
+func TestWebSocket(t *testing.T) { forEachStore(t, testWebSocket) }
+
+func testWebSocket(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	publish(t, "/pub", ch, "text")
+	do(t, h1Client, "POST", base+"/pub?id="+ch, strings.NewReader("\x00\x01bin"), "Content-Type", "application/octet-stream")
+	do(t, h1Client, "POST", base+"/pub?id="+ch, strings.NewReader("\xff\xfe"), "Content-Type", "image/x-test")
+
+	plain := openWS(t, base+"/sub?id="+ch, nil)
+	for _, want := range []struct {
+		typ  websocket.MessageType
+		body string
+	}{{websocket.MessageText, "text"}, {websocket.MessageBinary, "\x00\x01bin"}, {websocket.MessageBinary, "\xff\xfe"}} {
+		if typ, body := wsRead(t, plain); typ != want.typ || body != want.body {
+			t.Fatalf("plain frame: %v %q, want %v %q", typ, body, want.typ, want.body)
+		}
+	}
+
+	meta := openWS(t, base+"/sub?id="+ch, &websocket.DialOptions{Subprotocols: []string{"ws+meta.nchan"},
+		CompressionMode: websocket.CompressionContextTakeover, CompressionThreshold: 1})
+	if meta.Subprotocol() != "ws+meta.nchan" {
+		t.Fatalf("subprotocol %q", meta.Subprotocol())
+	}
+	_, first := wsRead(t, meta)
+	id, rest, _ := strings.Cut(strings.TrimPrefix(first, "id: "), "\n")
+	if rest != "content-type: text/plain\n\ntext" {
+		t.Fatalf("meta frame %q", first)
+	}
+	wsRead(t, meta)
+	wsRead(t, meta)
+	big := strings.Repeat("compressible ", 200)
+	publish(t, "/pub", ch, big)
+	if _, got := wsRead(t, meta); !strings.HasSuffix(got, "\n\n"+big) {
+		t.Fatalf("a large message through permessage-deflate: %d bytes", len(got))
+	}
+	if _, got := wsRead(t, plain); got != big {
+		t.Fatalf("the same message uncompressed: %d bytes", len(got))
+	}
+
+	resumed := openWS(t, base+"/sub?id="+ch+"&last_event_id="+id, &websocket.DialOptions{Subprotocols: []string{"ws+meta.nchan"}})
+	if _, got := wsRead(t, resumed); !strings.Contains(got, "content-type: application/octet-stream\n\n\x00\x01bin") {
+		t.Fatalf("resumed after %s: %q", id, got)
+	}
+
+	do(t, h1Client, "DELETE", base+"/pub?id="+ch, nil)
+	for _, c := range []*websocket.Conn{plain, meta} {
+		if code, reason := wsClosed(t, c); code != websocket.StatusGoingAway || reason != "410 Gone" {
+			t.Fatalf("close after DELETE: %d %q", code, reason)
+		}
+	}
+
+	timed := openWS(t, base+"/s/timeout?id="+ch, nil)
+	if code, reason := wsClosed(t, timed); code != websocket.StatusNormalClosure || reason != "408 Request Timeout" {
+		t.Fatalf("close at the timeout: %d %q", code, reason)
+	}
+
+	old := openWS(t, base+"/s/last?id="+ch, nil)
+	waitFor(t, "the first subscriber counted", func() bool { return waiters(t, "/"+ch) == 1 })
+	openWS(t, base+"/s/last?id="+ch, nil)
+	if code, reason := wsClosed(t, old); code != websocket.StatusPolicyViolation || reason != "409 Conflict" {
+		t.Fatalf("close when displaced: %d %q", code, reason)
+	}
+}
+
+// TestWebSocketPubSub publishes over a pub/sub location's WebSocket: a
+// text frame with the handshake's Content-Type, a binary frame as
+// application/octet-stream; the sender receives its own messages like any
+// subscriber; a frame over max_message_size closes with 1009; a frame sent
+// on a subscribe-only location closes with 1008.
+func TestWebSocketPubSub(t *testing.T) { forEachStore(t, testWebSocketPubSub) }
+
+func testWebSocketPubSub(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	listener := openSSE(t, h1Client, base+"/sub?id="+ch)
+	sender := openWS(t, base+"/ps?id="+ch, &websocket.DialOptions{Subprotocols: []string{"ws+meta.nchan"},
+		HTTPHeader: http.Header{"Content-Type": {"text/x-chat"}}})
+	ctx := context.Background()
+	if err := sender.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sender.Write(ctx, websocket.MessageBinary, []byte{0, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, own := wsRead(t, sender); !strings.HasSuffix(own, "content-type: text/x-chat\n\nhello") {
+		t.Fatalf("the sender's own message: %q", own)
+	}
+	if _, own := wsRead(t, sender); !strings.HasSuffix(own, "content-type: application/octet-stream\n\n\x00\x01\x02") {
+		t.Fatalf("the sender's own binary message: %q", own)
+	}
+	if ev := listener.message(t); ev.data != "hello" {
+		t.Fatalf("an EventSource subscriber got %+v", ev)
+	}
+	if r := publish(t, "/ps", ch, "over POST"); r.status != 201 {
+		t.Fatalf("POST on the pub/sub location: %d %q", r.status, r.body)
+	}
+	if _, got := wsRead(t, sender); !strings.HasSuffix(got, "\n\nover POST") {
+		t.Fatalf("the sender got %q", got)
+	}
+	if err := sender.Write(ctx, websocket.MessageText, make([]byte, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := wsClosed(t, sender); code != websocket.StatusMessageTooBig {
+		t.Fatalf("an over-size frame closed with %d, want 1009", code)
+	}
+
+	sub := openWS(t, base+"/sub?id="+chanName(t, "quiet"), nil)
+	if err := sub.Write(ctx, websocket.MessageText, []byte("not here")); err != nil {
+		t.Fatal(err)
+	}
+	if code, reason := wsClosed(t, sub); code != websocket.StatusPolicyViolation || reason != "Publishing not allowed." {
+		t.Fatalf("a frame on a subscribe-only location: %d %q", code, reason)
+	}
+}
+
+// TestHTTPStreams checks multipart/mixed, chunked and the raw stream on
+// the wire.
+func TestHTTPStreams(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	do(t, h1Client, "POST", base+"/pub?id="+ch, strings.NewReader("one"), "Content-Type", "text/plain")
+	do(t, h1Client, "POST", base+"/pub?id="+ch, nil) // empty, and no Content-Type
+
+	// multipart/mixed: "--B", then a part per message, each ending in "\r\n--B".
+	mp := rawStream(t, "GET /sub?id="+ch+" HTTP/1.1\r\nHost: x\r\nAccept: multipart/mixed\r\n\r\n")
+	head := mp.head()
+	boundary := strings.TrimPrefix(headerOf(head, "Content-Type"), "multipart/mixed; boundary=")
+	if len(boundary) != 32 || strings.ContainsAny(boundary, "/.") {
+		t.Fatalf("boundary %q", boundary)
+	}
+	part := mp.until(t, "\r\nEtag: 0\r\nContent-Type: text/plain\r\n\r\none\r\n--"+boundary)
+	if !strings.HasPrefix(part, "--"+boundary+"\r\nLast-Modified: ") {
+		t.Fatalf("first part %q", part)
+	}
+	mp.until(t, "\r\nEtag: 1\r\n\r\n\r\n--"+boundary) // the empty message, no Content-Type
+	do(t, h1Client, "DELETE", base+"/pub?id="+ch, nil)
+	mp.until(t, "--\r\n") // right after the last boundary
+
+	ch2 := chanName(t, "b")
+	publish(t, "/pub", ch2, "abc")
+	publish(t, "/pub", ch2, "") // an empty message is not sent as a chunk
+	publish(t, "/pub", ch2, "defgh")
+	ck := rawStreamUndecoded(t, "GET /sub?id="+ch2+" HTTP/1.1\r\nHost: x\r\nTE: chunked\r\n\r\n")
+	if head := ck.head(); headerOf(head, "Content-Type") != "" || headerOf(head, "Transfer-Encoding") != "chunked" {
+		t.Fatalf("chunked head %q", head)
+	}
+	ck.until(t, "3\r\nabc\r\n5\r\ndefgh\r\n")
+	do(t, h1Client, "DELETE", base+"/pub?id="+ch2, nil)
+	ck.until(t, "0\r\n\r\n")
+
+	ch3 := chanName(t, "c")
+	publish(t, "/pub", ch3, "x")
+	publish(t, "/pub", ch3, "y\n")
+	raw := rawStream(t, "GET /s/raw?id="+ch3+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	raw.head()
+	raw.until(t, "x--\ny\n--\n")
+}
+
+// TestTransportSelection: a plain GET is still the push module's
+// long-poll; a transport the location does not serve gets 406 naming what
+// it serves.
+func TestTransportSelection(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	publish(t, "/pub", ch, "m")
+	if r := do(t, h1Client, "GET", base+"/sub?id="+ch, nil); r.status != 200 || r.body != "m" || r.header.Get("Etag") != "0" {
+		t.Fatalf("plain GET: %d %q %v", r.status, r.body, r.header)
+	}
+	r := do(t, h1Client, "GET", base+"/s/lp?id="+ch, nil, "Accept", "text/event-stream")
+	if r.status != 406 || !strings.Contains(r.body, "does not serve eventsource") || !strings.Contains(r.body, "long-poll") {
+		t.Fatalf("EventSource on a long-poll location: %d %q", r.status, r.body)
+	}
+	if r := do(t, h1Client, "GET", base+"/s/small?id="+ch, nil); r.status != 406 {
+		t.Fatalf("a plain GET on a streams-only location: %d %q", r.status, r.body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, "ws://localhost:9080/s/lp?id="+ch, nil)
+	if err == nil || resp == nil || resp.StatusCode != 406 {
+		t.Fatalf("a WebSocket on a long-poll location: %v %v", err, resp)
+	}
+}

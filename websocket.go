@@ -1,0 +1,281 @@
+package caddypush
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/caddypush/caddy-push/pushstore"
+)
+
+// This file holds the WebSocket transport: frames as nchan sends them
+// (the body, or with the ws+meta.nchan subprotocol an `id:` and
+// `content-type:` header before it), permessage-deflate with each message
+// compressed once for every subscriber, close codes as nchan's, and, on a
+// pub/sub location, publishing the frames a client sends.
+//
+// It uses github.com/gorilla/websocket for its prepared messages: a frame
+// (and its compressed form) encoded once per publication and written to
+// every connection. github.com/coder/websocket compresses inside each
+// write, per connection, and cannot write a prepared frame (its issue
+// #546), so a publication to N subscribers would be compressed N times.
+
+// metaProtocol is nchan's subprotocol that puts the id and content type
+// before each message's body, so a client can resume.
+const metaProtocol = "ws+meta.nchan"
+
+// The memo slots of a message's WebSocket frames, prepared once.
+var (
+	wsPlainSlot = pushstore.NewMemoSlot() // the body alone
+	wsMetaSlot  = pushstore.NewMemoSlot() // with the ws+meta.nchan header and the message's own id
+)
+
+// wsWriteTimeout bounds writing one batch of frames to a client.
+const wsWriteTimeout = 30 * time.Second
+
+// wsCloseWait is how long a closing stream waits for the client's close
+// frame before it closes the connection (nchan waits 250 ms).
+const wsCloseWait = 250 * time.Millisecond
+
+// hijacked counts the WebSocket handlers running: their connections are
+// no longer the HTTP server's, so its shutdown does not wait for them; the
+// push app does, briefly, at exit (see stoppingHandler).
+var hijacked sync.WaitGroup
+
+// waitHijacked waits up to d for every WebSocket handler to end, and
+// reports whether they did.
+func waitHijacked(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		hijacked.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// wsWriteBuffers is the write buffer pool of every connection: an idle
+// connection holds none.
+var wsWriteBuffers sync.Pool
+
+// upgrader returns the location's WebSocket upgrader.
+func (s *Subscriber) upgrader() *websocket.Upgrader {
+	return &websocket.Upgrader{
+		HandshakeTimeout:  10 * time.Second,
+		ReadBufferSize:    1024,
+		WriteBufferSize:   4096,
+		WriteBufferPool:   &wsWriteBuffers,
+		Subprotocols:      []string{metaProtocol},
+		EnableCompression: true,
+		CheckOrigin: func(r *http.Request) bool {
+			o := r.Header.Get("Origin")
+			return s.AllowOrigin == "*" || o == "" || o == s.AllowOrigin
+		},
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			writeText(w, status, "WebSocket handshake refused: "+reason.Error()+".")
+		},
+	}
+}
+
+// wsWriter frames a stream for one WebSocket connection.
+type wsWriter struct {
+	conn     *websocket.Conn
+	meta     bool // ws+meta.nchan
+	deadline bool // set for the batch being written
+	lastPong atomic.Int64
+	pinged   int64 // when the last ping was sent, unix ns
+	scratch  []byte
+}
+
+// frameType is the opcode a message goes out with: binary for
+// application/octet-stream, as nchan; and, where nchan sends an invalid
+// text frame that makes browsers fail the connection, for a body that is
+// not UTF-8.
+func frameType(m *pushstore.Message) int {
+	if m.ContentType == "application/octet-stream" || !utf8.Valid(m.Body) {
+		return websocket.BinaryMessage
+	}
+	return websocket.TextMessage
+}
+
+// appendMeta appends the ws+meta.nchan header for id, and the body.
+func appendMeta(b []byte, m *pushstore.Message, id []byte) []byte {
+	b = append(append(append(b, "id: "...), id...), '\n')
+	if m.ContentType != "" {
+		b = append(append(append(b, "content-type: "...), m.ContentType...), '\n')
+	}
+	return append(append(b, '\n'), m.Body...)
+}
+
+func prepare(op int, data []byte) *websocket.PreparedMessage {
+	pm, err := websocket.NewPreparedMessage(op, data)
+	if err != nil {
+		panic(err) // only for an invalid opcode
+	}
+	return pm
+}
+
+func (ww *wsWriter) message(m *pushstore.Message, ids *runningID) error {
+	if !ww.deadline {
+		_ = ww.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+		ww.deadline = true
+	}
+	switch {
+	case !ww.meta:
+		return ww.conn.WritePreparedMessage(m.Memo(wsPlainSlot, func(m *pushstore.Message) any {
+			return prepare(frameType(m), m.Body)
+		}).(*websocket.PreparedMessage))
+	case ids == nil:
+		return ww.conn.WritePreparedMessage(m.Memo(wsMetaSlot, func(m *pushstore.Message) any {
+			return prepare(frameType(m), appendMeta(nil, m, []byte(m.ID.String())))
+		}).(*websocket.PreparedMessage))
+	}
+	ww.scratch = appendMeta(ww.scratch[:0], m, ids.appendID(nil))
+	return ww.conn.WriteMessage(frameType(m), ww.scratch)
+}
+
+// ping sends a ping, and ends the stream when the previous one got no pong
+// (as nchan).
+func (ww *wsWriter) ping() error {
+	if ww.pinged != 0 && ww.lastPong.Load() < ww.pinged {
+		return errors.New("no pong")
+	}
+	ww.pinged = time.Now().UnixNano()
+	return ww.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteTimeout))
+}
+
+// wsCloses are the close frames that end a stream, as nchan's where it has
+// one.
+var wsCloses = map[streamEnd]struct {
+	code   int
+	reason string
+}{
+	endDeleted:   {websocket.CloseGoingAway, "410 Gone"},
+	endTimeout:   {websocket.CloseNormalClosure, "408 Request Timeout"},
+	endDisplaced: {websocket.ClosePolicyViolation, "409 Conflict"},
+	endShutdown:  {websocket.CloseGoingAway, "503 Service Unavailable"},
+	endBehind:    {websocket.CloseTryAgainLater, "fell behind by more than stream_queue_size"},
+}
+
+func (ww *wsWriter) end(why streamEnd) error {
+	c := wsCloses[why]
+	return ww.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.code, c.reason),
+		time.Now().Add(time.Second))
+}
+
+func (ww *wsWriter) flush() error {
+	ww.deadline = false
+	return nil // gorilla writes each frame out
+}
+
+// serveWebSocket upgrades r and streams sub on it until either side ends
+// it; on a pub/sub location the frames the client sends are published.
+func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys []string, sub pushstore.Subscription) {
+	header := http.Header{}
+	if o := r.Header.Get("Origin"); o != "" {
+		header.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	}
+	conn, err := s.wsUpgrader.Upgrade(hijacker{w}, r, header)
+	if err != nil {
+		sub.Cancel()
+		return // the upgrader answered
+	}
+	hijacked.Add(1)
+	defer hijacked.Done()
+	defer conn.Close()
+	ww := &wsWriter{conn: conn, meta: conn.Subprotocol() == metaProtocol}
+	conn.SetPongHandler(func(string) error {
+		ww.lastPong.Store(time.Now().UnixNano())
+		return nil
+	})
+	gone := make(chan struct{})
+	go s.readWebSocket(conn, r, keys, gone)
+	s.pump(ww, sub, len(keys), time.Duration(s.WebSocketPingInterval), gone)
+	select { // the client's close frame, or its going away
+	case <-gone:
+	case <-time.After(wsCloseWait):
+	}
+}
+
+// readWebSocket reads what the client sends until the connection ends,
+// then closes gone. Control frames are answered by the connection (a close
+// is echoed). On a pub/sub location each text or binary frame is
+// published; elsewhere a frame closes the connection with 1008.
+func (s *Subscriber) readWebSocket(conn *websocket.Conn, r *http.Request, keys []string, gone chan<- struct{}) {
+	defer close(gone)
+	pub := s.Publish
+	if pub == nil || !s.wsPublish {
+		conn.SetReadLimit(4096)
+	} else {
+		conn.SetReadLimit(pub.MaxMessageSize)
+	}
+	for {
+		op, data, err := conn.ReadMessage()
+		if err != nil {
+			return // closed, gone, or over the read limit (gorilla closed it with 1009)
+		}
+		if pub == nil || !s.wsPublish {
+			s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing not allowed.")
+			return
+		}
+		if len(keys) != 1 {
+			s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.")
+			return
+		}
+		res, err := s.store.Publish(keys[0], frameMessage(op, data, r.Header), pub.opts)
+		if err != nil {
+			status, _ := refusal(err)
+			countPublish(status)
+			code := websocket.CloseInternalServerErr
+			s.closeWebSocket(conn, code, itoa(status)+" "+http.StatusText(status))
+			return
+		}
+		status := http.StatusAccepted
+		if res.Delivered > 0 {
+			status = http.StatusCreated
+		}
+		countPublish(status)
+	}
+}
+
+// frameMessage is the message a frame a client sent publishes: its
+// payload, with, as nchan, the content type application/octet-stream for
+// a binary frame and the handshake's Content-Type for a text frame, and
+// the handshake's X-EventSource-Event as its event name.
+func frameMessage(op int, data []byte, handshake http.Header) *pushstore.Message {
+	msg := &pushstore.Message{Body: data, Event: handshake.Get("X-EventSource-Event")}
+	if op == websocket.BinaryMessage {
+		msg.ContentType = "application/octet-stream"
+	} else if ct := handshake["Content-Type"]; len(ct) > 0 {
+		msg.ContentType = ct[0]
+	}
+	return msg
+}
+
+// closeWebSocket sends a close frame; the read loop then ends.
+func (s *Subscriber) closeWebSocket(conn *websocket.Conn, code int, reason string) {
+	if err := conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
+		time.Now().Add(time.Second)); err != nil {
+		s.logger.Debug("closing websocket", zap.Error(err))
+	}
+}
+
+// hijacker hands gorilla/websocket, which looks for http.Hijacker on the
+// writer itself, the connection under Caddy's response writer wrappers.
+type hijacker struct{ http.ResponseWriter }
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(h.ResponseWriter).Hijack()
+}
