@@ -32,6 +32,12 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 		writeText(w, http.StatusBadRequest, badIDText)
 		return nil
 	}
+	if t == tWebSocket && !s.wsHandshakeOK(r) {
+		// Refused before it subscribes, so it displaces no one and takes
+		// no message; the upgrader answers why.
+		_, _ = s.wsUpgrader.Upgrade(hijacker{w}, r, nil)
+		return nil
+	}
 	sub, err := s.store.Follow(keys, pushstore.FollowRequest{
 		Cursors:     cursors,
 		HasCursor:   cursors != nil,

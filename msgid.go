@@ -60,13 +60,15 @@ func (r *runningID) advance(i int, id pushstore.MessageID) {
 	r.tags[i], r.active = id.Tag, i
 }
 
-// appendTags appends the tag list, `0,[1],-`.
+// appendTags appends the tag list, `0,[1],-`; for one channel, the tag
+// alone, as a one-channel location writes it (a client echoes it back in
+// If-None-Match, where one channel's cursor is read as a plain tag).
 func (r *runningID) appendTags(b []byte) []byte {
 	for i, t := range r.tags {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		if i == r.active {
+		if i == r.active && len(r.tags) > 1 {
 			b = append(b, '[')
 		}
 		if t < 0 {
@@ -74,7 +76,7 @@ func (r *runningID) appendTags(b []byte) []byte {
 		} else {
 			b = strconv.AppendInt(b, t, 10)
 		}
-		if i == r.active {
+		if i == r.active && len(r.tags) > 1 {
 			b = append(b, ']')
 		}
 	}

@@ -99,6 +99,28 @@ func testMultiplexedPolls(t *testing.T) {
 	}
 	waitFor(t, "it left both channels", func() bool { return waiters(t, "/"+a) == 0 && waiters(t, "/"+b) == 0 })
 
+	// One channel on a multiplexed location: a client that echoes its
+	// Last-Modified and Etag moves on through messages of one second.
+	for attempt := 0; ; attempt++ {
+		c := chanName(t, fmt.Sprint("one", attempt))
+		for i := range 3 {
+			publish(t, "/pub", c, fmt.Sprint("o", i))
+		}
+		var cur cursor
+		var got, times []string
+		for range 3 {
+			r := do(t, h1Client, "GET", base+"/s/split?ids="+c, nil, cur.headers()...)
+			got, times, cur = append(got, r.body), append(times, r.header.Get("Last-Modified")), r.cursor()
+		}
+		if times[0] != times[1] && attempt < 5 {
+			continue // o0 and o1 fell in two seconds: o1's tag is 0, try again
+		}
+		if fmt.Sprint(got) != "[o0 o1 o2]" {
+			t.Fatalf("one channel, echoing the cursor: %v (last Etag %q)", got, cur.etag)
+		}
+		break
+	}
+
 	many := make([]string, 256)
 	for i := range many {
 		many[i] = fmt.Sprint("m", i)

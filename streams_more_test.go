@@ -133,6 +133,10 @@ func TestStopClosesStreams(t *testing.T) {
 	s := openSSE(t, h1Client, p.url+"/sub?id=stop")
 	w := openWS(t, p.url+"/sub?id=stop", nil)
 	waitFor(t, "two streams", func() bool { return p.subscribers(t, "stop") == 2 })
+	do(t, h1Client, "POST", p.url+"/pub?id=lp", strings.NewReader("m"))
+	if r := do(t, h1Client, "GET", p.url+"/sub?id=lp", nil); r.status != 200 {
+		t.Fatalf("a long-poll: %d", r.status)
+	}
 	start := time.Now()
 	out, err := exec.Command(caddyBinary(t), "stop", "--address", p.admin).CombinedOutput()
 	if err != nil {
@@ -151,7 +155,7 @@ func TestStopClosesStreams(t *testing.T) {
 	}
 	t.Logf("streams closed and process exited %v after caddy stop", time.Since(start).Round(time.Millisecond))
 	log, _ := os.ReadFile(logFile)
-	for _, tr := range []string{"eventsource", "websocket"} {
+	for _, tr := range []string{"eventsource", "websocket", "long-poll"} {
 		if !strings.Contains(string(log), `"push_transport":"`+tr+`"`) {
 			t.Fatalf("the access log does not name %s:\n%s", tr, log)
 		}

@@ -296,21 +296,26 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 		}
 		fallthrough
 	default:
-		w.Header().Set("Allow", subscriberMethods)
+		allow := subscriberMethods
+		if s.Publish != nil { // a pub/sub location without http: DELETE still works
+			allow = "GET, DELETE, OPTIONS"
+		}
+		w.Header().Set("Allow", allow)
 		writeEmpty(w, http.StatusMethodNotAllowed)
-		return nil
-	}
-	t := s.transports.requested(r)
-	if !s.transports.has(t) {
-		refuseTransport(w, t, s.transports)
 		return nil
 	}
 	// No cache may store or replay an answer: each depends on the request's
 	// cursor and on what was published since.
 	w.Header()["Cache-Control"] = []string{"no-store"}
+	t := s.transports.requested(r)
+	if !s.transports.has(t) {
+		refuseTransport(w, t, s.transports)
+		return nil
+	}
 	if t > tIntervalPoll || s.multiplexed() {
 		return s.serveFollow(w, r, t)
 	}
+	logTransport(r, t)
 	_, key, ok := s.channelKey(w, r)
 	if !ok {
 		return nil

@@ -269,6 +269,7 @@ const mainConfig = globalOptions + `	push {
 	}
 	push_subscriber /s/last {
 		concurrency last
+		allow_origin https://ok.example
 	}
 	push_subscriber /s/first {
 		concurrency first

@@ -207,7 +207,19 @@ func testWebSocket(t *testing.T) {
 
 	old := openWS(t, base+"/s/last?id="+ch, nil)
 	waitFor(t, "the first subscriber counted", func() bool { return waiters(t, "/"+ch) == 1 })
-	openWS(t, base+"/s/last?id="+ch, nil)
+	// A handshake from an origin the location does not allow is refused
+	// before it subscribes: it displaces no one.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, res, err := websocket.Dial(ctx, strings.Replace(base, "http://", "ws://", 1)+"/s/last?id="+ch,
+		&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://evil.example"}}})
+	if err == nil || res == nil || res.StatusCode != 403 {
+		t.Fatalf("a handshake from another origin: %v %v", err, res)
+	}
+	if n := waiters(t, "/"+ch); n != 1 {
+		t.Fatalf("after a refused handshake, %d subscribers (want the first one still there)", n)
+	}
+	openWS(t, base+"/s/last?id="+ch, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://ok.example"}}})
 	if code, reason := wsClosed(t, old); code != websocket.StatusPolicyViolation || reason != "409 Conflict" {
 		t.Fatalf("close when displaced: %d %q", code, reason)
 	}
@@ -318,8 +330,9 @@ func TestTransportSelection(t *testing.T) {
 		t.Fatalf("plain GET: %d %q %v", r.status, r.body, r.header)
 	}
 	r := do(t, h1Client, "GET", base+"/s/lp?id="+ch, nil, "Accept", "text/event-stream")
-	if r.status != 406 || !strings.Contains(r.body, "does not serve eventsource") || !strings.Contains(r.body, "long-poll") {
-		t.Fatalf("EventSource on a long-poll location: %d %q", r.status, r.body)
+	if r.status != 406 || !strings.Contains(r.body, "does not serve eventsource") || !strings.Contains(r.body, "long-poll") ||
+		r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("EventSource on a long-poll location: %d %q %v", r.status, r.body, r.header)
 	}
 	if r := do(t, h1Client, "GET", base+"/s/small?id="+ch, nil); r.status != 406 {
 		t.Fatalf("a plain GET on a streams-only location: %d %q", r.status, r.body)

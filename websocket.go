@@ -2,6 +2,7 @@ package caddypush
 
 import (
 	"bufio"
+	"encoding/base64"
 	"errors"
 	"net"
 	"net/http"
@@ -178,6 +179,15 @@ func (ww *wsWriter) end(why streamEnd) error {
 func (ww *wsWriter) flush() error {
 	ww.deadline = false
 	return nil // gorilla writes each frame out
+}
+
+// wsHandshakeOK reports whether the upgrader will take r's handshake: its
+// origin is allowed, and it names version 13 and carries a key of 16
+// bytes.
+func (s *Subscriber) wsHandshakeOK(r *http.Request) bool {
+	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key"))
+	return err == nil && len(key) == 16 && r.Header.Get("Sec-Websocket-Version") == "13" &&
+		s.wsUpgrader.CheckOrigin(r)
 }
 
 // serveWebSocket upgrades r and streams sub on it until either side ends
