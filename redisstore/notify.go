@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -113,7 +114,7 @@ func (s *Store) resubscribed() {
 	for _, lc := range s.local {
 		lc.subs.Each(func(m *member) {
 			if !m.pending && !m.rechecking {
-				m.rechecking = true
+				s.setRechecking(m, true)
 				parked = append(parked, recheck{m: m})
 			}
 		})
@@ -180,7 +181,7 @@ func (s *Store) recheck(list []recheck) {
 		if r.m.Listed() && !r.m.pending {
 			all = append(all, parked{r, r.m.key, r.m.cursor, r.m.gen})
 		} else {
-			r.m.rechecking = false
+			s.setRechecking(r.m, false)
 		}
 	}
 	s.mu.Unlock()
@@ -229,18 +230,23 @@ func (s *Store) recheck(list []recheck) {
 // channel that is gone ends the stream as deleted.
 func (s *Store) catchUp(ctx context.Context, m *member, cursor string, missed *note) {
 	res, err := s.run(ctx, scriptFetch, m.key, cursor)
+	if h := testHookFetched.Load(); h != nil {
+		(*h)()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m.rechecking = false
 	if err != nil || !m.Listed() {
+		s.setRechecking(m, false)
 		return // a failure is retried by the next notification or resubscription
 	}
 	if str(res[0]) == "nf" {
 		s.unpark(m)
+		s.setRechecking(m, false)
 		m.counted = false
 		m.Queue.Close(pushstore.Deleted)
 		return
 	}
+	defer s.endRecheckLocked(m)
 	last := parseCursorScore(cursor)
 	for i := 2; i+1 < len(res); i += 2 {
 		id := parseID(str(res[i]))
@@ -275,6 +281,10 @@ func (s *Store) catchUpSend(m *member, msg *pushstore.Message, seq uint64) bool 
 	return open
 }
 
+// Test hooks: after a catch-up's fetch, and after a notification is
+// applied.
+var testHookFetched, testHookDelivered atomic.Pointer[func()]
+
 // parseCursorScore turns a sorted-set score back into the id it follows.
 func parseCursorScore(score string) pushstore.MessageID {
 	n, err := strconv.ParseInt(score, 10, 64)
@@ -287,8 +297,25 @@ func parseCursorScore(score string) pushstore.MessageID {
 // endRecheck leaves a member registered, open to notifications again.
 func (s *Store) endRecheck(m *member) {
 	s.mu.Lock()
-	m.rechecking = false
+	s.endRecheckLocked(m)
 	s.mu.Unlock()
+}
+
+// endRecheckLocked ends m's recheck: it applies the notifications that
+// came meanwhile and are newer than its gen, or starts another recheck
+// if one of them shows a gap; s.mu is held.
+func (s *Store) endRecheckLocked(m *member) {
+	lc := s.local[m.key]
+	if lc == nil || !m.Listed() {
+		s.setRechecking(m, false)
+		return
+	}
+	if again := s.replay(lc, m); again != nil {
+		go s.recheck([]recheck{*again})
+		return // still rechecking, still holding
+	}
+	s.setRechecking(m, false)
+	s.forget(m.key, lc)
 }
 
 // redisLog sends go-redis's own log lines to the store's log at debug level:

@@ -26,6 +26,11 @@ import (
 type localChannel struct {
 	subs    pushstore.WaitList[*member]
 	pending int
+	// rechecking counts the listed members being rechecked in Redis.
+	rechecking int
+	// notes are the notifications that came while a member was pending
+	// or rechecking: each applies them, past its gen, when it settles or
+	// its recheck answers.
 	notes   []note
 	streams int           // of subs, the streams (keepalives refresh their count)
 	ct      time.Duration // channel_timeout, for keepalives
@@ -81,8 +86,10 @@ type member struct {
 	counted bool   // Redis counts it (w or s) until it leaves
 	epoch   uint64 // the notes subscription's epoch it registered in; 0: none
 	// rechecking says a recheck in Redis is under way for it (it missed a
-	// notification); notifications leave it alone until the recheck answers.
+	// notification); notifications leave it alone until the recheck
+	// answers, and are held on its channel (notes) until then.
 	rechecking bool
+	holds      bool // counted in its channel's rechecking
 }
 
 // note is a notification: a message, a deletion or a `last` displacement
@@ -182,8 +189,58 @@ func (s *Store) unpark(m *member) bool {
 	if m.stream {
 		lc.streams--
 	}
+	s.release(lc, m)
 	s.forget(m.key, lc)
 	return true
+}
+
+// setRechecking starts or ends a member's recheck; s.mu is held. While a
+// listed member is rechecking, its channel holds the notifications that
+// come, for it to apply when the recheck answers (see replay).
+func (s *Store) setRechecking(m *member, on bool) {
+	m.rechecking = on
+	if !on {
+		if lc := s.local[m.key]; lc != nil {
+			s.release(lc, m)
+		}
+		return
+	}
+	if lc := s.local[m.key]; lc != nil && !m.holds && m.Listed() {
+		m.holds = true
+		lc.rechecking++
+	}
+}
+
+// release ends a member's hold on its channel's notes; s.mu is held.
+func (s *Store) release(lc *localChannel, m *member) {
+	if !m.holds {
+		return
+	}
+	m.holds = false
+	lc.rechecking--
+	if lc.pending == 0 && lc.rechecking == 0 {
+		lc.notes = nil
+	}
+}
+
+// replay applies to m the held notifications newer than its gen, in
+// order; s.mu is held. A message that does not follow m's gen (one was
+// missed) starts a recheck instead, which replay reports.
+func (s *Store) replay(lc *localChannel, m *member) (again *recheck) {
+	for i := range lc.notes {
+		n := &lc.notes[i]
+		if !m.Listed() || n.gen <= m.gen {
+			continue
+		}
+		if n.kind == 'm' && n.gen != m.gen+1 {
+			missed := *n
+			return &recheck{m, &missed}
+		}
+		if !s.apply(m, n) {
+			s.unpark(m)
+		}
+	}
+	return nil
 }
 
 // endPending ends a member's pending state; s.mu is held.
@@ -193,7 +250,7 @@ func (s *Store) endPending(lc *localChannel, m *member) {
 	}
 	m.pending = false
 	lc.pending--
-	if lc.pending == 0 {
+	if lc.pending == 0 && lc.rechecking == 0 {
 		lc.notes = nil
 	}
 }
@@ -238,27 +295,15 @@ func (s *Store) settle(m *member, gen int64, cursor string, ct time.Duration) {
 		lc.ct = ct
 	}
 	lc.kept = time.Now() // the script marked the channel used
-	var again *recheck
-	for i := range lc.notes {
-		n := &lc.notes[i]
-		if !m.Listed() || n.gen <= m.gen {
-			continue
-		}
-		if n.kind == 'm' && n.gen != m.gen+1 {
-			m.rechecking = true
-			again = &recheck{m, n}
-			break
-		}
-		if !s.apply(m, n) {
-			s.unpark(m)
-		}
+	again := s.replay(lc, m)
+	if again == nil && m.Listed() && (m.epoch == 0 || m.epoch != s.epoch.Load()) && s.subscribed.Load() {
+		again = &recheck{m: m}
+	}
+	if again != nil {
+		s.setRechecking(m, true)
 	}
 	s.endPending(lc, m)
 	s.forget(m.key, lc)
-	if again == nil && m.Listed() && (m.epoch == 0 || m.epoch != s.epoch.Load()) && s.subscribed.Load() {
-		m.rechecking = true
-		again = &recheck{m: m}
-	}
 	if again != nil {
 		go s.recheck([]recheck{*again})
 	}
@@ -277,7 +322,7 @@ func (s *Store) deliver(n note) {
 	if n.kind == 'm' && n.msg == nil {
 		n.msg, n.seq = newMessage(parseID(n.id), n.payload)
 	}
-	if lc.pending > 0 {
+	if lc.pending > 0 || lc.rechecking > 0 {
 		lc.notes = append(lc.notes, n)
 	}
 	var missed []recheck
@@ -286,7 +331,7 @@ func (s *Store) deliver(n note) {
 		case m.pending || m.rechecking || m.gen >= n.gen:
 			return true
 		case n.kind == 'm' && n.gen != m.gen+1:
-			m.rechecking = true
+			s.setRechecking(m, true)
 			missed = append(missed, recheck{m, &n})
 			return true
 		}
@@ -300,6 +345,9 @@ func (s *Store) deliver(n note) {
 	s.mu.Unlock()
 	if len(missed) > 0 {
 		go s.recheck(missed)
+	}
+	if h := testHookDelivered.Load(); h != nil {
+		(*h)()
 	}
 }
 
@@ -327,7 +375,7 @@ func (s *Store) leave(m *member) {
 func (s *Store) wakeOne(m *member, msg *pushstore.Message, seq uint64, end pushstore.End) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m.rechecking = false
+	s.setRechecking(m, false)
 	if !s.unpark(m) {
 		return
 	}
