@@ -247,11 +247,30 @@ func encodePayload(msg *pushstore.Message) []byte {
 // time, µs>\n<payload>", and returns the publication time too (the order
 // of messages across channels, Delivery.Seq).
 func newMessage(id pushstore.MessageID, stored string) (*pushstore.Message, uint64) {
+	if !hasPublicationTime(stored) {
+		// stored by a version before streams: "<content type>\n<body>"
+		ct, body, _ := strings.Cut(stored, "\n")
+		return &pushstore.Message{ID: id, Body: []byte(body), ContentType: ct}, 0
+	}
 	us, payload, _ := strings.Cut(stored, "\n")
 	seq, _ := strconv.ParseUint(us, 10, 64)
 	ct, rest, _ := strings.Cut(payload, "\n")
 	event, body, _ := strings.Cut(rest, "\n")
 	return &pushstore.Message{ID: id, Body: []byte(body), ContentType: ct, Event: event}, seq
+}
+
+// hasPublicationTime reports whether a stored message starts with the
+// 16-digit publication time of today's form (a content type never does).
+func hasPublicationTime(stored string) bool {
+	if len(stored) < 17 || stored[16] != '\n' {
+		return false
+	}
+	for i := range 16 {
+		if stored[i] < '0' || stored[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // message is newMessage without the publication time.

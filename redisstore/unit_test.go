@@ -106,3 +106,24 @@ func TestClientOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredForms reads today's stored form and the one before streams
+// ("<content type>\n<body>"), which Redis may still hold after an upgrade.
+func TestStoredForms(t *testing.T) {
+	id := pushstore.MessageID{Time: 5, Tag: 1}
+	for _, c := range []struct {
+		stored, ct, event, body string
+		seq                     uint64
+	}{
+		{"1795803532000001\ntext/plain\nping\nhello\nworld", "text/plain", "ping", "hello\nworld", 1795803532000001},
+		{"1795803532000001\n\n\n", "", "", "", 1795803532000001},
+		{"text/plain\nhello\nworld", "text/plain", "", "hello\nworld", 0},
+		{"\nbody", "", "", "body", 0},
+		{"1234\nbody", "1234", "", "body", 0},
+	} {
+		m, seq := newMessage(id, c.stored)
+		if m.ContentType != c.ct || m.Event != c.event || string(m.Body) != c.body || seq != c.seq || m.ID != id {
+			t.Errorf("%q: %q %q %q %d", c.stored, m.ContentType, m.Event, m.Body, seq)
+		}
+	}
+}
