@@ -87,6 +87,21 @@ export async function publishPaced(channel, {
 export async function openClient(browser, { transport, channel, path = '/sub', extra = {} }) {
   const context = await browser.newContext();
   const page = await context.newPage();
+  const problems = watchProblems(page);
+  const q = new URLSearchParams({ transport, channel, path, ...extra });
+  const url = `${BASE}/e2e/pages/client.html?${q}`;
+  const res = await page.goto(url, { timeout: 10_000 });
+  assert.equal(res && res.status(), 200, `GET ${url}`);
+  const client = { context, page, problems, transport, channel, url };
+  await waitFor(client, () => window.connects >= 1, 'the first connect', 10_000);
+  return client;
+}
+
+/**
+ * Collects a page's console errors (and failed console.asserts), page errors and crashes
+ * into the returned array, as `console.error: <text>`, `pageerror: <message>`, `page crashed`.
+ */
+export function watchProblems(page) {
   const problems = [];
   page.on('console', (msg) => {
     if (msg.type() === 'error' || msg.type() === 'assert') {
@@ -95,13 +110,7 @@ export async function openClient(browser, { transport, channel, path = '/sub', e
   });
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   page.on('crash', () => problems.push('page crashed'));
-  const q = new URLSearchParams({ transport, channel, path, ...extra });
-  const url = `${BASE}/e2e/pages/client.html?${q}`;
-  const res = await page.goto(url, { timeout: 10_000 });
-  assert.equal(res && res.status(), 200, `GET ${url}`);
-  const client = { context, page, problems, transport, channel, url };
-  await waitFor(client, () => window.connects >= 1, 'the first connect', 10_000);
-  return client;
+  return problems;
 }
 
 /** Bounded page.waitForFunction that reports the page's state when it times out. */
