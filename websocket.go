@@ -2,6 +2,7 @@ package caddypush
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"errors"
 	"net"
@@ -46,7 +47,7 @@ const wsWriteTimeout = 30 * time.Second
 // frame before it closes the connection (nchan waits 250 ms).
 const wsCloseWait = 250 * time.Millisecond
 
-// hijacked counts the WebSocket handlers running: their connections are
+// hijacked counts the WebSocket requests running: their connections are
 // no longer the HTTP server's, so its shutdown does not wait for them; the
 // push app does, briefly, at exit (see stoppingHandler).
 var hijacked sync.WaitGroup
@@ -202,8 +203,11 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 		sub.Cancel()
 		return // the upgrader answered
 	}
+	// Done once net/http cancels the request's context, which it does
+	// after Caddy's ServeHTTP returns, its access log line written: the
+	// exit waits for that line too.
 	hijacked.Add(1)
-	defer hijacked.Done()
+	defer context.AfterFunc(r.Context(), hijacked.Done)
 	defer conn.Close()
 	ww := &wsWriter{conn: conn, meta: conn.Subprotocol() == metaProtocol}
 	conn.SetPongHandler(func(string) error {
