@@ -321,6 +321,7 @@ describe('chat (example.Caddyfile)', { concurrency: 3 }, () => {
         for (const text of texts) await curlPublish(room, JSON.stringify({ nick: 'Ada', text }), 'application/json');
         proxy.release();
 
+        await waitTexts(ada, texts); // Ada's own page may be a poll behind, too
         await waitTexts(grace, texts);
         await assertBothShow(ada, grace, [['Ada', 'before the cut'], ...texts.map((t) => ['Ada', t])]);
         assert.ok(proxy.connections > connections, 'the page reconnected');
@@ -410,6 +411,7 @@ describe('chat (example.Caddyfile)', { concurrency: 3 }, () => {
       await waitTexts(ada, ['deploy finished: caddy-push is live']);
       await say(ada, 'Nice. Same room from curl, EventSource and WebSocket.');
       await waitTexts(grace, ['Nice. Same room from curl, EventSource and WebSocket.']);
+      await waitTexts(ada, ['Nice. Same room from curl, EventSource and WebSocket.']);
       await waitCount(ada, 2);
       await waitCount(grace, 2);
 
