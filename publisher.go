@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -241,6 +242,10 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store pushstore.Stor
 	status = http.StatusAccepted
 	if res.Delivered > 0 {
 		status = http.StatusCreated
+		// Let the subscribers the publication woke write first, as nchan
+		// does: on a busy or one-core server the publisher's answer would
+		// otherwise go out before the message reaches anyone.
+		runtime.Gosched()
 	}
 	writeInfo(w, r, status, res.Info)
 	return status, nil
