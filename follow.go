@@ -38,7 +38,7 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 		_, _ = s.wsUpgrader.Upgrade(hijacker{w}, r, nil)
 		return nil
 	}
-	sub, err := s.store.Follow(keys, pushstore.FollowRequest{
+	req := pushstore.FollowRequest{
 		Cursors:     cursors,
 		HasCursor:   cursors != nil,
 		Start:       s.start,
@@ -48,7 +48,14 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 		QueueBytes:  s.StreamQueueSize,
 		Concurrency: s.concurrency,
 		MaxWaiters:  s.MaxChannelSubscribers,
-	})
+	}
+	var st *stall
+	if t != tLongPoll && t != tIntervalPoll {
+		st = newStall()
+		req.OnBehind = st.behind
+		defer st.finish()
+	}
+	sub, err := s.store.Follow(keys, req)
 	if err != nil {
 		return storeRefusal(w, err)
 	}
@@ -60,14 +67,18 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 	case tLongPoll, tIntervalPoll:
 		s.pollMany(w, r, sub, cursors, len(keys))
 	case tWebSocket:
-		s.serveWebSocket(w, r, keys, sub)
+		s.serveWebSocket(w, r, keys, sub, st)
 	case tEventSource:
+		st.open(deadlineCut(w))
 		s.pump(s.openEventSource(w), sub, len(keys), time.Duration(s.EventSourcePingInterval), gone)
 	case tMultipart:
+		st.open(deadlineCut(w))
 		s.pump(s.openMultipart(w), sub, len(keys), 0, gone)
 	case tChunked:
+		st.open(deadlineCut(w))
 		s.pump(s.openChunked(w), sub, len(keys), 0, gone)
 	case tRawStream:
+		st.open(deadlineCut(w))
 		s.pump(s.openRaw(w), sub, len(keys), 0, gone)
 	}
 	return nil

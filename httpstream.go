@@ -17,8 +17,7 @@ import (
 var multipartSlot = pushstore.NewMemoSlot()
 
 type multipartWriter struct {
-	w        http.ResponseWriter
-	rc       *http.ResponseController
+	httpStream
 	boundary []byte // "\r\n--" + the boundary
 	scratch  []byte
 }
@@ -42,7 +41,7 @@ func (s *Subscriber) openMultipart(w http.ResponseWriter) *multipartWriter {
 	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
-	mw := &multipartWriter{w: w, rc: http.NewResponseController(w), boundary: append([]byte("\r\n--"), b[:]...)}
+	mw := &multipartWriter{httpStream: newHTTPStream(w), boundary: append([]byte("\r\n--"), b[:]...)}
 	_, _ = w.Write(mw.boundary[2:]) // "--B": no preamble
 	_ = mw.flush()
 	return mw
@@ -83,17 +82,15 @@ func appendPartHeaders(b []byte, lastModified string, etag []byte, contentType s
 func (mw *multipartWriter) ping() error { return nil }
 
 func (mw *multipartWriter) end(streamEnd) error {
+	mw.boundEnd()
 	_, err := mw.w.Write([]byte("--\r\n")) // closes the last boundary
 	return err
 }
 
-func (mw *multipartWriter) flush() error { return mw.rc.Flush() }
-
 // chunkedWriter sends each message as one chunk of an HTTP/1.1 response
 // (net/http frames the chunks; each flush ends one).
 type chunkedWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	httpStream
 }
 
 func (s *Subscriber) openChunked(w http.ResponseWriter) *chunkedWriter {
@@ -104,7 +101,7 @@ func (s *Subscriber) openChunked(w http.ResponseWriter) *chunkedWriter {
 	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
-	cw := &chunkedWriter{w: w, rc: http.NewResponseController(w)}
+	cw := &chunkedWriter{newHTTPStream(w)}
 	_ = cw.flush()
 	return cw
 }
@@ -120,13 +117,11 @@ func (cw *chunkedWriter) message(m *pushstore.Message, _ *runningID) error {
 }
 
 func (cw *chunkedWriter) ping() error         { return nil }
-func (cw *chunkedWriter) end(streamEnd) error { return nil } // the last chunk ends the response
-func (cw *chunkedWriter) flush() error        { return cw.rc.Flush() }
+func (cw *chunkedWriter) end(streamEnd) error { cw.boundEnd(); return nil } // the last chunk ends the response
 
 // rawWriter sends each body followed by a separator.
 type rawWriter struct {
-	w         http.ResponseWriter
-	rc        *http.ResponseController
+	httpStream
 	separator []byte
 }
 
@@ -138,7 +133,7 @@ func (s *Subscriber) openRaw(w http.ResponseWriter) *rawWriter {
 	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
-	rw := &rawWriter{w: w, rc: http.NewResponseController(w), separator: []byte(s.rawSeparator)}
+	rw := &rawWriter{httpStream: newHTTPStream(w), separator: []byte(s.rawSeparator)}
 	_ = rw.flush()
 	return rw
 }
@@ -152,5 +147,4 @@ func (rw *rawWriter) message(m *pushstore.Message, _ *runningID) error {
 }
 
 func (rw *rawWriter) ping() error         { return nil }
-func (rw *rawWriter) end(streamEnd) error { return nil } // as nchan: the response just ends
-func (rw *rawWriter) flush() error        { return rw.rc.Flush() }
+func (rw *rawWriter) end(streamEnd) error { rw.boundEnd(); return nil } // as nchan: the response just ends

@@ -25,8 +25,7 @@ var (
 )
 
 type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
+	httpStream
 	scratch []byte
 }
 
@@ -40,7 +39,7 @@ func (s *Subscriber) openEventSource(w http.ResponseWriter) *sseWriter {
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(": hi\nretry: " + strconv.Itoa(eventSourceRetry) + "\n\n"))
-	sw := &sseWriter{w: w, rc: http.NewResponseController(w)}
+	sw := &sseWriter{httpStream: newHTTPStream(w)}
 	_ = sw.flush()
 	return sw
 }
@@ -99,8 +98,7 @@ func (sw *sseWriter) ping() error {
 }
 
 func (sw *sseWriter) end(why streamEnd) error {
+	sw.boundEnd()
 	_, err := sw.w.Write([]byte(":" + itoa(why.status) + ": " + why.line() + "\n\n"))
 	return err
 }
-
-func (sw *sseWriter) flush() error { return sw.rc.Flush() }

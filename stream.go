@@ -2,6 +2,7 @@ package caddypush
 
 import (
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,10 +21,14 @@ type streamWriter interface {
 	message(m *pushstore.Message, ids *runningID) error
 	// ping writes a keep-alive, if the transport has one.
 	ping() error
-	// end writes the last bytes, naming why the stream ends.
+	// end writes the last bytes, naming why the stream ends, within
+	// endWriteTimeout (see boundEnd).
 	end(why streamEnd) error
 	// flush sends what was written.
 	flush() error
+	// closeAfter has the connection closed (or the HTTP/2 stream reset)
+	// when the handler returns: a stream that fell behind ends there.
+	closeAfter()
 }
 
 // streamEnd is why a stream ends, as an HTTP status and a reason.
@@ -116,6 +121,9 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 			if end != pushstore.Open {
 				_ = sw.end(endOf(end))
 				_ = sw.flush()
+				if end == pushstore.Behind {
+					sw.closeAfter()
+				}
 				return
 			}
 			if sw.flush() != nil {
@@ -135,4 +143,109 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 			return
 		}
 	}
+}
+
+// A stream whose queue ends Behind normally sees it at its next Take and
+// ends with its reason. One whose client takes no bytes at all is stuck in
+// a write and would see it only when Caddy's write_idle_timeout (1 minute
+// by default) fails that write. stall cuts such a stream: stallGrace after
+// the queue ended, if the stream is still running, it makes the blocked
+// write fail (again every stallRetry, at most stallTries times, since
+// Caddy re-arms the write deadline before each write).
+const (
+	stallGrace = time.Second
+	stallRetry = 100 * time.Millisecond
+	stallTries = 20
+)
+
+type stall struct {
+	mu   sync.Mutex
+	cut  func() // makes the stream's write fail; set once the stream is open
+	done chan struct{}
+}
+
+func newStall() *stall { return &stall{done: make(chan struct{})} }
+
+// behind is the subscription's OnBehind.
+func (st *stall) behind() {
+	t := time.NewTimer(stallGrace)
+	defer t.Stop()
+	for range stallTries {
+		select {
+		case <-st.done:
+			return
+		case <-t.C:
+		}
+		st.mu.Lock()
+		select {
+		case <-st.done:
+		default:
+			if st.cut != nil {
+				st.cut()
+			}
+		}
+		st.mu.Unlock()
+		t.Reset(stallRetry)
+	}
+}
+
+// open names how to cut the stream.
+func (st *stall) open(cut func()) {
+	st.mu.Lock()
+	st.cut = cut
+	st.mu.Unlock()
+}
+
+// finish says the stream is over: it is not cut after this returns. It
+// must be called before the handler returns.
+func (st *stall) finish() {
+	st.mu.Lock()
+	close(st.done)
+	st.mu.Unlock()
+}
+
+// endWriteTimeout bounds the writes that end a stream: its last bytes, and
+// net/http's flush of the response's end after the handler returns.
+const endWriteTimeout = time.Second
+
+// httpStream is what the HTTP streams' writers (EventSource, multipart,
+// chunked, raw) share: the response and its controller.
+type httpStream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func newHTTPStream(w http.ResponseWriter) httpStream {
+	return httpStream{w: w, rc: http.NewResponseController(w)}
+}
+
+func (hs httpStream) flush() error { return hs.rc.Flush() }
+
+// boundEnd gives what is left to write endWriteTimeout, so a client that
+// takes nothing does not keep its connection until Caddy's
+// write_idle_timeout.
+func (hs httpStream) boundEnd() {
+	_ = hs.rc.SetWriteDeadline(time.Now().Add(endWriteTimeout))
+}
+
+// closeAfter makes the response's last write fail, once what was written
+// is flushed, so the connection is closed rather than kept for another
+// request (HTTP/1.1) and the stream is reset (HTTP/2).
+func (hs httpStream) closeAfter() {
+	_ = hs.rc.SetWriteDeadline(time.Now())
+}
+
+// deadlineCut cuts an HTTP stream by a write deadline in the past on its
+// connection (HTTP/1.1), or its stream (HTTP/2), set below Caddy's
+// wrappers, which are not safe for use from another goroutine.
+func deadlineCut(w http.ResponseWriter) func() {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
+	rc := http.NewResponseController(w)
+	return func() { _ = rc.SetWriteDeadline(time.Now()) }
 }

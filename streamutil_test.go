@@ -5,10 +5,12 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -253,3 +255,29 @@ func headerOf(head, name string) string {
 }
 
 func newGzipReader(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) }
+
+// serverSideOpen reports whether the server's end of the TCP connection
+// between its port and a client's port on this machine is established,
+// from Linux's /proc/net/tcp and tcp6.
+func serverSideOpen(t *testing.T, serverPort, clientPort int) bool {
+	t.Helper()
+	local, remote := fmt.Sprintf(":%04X", serverPort), fmt.Sprintf(":%04X", clientPort)
+	read := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		read++
+		for _, line := range strings.Split(string(b), "\n") {
+			fs := strings.Fields(line) // sl, local address, rem address, st (01: established), ...
+			if len(fs) > 3 && strings.HasSuffix(fs[1], local) && strings.HasSuffix(fs[2], remote) {
+				return fs[3] == "01"
+			}
+		}
+	}
+	if read == 0 {
+		t.Fatal("no /proc/net/tcp: this check needs Linux")
+	}
+	return false
+}

@@ -177,6 +177,10 @@ func (ww *wsWriter) end(why streamEnd) error {
 		time.Now().Add(time.Second))
 }
 
+// closeAfter does nothing: a WebSocket's connection closes when its
+// handler returns.
+func (ww *wsWriter) closeAfter() {}
+
 func (ww *wsWriter) flush() error {
 	ww.deadline = false
 	return nil // gorilla writes each frame out
@@ -193,7 +197,7 @@ func (s *Subscriber) wsHandshakeOK(r *http.Request) bool {
 
 // serveWebSocket upgrades r and streams sub on it until either side ends
 // it; on a pub/sub location the frames the client sends are published.
-func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys []string, sub pushstore.Subscription) {
+func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys []string, sub pushstore.Subscription, st *stall) {
 	header := http.Header{}
 	if o := r.Header.Get("Origin"); o != "" {
 		header.Set("Access-Control-Allow-Origin", s.AllowOrigin)
@@ -207,9 +211,11 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	// after Caddy's ServeHTTP returns, its access log line written: the
 	// exit waits for that line too.
 	hijacked.Add(1)
-	defer context.AfterFunc(r.Context(), hijacked.Done)
+	defer func() { context.AfterFunc(r.Context(), hijacked.Done) }()
 	defer conn.Close()
 	ww := &wsWriter{conn: conn, meta: conn.Subprotocol() == metaProtocol}
+	// A client that takes nothing cannot read a close frame either.
+	st.open(func() { _ = conn.UnderlyingConn().Close() })
 	conn.SetPongHandler(func(string) error {
 		ww.lastPong.Store(time.Now().UnixNano())
 		return nil

@@ -11,6 +11,7 @@ func (s *MemoryStore) Follow(keys []string, req FollowRequest) (Subscription, er
 
 func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, error) {
 	ms := newMemSub(s, len(keys), req.OneShot || req.NoWait, req.QueueBytes)
+	ms.OnBehind = req.OnBehind
 	if s.closing.Load() && !req.NoWait {
 		ms.Close(Shutdown)
 		return ms, nil

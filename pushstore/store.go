@@ -220,13 +220,16 @@ type Start struct {
 
 // FollowRequest describes a subscription that Follow registers.
 type FollowRequest struct {
-	Cursors     []MessageID // per channel, when HasCursor
-	HasCursor   bool
-	Start       Start
-	Create      bool  // the request may create the channels
-	OneShot     bool  // end with the first message (a multiplexed long-poll)
-	NoWait      bool  // with nothing to send now, register nothing (an interval-poll)
-	QueueBytes  int64 // a stream's queue limit (see Queue.Init)
+	Cursors    []MessageID // per channel, when HasCursor
+	HasCursor  bool
+	Start      Start
+	Create     bool  // the request may create the channels
+	OneShot    bool  // end with the first message (a multiplexed long-poll)
+	NoWait     bool  // with nothing to send now, register nothing (an interval-poll)
+	QueueBytes int64 // a stream's queue limit (see Queue.Init)
+	// OnBehind, when set, is run in a goroutine of its own once the
+	// subscription ends Behind (see Queue.OnBehind).
+	OnBehind    func()
 	Concurrency Concurrency
 	MaxWaiters  int // 0: unlimited
 }

@@ -66,6 +66,11 @@ type Queue struct {
 	once   bool        // ends Done with its first delivery (a long-poll)
 	end    End
 	ready  chan struct{}
+
+	// OnBehind, when set, is run in a goroutine of its own when the queue
+	// ends Behind: the subscriber may be stuck writing to a client that
+	// takes nothing, and not see the end until that write returns.
+	OnBehind func()
 }
 
 // Init sets q up: a one-shot queue (a long-poll) ends with its first
@@ -103,6 +108,9 @@ func (q *Queue) Push(d Delivery) (delivered, open bool) {
 	case !q.once && len(q.items) > 0 && q.held-q.exempt+cost > q.limit:
 		q.end = Behind
 		q.signal()
+		if q.OnBehind != nil {
+			go q.OnBehind()
+		}
 		return false, false
 	}
 	q.items = append(q.items, d)

@@ -17,6 +17,7 @@ import (
 func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Subscription, error) {
 	oneShot := req.OneShot || req.NoWait
 	sub := newRedisSub(s, len(keys), oneShot, req.QueueBytes)
+	sub.OnBehind = req.OnBehind
 	if s.closing.Load() && !req.NoWait {
 		sub.Close(pushstore.Shutdown)
 		return sub, nil
