@@ -126,7 +126,8 @@ install_nchan() {
 
 # start_nginx NAME PORT [CONF]: nginx + nchan in the foreground (so it is
 # ours to stop) with prefix $OUT/NAME and bench/CONF (default nchan.conf)
-# listening on PORT.
+# listening on PORT (and using the redis-server on REDIS_PORT, for a CONF
+# that names 127.0.0.1:REDISPORT).
 start_nginx() {
   local name=$1 port=$2 conf=${3:-nchan.conf}
   local prefix=$OUT/$name
@@ -134,7 +135,8 @@ start_nginx() {
   port_free "$port" || { echo "port $port is taken" >&2; return 1; }
   mkdir -p "$prefix/logs" "$prefix/tmp"
   ln -sfn /usr/lib/nginx/modules "$prefix/modules"
-  sed "s/127\.0\.0\.1:PORT/127.0.0.1:$port/" "$HERE/$conf" > "$prefix/nginx.conf"
+  sed -e "s/127\.0\.0\.1:PORT/127.0.0.1:$port/" -e "s/127\.0\.0\.1:REDISPORT/127.0.0.1:${REDIS_PORT:-6379}/" \
+    "$HERE/$conf" > "$prefix/nginx.conf"
   nginx -p "$prefix/" -c "$prefix/nginx.conf" -g 'daemon off;' > "$OUT/$name.log" 2>&1 &
   _started "$name" $! "http://127.0.0.1:$port/pub?id=ready"
 }
@@ -176,6 +178,18 @@ start_centrifugo() {
   (cd "$OUT" && exec env GOMAXPROCS=1 CENTRIFUGO_HTTP_SERVER_PORT="$port" \
     "$CENTRIFUGO_BIN" --config "$HERE/centrifugo.json") > "$OUT/$name.log" 2>&1 &
   _started "$name" $! "http://127.0.0.1:$port/health"
+}
+
+# keep_results JSONL: with KEEP=1, copies the run's summary.md and its JSON
+# lines to bench/results/, named after the run's folder.
+keep_results() {
+  [ "${KEEP:-0}" = 1 ] || return 0
+  local stamp
+  stamp=$(basename "$OUT")
+  mkdir -p "$HERE/results"
+  cp "$OUT/summary.md" "$HERE/results/$stamp.md"
+  cp "$1" "$HERE/results/$stamp.jsonl"
+  echo "kept: bench/results/$stamp.{md,jsonl}"
 }
 
 # pb LABEL JSONL ARGS...: one pushbench run, its JSON appended to JSONL and

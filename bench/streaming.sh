@@ -16,8 +16,16 @@
 # fails to load) and compares all three after. It prints the tables with
 # the ratios between servers of the same run, and writes SVG charts.
 #
-#   bench/streaming.sh [quick|full] [REPS]    full: about 8 minutes a repetition
+#   bench/streaming.sh [quick|full|slow] [REPS]    full: about 8 minutes a repetition
 #     quick: 100 and 1000 subscribers, 1000 idle, 50 rounds (a smoke pass)
+#     slow:  one EventSource subscriber that never reads beside 10 readers
+#            (EventSource, then WebSocket), 100 MiB published in 64 KiB
+#            messages to a channel that stores 16 (/pub_small): the server's
+#            RSS growth against its stream queue (caddy-push's
+#            stream_queue_size, 1 MiB), and what the readers lost; caddy-push
+#            and nchan (Centrifugo's protocol is not the push protocol). Each
+#            is also run without the non-reader (WHO_base): the growth the
+#            load itself causes
 #
 # Environment: PORT_BASE (18600: Caddy +0, its admin +1, nginx +2,
 # Centrifugo +4), RATE (20000 deliveries/s), WORK (/tmp/caddypush-bench),
@@ -28,11 +36,14 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 MODE=${1:-full}
 REPS=${2:-1}
-case $MODE in quick | full) ;; *) echo "usage: $0 [quick|full] [REPS]" >&2; exit 2 ;; esac
+case $MODE in quick | full | slow) ;; *) echo "usage: $0 [quick|full|slow] [REPS]" >&2; exit 2 ;; esac
 bench_setup /tmp/caddypush-bench "streaming-$MODE"
 BASE=${PORT_BASE:-18600}
 RATE=${RATE:-20000}
 SERVERS=${SERVERS:-nchan centrifugo caddy}
+if [ "$MODE" = slow ]; then SERVERS=${SERVERS/centrifugo/}; fi
+PUB=/pub
+if [ "$MODE" = slow ]; then PUB=/pub_small; fi
 JSONL=$OUT/results.jsonl
 
 build caddy ./cmd/caddy
@@ -44,10 +55,10 @@ start() {
   case $1 in
     caddy)
       start_caddy caddy caddy stream.Caddyfile "$BASE" $((BASE + 1)) || return 1
-      ARGS=(-pub "http://127.0.0.1:$BASE/pub?id=%s") ;;
+      ARGS=(-pub "http://127.0.0.1:$BASE$PUB?id=%s") ;;
     nchan)
       start_nginx nchan $((BASE + 2)) || return 1
-      ARGS=(-pub "http://127.0.0.1:$((BASE + 2))/pub?id=%s") ;;
+      ARGS=(-pub "http://127.0.0.1:$((BASE + 2))$PUB?id=%s") ;;
     centrifugo)
       start_centrifugo centrifugo $((BASE + 4)) || return 1
       ARGS=(-server centrifugo -pub "http://127.0.0.1:$((BASE + 4))/api/publish" -api-key "$CENTRIFUGO_KEY") ;;
@@ -98,13 +109,20 @@ run() {
   for who in "${order[@]}"; do
     [[ " ${AVAILABLE[*]} " == *" $who/$tr "* ]] || continue
     start "$who" || continue
-    pb "$who-r$rep" "$JSONL" "${ARGS[@]}" -transport "$tr" -sub "$(sub "$who" "$tr")" "$@"
+    pb "$who${SUFFIX:-}-r$rep" "$JSONL" "${ARGS[@]}" -transport "$tr" -sub "$(sub "$who" "$tr")" "$@"
     stop_servers
   done
 }
 
 if [ "$MODE" = quick ]; then SIZES="100 1000" IDLE=1000 ROUNDS=50 DUR=5s; else SIZES="1000 10000" IDLE=10000 ROUNDS=200 DUR=15s; fi
 for rep in $(seq 1 "$REPS"); do
+  if [ "$MODE" = slow ]; then
+    for tr in eventsource websocket; do
+      run "$rep" "$tr" -scenario slow -subs 10 -msg-size 65536 -total $((100 << 20)) -window 8 -max-time 300s
+      SUFFIX=_base run "$rep" "$tr" -scenario slow -slow-subs 0 -subs 10 -msg-size 65536 -total $((100 << 20)) -window 8 -max-time 300s
+    done
+    continue
+  fi
   for tr in eventsource websocket; do
     for s in $SIZES; do
       run "$rep" "$tr" -scenario rate -subs "$s" -rate "$RATE" -duration "$DUR" -max-time 240s
@@ -118,11 +136,5 @@ stop_servers
 python3 "$HERE/summary.py" --ratio caddy/nchan --ratio caddy/centrifugo --ratio centrifugo/nchan "$JSONL" |
   tee "$OUT/summary.md"
 "$HERE/plot.sh" -out "$OUT/charts" "$JSONL" || echo "charts not written (see above)"
-if [ "${KEEP:-0}" = 1 ]; then
-  stamp=$(basename "$OUT")
-  mkdir -p "$HERE/results"
-  cp "$OUT/summary.md" "$HERE/results/$stamp.md"
-  cp "$JSONL" "$HERE/results/$stamp.jsonl"
-  echo "kept: bench/results/$stamp.{md,jsonl}"
-fi
+keep_results "$JSONL"
 echo "results: $OUT"

@@ -26,11 +26,14 @@ METRICS = {  # scenario -> (key, name); ratios are taken of every metric but the
     "publish": [("publishes_per_s", "publishes/s"), ("server_cpu_us_per_publish", "server CPU µs per publish"),
                 ("lat_p99_ms", "latency p99 ms")],
     "idle": [("rss_bytes_per_sub", "RSS bytes per idle subscriber"), ("pss_bytes_per_sub", "PSS bytes per idle subscriber")],
+    "slow": [("server_rss_kb_growth", "server RSS growth KiB"),
+             ("slow_cut", "the server closed the slow subscriber's connection within 10 s"),
+             ("lost", "lost (readers)"), ("duplicated", "duplicated"), ("out_of_order", "out of order")],
     "stream": [("deliveries_per_s", "deliveries/s"), ("server_cpu_us_per_delivery", "server CPU µs per delivery"),
                ("lost", "lost"), ("duplicated", "duplicated")],
 }
 METRICS["rate"] = METRICS["fanout"]
-COUNTS = {"lost", "duplicated", "out_of_order", "other_cpu_s_window"}  # no ratio
+COUNTS = {"lost", "duplicated", "out_of_order", "other_cpu_s_window", "slow_cut"}  # no ratio
 
 
 def n(count, word):
@@ -48,6 +51,9 @@ def group_key(r):
         return f"idle {tr}, {n(r['subs'], 'subscriber')}" + (" on one channel" if r.get("shared_channel") else "")
     if s == "publish":
         return f"publish, {n(r['publishers'], 'publisher')}, {n(r['channels'], 'channel')}"
+    if s == "slow":
+        return (f"slow {tr}: one subscriber never reads, {n(r['subs'], 'reader')}, "
+                f"{r['total_bytes'] / 2**20:.0f} MiB in {r['msg_size'] // 1024} KiB messages")
     if s == "stream":
         return f"stream, {n(r['subs'], 'subscriber')}"
     return None  # proto, probe: checks, not figures

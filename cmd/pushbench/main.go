@@ -65,6 +65,8 @@ type config struct {
 	settle        time.Duration
 	hold          time.Duration
 	msgSize       int
+	total         int64
+	slowSubs      int
 	window        int
 	useInfo       bool
 	waitTO        time.Duration
@@ -84,7 +86,7 @@ type config struct {
 func main() {
 	var cfg config
 	var pidStr string
-	flag.StringVar(&cfg.scenario, "scenario", "fanout", "fanout | rate | idle | publish | stream | proto | probe")
+	flag.StringVar(&cfg.scenario, "scenario", "fanout", "fanout | rate | idle | slow | publish | stream | proto | probe")
 	flag.StringVar(&cfg.label, "label", "", "label copied into the result; the bench scripts use WHO-REP (nchan-r1)")
 	flag.StringVar(&cfg.server, "server", "push", "protocol: push (caddy-push, nchan) | centrifugo")
 	flag.StringVar(&cfg.transport, "transport", "longpoll", "subscriber transport: longpoll | eventsource | websocket")
@@ -107,6 +109,8 @@ func main() {
 	flag.BoolVar(&cfg.idleShared, "idle-shared", false, "idle: put all subscribers on ONE channel (default: one channel each)")
 	flag.DurationVar(&cfg.hold, "hold", 3*time.Second, "idle: time to hold subscribers open before sampling memory")
 	flag.IntVar(&cfg.msgSize, "msg-size", 100, "message body size in bytes")
+	flag.Int64Var(&cfg.total, "total", 100<<20, "slow: bytes published (in -msg-size messages)")
+	flag.IntVar(&cfg.slowSubs, "slow-subs", 1, "slow: subscribers that never read")
 	flag.IntVar(&cfg.window, "window", 200, "stream: max messages the publisher may run ahead of the slowest subscriber (keep < server buffer)")
 	flag.BoolVar(&cfg.useInfo, "info", true, "push: poll channel info (GET on the publisher URL) to confirm subscribers are waiting")
 	flag.DurationVar(&cfg.waitTO, "wait-timeout", 60*time.Second, "max wait for subscribers to be ready / a round to be delivered")
@@ -144,6 +148,7 @@ var scenarios = map[string]struct {
 	"rate":    {runRate, runRate},
 	"idle":    {runIdle, runStreamIdle},
 	"probe":   {runProbe, runProbe},
+	"slow":    {nil, runStreamSlow},
 	"publish": {runPublish, nil},
 	"stream":  {runStream, nil},
 	"proto":   {runProto, nil},
@@ -174,6 +179,9 @@ func setup(cfg *config) error {
 	}
 	if cfg.transport != "longpoll" && sc.streams == nil {
 		return fmt.Errorf("-scenario %s is long-poll only", cfg.scenario)
+	}
+	if cfg.transport == "longpoll" && sc.longpoll == nil {
+		return fmt.Errorf("-scenario %s needs -transport eventsource or websocket", cfg.scenario)
 	}
 	cfg.dial = newDialer(cfg.maxDials)
 	f, err := makeFactory(cfg.client, cfg.dial)
