@@ -34,43 +34,15 @@ func runExample(t *testing.T) *caddyProc {
 	if !strings.Contains(cfg, fmt.Sprintf("admin 127.0.0.1:%d", adminPort)) || !strings.Contains(cfg, fmt.Sprintf(":%d {", httpPort)) {
 		t.Fatal("could not rewrite example.Caddyfile's addresses for the test")
 	}
-	dir := t.TempDir()
-	file := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	root, err := filepath.Abs(".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "caddy.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "run", "--config", file)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &caddyProc{cmd: cmd, log: logPath, admin: fmt.Sprintf("127.0.0.1:%d", adminPort),
-		url: fmt.Sprintf("http://127.0.0.1:%d", httpPort), done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			log, _ := os.ReadFile(logPath)
-			t.Logf("caddy log:\n%s", log)
-		}
-	})
+	p := startCaddyProc(t, bin, cfg, root, adminPort, httpPort)
 	waitWithin(t, 30*time.Second, "caddy to serve example.Caddyfile", func() bool {
 		select {
 		case <-p.done:
-			log, _ := os.ReadFile(logPath)
+			log, _ := os.ReadFile(p.log)
 			t.Fatalf("caddy exited:\n%s", log)
 		default:
 		}

@@ -64,6 +64,44 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// startCaddyProc starts the Caddy binary bin on the Caddyfile cfg, whose
+// admin endpoint and site listen on 127.0.0.1 at the ports given, in the
+// directory workDir ("": the test's), with its own HOME and log file. The
+// process is killed when the test ends, and its log shown if it failed.
+func startCaddyProc(t *testing.T, bin, cfg, workDir string, adminPort, httpPort int) *caddyProc {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "caddy.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "run", "--config", file)
+	cmd.Dir = workDir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &caddyProc{cmd: cmd, log: logPath, admin: fmt.Sprintf("127.0.0.1:%d", adminPort),
+		url: fmt.Sprintf("http://127.0.0.1:%d", httpPort), done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			log, _ := os.ReadFile(logPath)
+			t.Logf("caddy log:\n%s", log)
+		}
+	})
+	return p
+}
+
 // caddyProc is a running Caddy binary.
 type caddyProc struct {
 	cmd   *exec.Cmd
@@ -88,32 +126,7 @@ func runCaddyGlobal(t *testing.T, global, site string) *caddyProc {
 	adminPort, httpPort := freePort(t), freePort(t)
 	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tservers {\n\t\tprotocols h1 h2c\n\t}\n%s\n}\nhttp://127.0.0.1:%d {\n%s\n}\n",
 		adminPort, global, httpPort, site)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "--config", file)
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	logf, err := os.Create(filepath.Join(dir, "caddy.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &caddyProc{cmd: cmd, log: filepath.Join(dir, "caddy.log"), admin: fmt.Sprintf("127.0.0.1:%d", adminPort),
-		url: fmt.Sprintf("http://127.0.0.1:%d", httpPort), done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "caddy.log"))
-			t.Logf("caddy log:\n%s", log)
-		}
-	})
+	p := startCaddyProc(t, bin, cfg, "", adminPort, httpPort)
 	waitFor(t, "caddy to serve", func() bool {
 		r, err := http.Get(p.url + "/pub?id=ready")
 		if err == nil {
