@@ -63,6 +63,7 @@ var nginxNames = map[string]string{
 	"nchan_max_channel_id_length":                "max_channel_id_length",
 	"nchan_channel_id_split_delimiter":           "channel_id_split_delimiter",
 	"nchan_access_control_allow_origin":          "allow_origin",
+	"nchan_access_control_allow_credentials":     "allow_credentials",
 	"nchan_store_messages":                       "store_messages",
 	"nchan_message_buffer_length":                "message_buffer_length",
 	"nchan_message_max_buffer_length":            "message_buffer_length",
@@ -143,6 +144,8 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 		cc.MaxChannelIDLength, err = intArg(d, 1)
 	case "allow_origin":
 		cc.AllowOrigin, err = oneArg(d)
+	case "allow_credentials":
+		cc.AllowCredentials, err = onOffArg(d)
 	default:
 		return false, nil
 	}
@@ -156,6 +159,7 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 //		channel_group                  <name>
 //		max_channel_id_length          <bytes>
 //		allow_origin                   <origin>
+//		allow_credentials              on|off
 //		store_messages                 on|off
 //		max_message_buffer_length      <n>
 //		min_message_buffer_length      <n>
@@ -243,6 +247,7 @@ func (p *Publisher) unmarshalPublisherSub(d *caddyfile.Dispenser, name string) (
 //		channel_group              <name>
 //		max_channel_id_length      <bytes>
 //		allow_origin               <origin>
+//		allow_credentials          on|off
 //		concurrency                broadcast|first|last
 //		timeout                    <duration>
 //		authorized_channels_only   on|off

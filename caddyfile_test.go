@@ -153,6 +153,7 @@ func TestValidateRefusesBadJSON(t *testing.T) {
 // parsers: they may refuse, but never panic.
 func FuzzCaddyfile(f *testing.F) {
 	f.Add("store_messages on\nmax_message_buffer_length 5")
+	f.Add("allow_origin https://a.example\nnchan_access_control_allow_credentials on;")
 	f.Add("set $push_channel_id $arg_id\nclient_max_body_size 1M")
 	f.Add("concurrency last\ntimeout 1d\nfirst_message newest")
 	f.Add("message_buffer_length 3\n}\n{")

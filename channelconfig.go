@@ -52,6 +52,16 @@ type ChannelConfig struct {
 	// answers and on responses. Default: `*`.
 	AllowOrigin string `json:"allow_origin,omitempty"`
 
+	// AllowCredentials lets a page on another origin subscribe or publish
+	// with its cookies (an EventSource or fetch with credentials): answers
+	// say Access-Control-Allow-Credentials: true and name the request's
+	// Origin in Access-Control-Allow-Origin when allow_origin is `*` or
+	// that origin, as browsers require. With allow_origin `*` that is any
+	// site, so name your site in allow_origin. Equivalent to nchan's
+	// nchan_access_control_allow_credentials (on by default there).
+	// Default: off.
+	AllowCredentials bool `json:"allow_credentials,omitempty"`
+
 	// queryKey is NAME when ChannelID is exactly {http.request.uri.query.NAME}:
 	// then the id is read from the raw query without building the replacer's
 	// map of every parameter.
@@ -216,10 +226,34 @@ func (cc *ChannelConfig) channelKey(w http.ResponseWriter, r *http.Request) (id,
 	return id, cc.ChannelGroup + "/" + id, true
 }
 
+// allowOrigin is the Access-Control-Allow-Origin of an answer to r.
+func (cc *ChannelConfig) allowOrigin(r *http.Request) string {
+	if cc.AllowCredentials {
+		if o := r.Header.Get("Origin"); o != "" && (cc.AllowOrigin == "*" || o == cc.AllowOrigin) {
+			return o
+		}
+	}
+	return cc.AllowOrigin
+}
+
+// setCORS sets the CORS headers of an answer to r (not a preflight).
+func (cc *ChannelConfig) setCORS(h http.Header, r *http.Request) {
+	h.Set("Access-Control-Allow-Origin", cc.allowOrigin(r))
+	cc.setCredentials(h)
+}
+
+// setCredentials adds what allow_credentials adds to an answer.
+func (cc *ChannelConfig) setCredentials(h http.Header) {
+	if cc.AllowCredentials {
+		h.Set("Access-Control-Allow-Credentials", "true")
+		h.Add("Vary", "Origin")
+	}
+}
+
 // writeCORS answers an OPTIONS request.
-func (cc *ChannelConfig) writeCORS(w http.ResponseWriter, allowHeaders, allowMethods string) {
+func (cc *ChannelConfig) writeCORS(w http.ResponseWriter, r *http.Request, allowHeaders, allowMethods string) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", cc.AllowOrigin)
+	cc.setCORS(h, r)
 	h.Set("Access-Control-Allow-Headers", allowHeaders)
 	h.Set("Access-Control-Allow-Methods", allowMethods)
 	h.Set("Content-Length", "0")

@@ -70,16 +70,16 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 		s.serveWebSocket(w, r, keys, sub, st)
 	case tEventSource:
 		st.open(deadlineCut(w))
-		s.pump(s.openEventSource(w), sub, len(keys), time.Duration(s.EventSourcePingInterval), gone)
+		s.pump(s.openEventSource(w, r), sub, len(keys), time.Duration(s.EventSourcePingInterval), gone)
 	case tMultipart:
 		st.open(deadlineCut(w))
-		s.pump(s.openMultipart(w), sub, len(keys), 0, gone)
+		s.pump(s.openMultipart(w, r), sub, len(keys), 0, gone)
 	case tChunked:
 		st.open(deadlineCut(w))
-		s.pump(s.openChunked(w), sub, len(keys), 0, gone)
+		s.pump(s.openChunked(w, r), sub, len(keys), 0, gone)
 	case tRawStream:
 		st.open(deadlineCut(w))
-		s.pump(s.openRaw(w), sub, len(keys), 0, gone)
+		s.pump(s.openRaw(w, r), sub, len(keys), 0, gone)
 	}
 	return nil
 }
@@ -160,7 +160,7 @@ func (s *Subscriber) writeCompound(w http.ResponseWriter, r *http.Request, m *pu
 	h.Set("Last-Modified", lastModified(pushstore.MessageID{Time: ids.time}))
 	h.Set("Etag", string(ids.appendTags(nil)))
 	h.Set("Vary", "If-None-Match, If-Modified-Since")
-	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	s.setCORS(h, r)
 	h.Set("Access-Control-Expose-Headers", "Last-Modified, Etag")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", itoa(len(m.Body)))

@@ -28,7 +28,7 @@ type multipartWriter struct {
 const boundaryChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 // openMultipart writes the stream's head and its first boundary.
-func (s *Subscriber) openMultipart(w http.ResponseWriter) *multipartWriter {
+func (s *Subscriber) openMultipart(w http.ResponseWriter, r *http.Request) *multipartWriter {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	for i := range b {
@@ -38,7 +38,7 @@ func (s *Subscriber) openMultipart(w http.ResponseWriter) *multipartWriter {
 	h.Set("Content-Type", "multipart/mixed; boundary="+string(b[:]))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	mw := &multipartWriter{httpStream: newHTTPStream(w), boundary: append([]byte("\r\n--"), b[:]...)}
@@ -93,12 +93,12 @@ type chunkedWriter struct {
 	httpStream
 }
 
-func (s *Subscriber) openChunked(w http.ResponseWriter) *chunkedWriter {
+func (s *Subscriber) openChunked(w http.ResponseWriter, r *http.Request) *chunkedWriter {
 	h := w.Header()
 	h["Content-Type"] = nil // as nchan: none, the bodies are what they are
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	cw := &chunkedWriter{newHTTPStream(w)}
@@ -125,12 +125,12 @@ type rawWriter struct {
 	separator []byte
 }
 
-func (s *Subscriber) openRaw(w http.ResponseWriter) *rawWriter {
+func (s *Subscriber) openRaw(w http.ResponseWriter, r *http.Request) *rawWriter {
 	h := w.Header()
 	h["Content-Type"] = nil
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	rw := &rawWriter{httpStream: newHTTPStream(w), separator: []byte(s.rawSeparator)}

@@ -166,10 +166,10 @@ const publisherMethods = "GET, POST, PUT, DELETE, OPTIONS"
 // ServeHTTP answers a publisher request (docs/protocol.md, "Publisher").
 func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	if r.Method == http.MethodOptions {
-		p.writeCORS(w, "Content-Type, Origin", publisherMethods)
+		p.writeCORS(w, r, "Content-Type, Origin", publisherMethods)
 		return nil
 	}
-	w.Header().Set("Access-Control-Allow-Origin", p.AllowOrigin)
+	p.setCORS(w.Header(), r)
 	_, key, ok := p.channelKey(w, r)
 	if !ok {
 		return nil

@@ -30,12 +30,12 @@ type sseWriter struct {
 }
 
 // openEventSource writes the stream's head and first bytes.
-func (s *Subscriber) openEventSource(w http.ResponseWriter) *sseWriter {
+func (s *Subscriber) openEventSource(w http.ResponseWriter, r *http.Request) *sseWriter {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // an nginx in front must not hold events back
-	h.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(": hi\nretry: " + strconv.Itoa(eventSourceRetry) + "\n\n"))

@@ -281,10 +281,10 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 	case http.MethodGet:
 	case http.MethodOptions:
 		if s.Publish != nil {
-			s.writeCORS(w, "If-None-Match, If-Modified-Since, Last-Event-ID, Content-Type, X-EventSource-Event, Origin",
+			s.writeCORS(w, r, "If-None-Match, If-Modified-Since, Last-Event-ID, Content-Type, X-EventSource-Event, Origin",
 				publisherMethods)
 		} else {
-			s.writeCORS(w, "If-None-Match, If-Modified-Since, Origin", subscriberMethods)
+			s.writeCORS(w, r, "If-None-Match, If-Modified-Since, Origin", subscriberMethods)
 		}
 		return nil
 	case http.MethodPost, http.MethodPut, http.MethodDelete:
@@ -436,7 +436,7 @@ func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *pus
 	// One backing array for this response's header values: middleware such
 	// as `header` may rewrite a value in place, so none may be shared.
 	v := [...]string{m.ContentType, wire.lastModified, wire.etag, "If-None-Match, If-Modified-Since",
-		s.AllowOrigin, "Last-Modified, Etag", wire.contentLength, "nosniff"}
+		s.allowOrigin(r), "Last-Modified, Etag", wire.contentLength, "nosniff"}
 	vals := v[:]
 	h := w.Header()
 	if m.ContentType != "" {
@@ -448,6 +448,7 @@ func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *pus
 	h["Etag"] = vals[2:3:3]
 	h["Vary"] = vals[3:4:4]
 	h["Access-Control-Allow-Origin"] = vals[4:5:5]
+	s.setCredentials(h)
 	h["Access-Control-Expose-Headers"] = vals[5:6:6]
 	h["Content-Length"] = vals[6:7:7]
 	h["X-Content-Type-Options"] = vals[7:8:8] // the publisher chose the Content-Type

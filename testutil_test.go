@@ -271,6 +271,10 @@ const mainConfig = globalOptions + `	push {
 		concurrency last
 		allow_origin https://ok.example
 	}
+	push_subscriber /s/cred {
+		allow_origin https://app.example
+		nchan_access_control_allow_credentials on
+	}
 	push_subscriber /s/first {
 		concurrency first
 	}

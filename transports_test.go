@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -343,4 +344,41 @@ func TestTransportSelection(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != 406 {
 		t.Fatalf("a WebSocket on a long-poll location: %v %v", err, resp)
 	}
+}
+
+// TestAllowCredentials: with allow_credentials (here by nchan's name), a
+// long-poll, an EventSource stream and a preflight from the allowed origin
+// name that origin and allow credentials, as a browser requires of a
+// cross-origin request with cookies; another origin is not named; a
+// location without it answers as before.
+func TestAllowCredentials(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	publish(t, "/pub", ch, "m1")
+	check := func(what string, h http.Header, origin, creds string) {
+		t.Helper()
+		if got := h.Get("Access-Control-Allow-Origin"); got != origin {
+			t.Errorf("%s: Access-Control-Allow-Origin %q, want %q", what, got, origin)
+		}
+		if got := h.Get("Access-Control-Allow-Credentials"); got != creds {
+			t.Errorf("%s: Access-Control-Allow-Credentials %q, want %q", what, got, creds)
+		}
+	}
+	r := do(t, h1Client, "GET", base+"/s/cred?id="+ch, nil, "Origin", "https://app.example")
+	if r.status != 200 || r.body != "m1" {
+		t.Fatalf("long-poll: %d %q", r.status, r.body)
+	}
+	check("long-poll", r.header, "https://app.example", "true")
+	if !slices.Contains(r.header.Values("Vary"), "Origin") {
+		t.Errorf("long-poll: Vary %q lacks Origin", r.header.Values("Vary"))
+	}
+	r = do(t, h1Client, "GET", base+"/s/cred?id="+ch, nil, "Origin", "https://evil.example")
+	check("long-poll from another origin", r.header, "https://app.example", "true")
+	s := openSSE(t, h1Client, base+"/s/cred?id="+ch, "Origin", "https://app.example")
+	check("EventSource", s.resp.Header, "https://app.example", "true")
+	s.close()
+	r = do(t, h1Client, "OPTIONS", base+"/s/cred?id="+ch, nil, "Origin", "https://app.example")
+	check("preflight", r.header, "https://app.example", "true")
+	r = do(t, h1Client, "GET", base+"/sub?id="+ch, nil, "Origin", "https://app.example")
+	check("a location without allow_credentials", r.header, "*", "")
 }

@@ -200,7 +200,7 @@ func (s *Subscriber) wsHandshakeOK(r *http.Request) bool {
 func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys []string, sub pushstore.Subscription, st *stall) {
 	header := http.Header{}
 	if o := r.Header.Get("Origin"); o != "" {
-		header.Set("Access-Control-Allow-Origin", s.AllowOrigin)
+		s.setCORS(header, r)
 	}
 	conn, err := s.wsUpgrader.Upgrade(hijacker{w}, r, header)
 	if err != nil {
