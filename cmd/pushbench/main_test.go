@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,9 +31,13 @@ func testConfig(t *testing.T, scenario, server, transport, pub, sub string) *con
 	if err := setup(c); err != nil {
 		t.Fatal(err)
 	}
-	c.runID = "t-" + strings.ReplaceAll(t.Name(), "/", "-")
+	// fresh channels for every run, also under -count
+	c.runID = fmt.Sprintf("t%d-%s", runs.Add(1), strings.ReplaceAll(t.Name(), "/", "-"))
 	return c
 }
+
+// runs numbers the test configs.
+var runs atomic.Int64
 
 // check runs a scenario and fails on an error, a loss or a duplicate.
 func check(t *testing.T, c *config) *result {
@@ -71,8 +76,14 @@ func TestScenariosAgainstCaddy(t *testing.T) {
 	push_publisher /pub {
 		max_message_buffer_length 500
 	}
+	push_publisher /pub_small {
+		max_message_buffer_length 4
+	}
 	push_subscriber /sub
 	push_subscriber /sub2
+	push_subscriber /sub_stream eventsource websocket {
+		stream_queue_size 64k
+	}
 }
 `, "caddyfile")
 	for _, sc := range []string{"fanout", "publish", "idle", "stream", "proto", "rate", "probe"} {
@@ -80,6 +91,19 @@ func TestScenariosAgainstCaddy(t *testing.T) {
 			// two subscriber URLs: the subscribers are spread over both
 			check(t, testConfig(t, sc, "push", "longpoll", "http://localhost:9083/pub?id=%s",
 				"http://localhost:9083/sub?id=%s,http://localhost:9083/sub2?id=%s"))
+		})
+	}
+	// slow: 16 MiB past a subscriber that never reads; the readers get
+	// everything and the server closes the non-reader's connection.
+	for _, tr := range []string{"eventsource", "websocket"} {
+		t.Run("slow/"+tr, func(t *testing.T) {
+			c := testConfig(t, "slow", "push", tr, "http://localhost:9083/pub_small?id=%s",
+				"http://localhost:9083/sub_stream?id=%s")
+			c.subs, c.msgSize, c.total, c.slowSubs, c.window = 3, 16<<10, 16<<20, 1, 2 // readers stay within the queue
+			r := check(t, c)
+			if cut, ok := r.get("slow_cut").(bool); !ok || !cut {
+				t.Fatalf("the server did not close the non-reader's connection (slow_cut %v)", r.get("slow_cut"))
+			}
 		})
 	}
 }
