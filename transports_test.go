@@ -268,12 +268,14 @@ func testWebSocketPubSub(t *testing.T) {
 		t.Fatalf("an over-size frame closed with %d, want 1009", code)
 	}
 
-	sub := openWS(t, base+"/sub?id="+chanName(t, "quiet"), nil)
-	if err := sub.Write(ctx, websocket.MessageText, []byte("not here")); err != nil {
-		t.Fatal(err)
-	}
-	if code, reason := wsClosed(t, sub); code != websocket.StatusPolicyViolation || reason != "Publishing not allowed." {
-		t.Fatalf("a frame on a subscribe-only location: %d %q", code, reason)
+	for _, size := range []int{8, 64 << 10} { // a frame over the old 4096-byte read limit got 1009
+		sub := openWS(t, base+"/sub?id="+chanName(t, "quiet"), nil)
+		if err := sub.Write(ctx, websocket.MessageText, []byte(strings.Repeat("x", size))); err != nil {
+			t.Fatal(err)
+		}
+		if code, reason := wsClosed(t, sub); code != websocket.StatusPolicyViolation || reason != "Publishing not allowed." {
+			t.Fatalf("a %d-byte frame on a subscribe-only location: %d %q", size, code, reason)
+		}
 	}
 }
 

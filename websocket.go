@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -46,6 +47,10 @@ const wsWriteTimeout = 30 * time.Second
 // wsCloseWait is how long a closing stream waits for the client's close
 // frame before it closes the connection (nchan waits 250 ms).
 const wsCloseWait = 250 * time.Millisecond
+
+// wsRefusedDrain is the most of a refused frame's payload read (and
+// dropped) before the close.
+const wsRefusedDrain = 1 << 20
 
 // hijacked counts the WebSocket requests running: their connections are
 // no longer the HTTP server's, so its shutdown does not wait for them; the
@@ -232,23 +237,28 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 // readWebSocket reads what the client sends until the connection ends,
 // then closes gone. Control frames are answered by the connection (a close
 // is echoed). On a pub/sub location each text or binary frame is
-// published; elsewhere a frame closes the connection with 1008.
+// published; elsewhere a frame closes the connection with 1008, whatever
+// its size.
 func (s *Subscriber) readWebSocket(conn *websocket.Conn, r *http.Request, keys []string, gone chan<- struct{}) {
 	defer close(gone)
 	pub := s.Publish
 	if pub == nil || !s.wsPublish {
-		conn.SetReadLimit(4096)
-	} else {
-		conn.SetReadLimit(pub.MaxMessageSize)
+		// A frame here is refused whatever its size, with 1008, as
+		// nchan refuses it. Its payload is read and dropped, up to
+		// wsRefusedDrain, so the client is not reset while it still
+		// sends it; nothing of it is kept.
+		conn.SetReadLimit(0)
+		if _, rd, err := conn.NextReader(); err == nil {
+			_, _ = io.CopyN(io.Discard, rd, wsRefusedDrain)
+			s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing not allowed.")
+		}
+		return
 	}
+	conn.SetReadLimit(pub.MaxMessageSize)
 	for {
 		op, data, err := conn.ReadMessage()
 		if err != nil {
 			return // closed, gone, or over the read limit (gorilla closed it with 1009)
-		}
-		if pub == nil || !s.wsPublish {
-			s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing not allowed.")
-			return
 		}
 		if len(keys) != 1 {
 			s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.")
