@@ -107,7 +107,8 @@ type Subscriber struct {
 	StreamQueueSize int64 `json:"stream_queue_size,omitempty"`
 
 	// HTTPRawStreamSeparator follows each message of an http-raw-stream
-	// subscriber; a newline is added when it does not end with one.
+	// subscriber; a newline is added when it does not end with one, as
+	// nchan does, unless it is empty (then the bodies follow each other).
 	// Equivalent to nchan_subscriber_http_raw_stream_separator. Default:
 	// a newline.
 	HTTPRawStreamSeparator *string `json:"http_raw_stream_separator,omitempty"`
@@ -166,7 +167,7 @@ func (s *Subscriber) Provision(ctx caddy.Context) error {
 	s.rawSeparator = "\n"
 	if p := s.HTTPRawStreamSeparator; p != nil {
 		s.rawSeparator = *p
-		if !strings.HasSuffix(s.rawSeparator, "\n") {
+		if s.rawSeparator != "" && !strings.HasSuffix(s.rawSeparator, "\n") {
 			s.rawSeparator += "\n"
 		}
 	}

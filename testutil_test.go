@@ -263,6 +263,9 @@ const mainConfig = globalOptions + `	push {
 	push_subscriber /s/raw http-raw-stream {
 		http_raw_stream_separator --
 	}
+	push_subscriber /s/raw0 http-raw-stream {
+		http_raw_stream_separator ""
+	}
 	push_subscriber /s/lp long-poll
 	push_subscriber /s/small eventsource websocket {
 		stream_queue_size 64k

@@ -320,6 +320,11 @@ func TestHTTPStreams(t *testing.T) {
 	raw := rawStream(t, "GET /s/raw?id="+ch3+" HTTP/1.1\r\nHost: x\r\n\r\n")
 	raw.head()
 	raw.until(t, "x--\ny\n--\n")
+	// an empty separator stays empty, as in nchan (it became "\n")
+	raw0 := rawStream(t, "GET /s/raw0?id="+ch3+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	raw0.head()
+	publish(t, "/pub", ch3, "z")
+	raw0.until(t, "xy\nz")
 }
 
 // TestTransportSelection: a plain GET is still the push module's
