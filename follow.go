@@ -118,18 +118,13 @@ func (s *Subscriber) pollMany(w http.ResponseWriter, r *http.Request, sub pushst
 	}
 	var buf [1]pushstore.Delivery
 	ds, end := sub.Take(buf[:0])
-	switch {
-	case len(ds) > 0:
-		ids := runningFrom(cursors, channels)
-		ids.advance(ds[0].Channel, ds[0].Message.ID)
-		s.writeCompound(w, r, ds[0].Message, ids)
-	case end == pushstore.Deleted:
-		writeEmpty(w, http.StatusGone)
-	case end == pushstore.Displaced:
-		writeEmpty(w, http.StatusConflict)
-	default: // the timeout, Shutdown or Retry
-		w.WriteHeader(http.StatusNotModified)
+	if len(ds) == 0 {
+		writePollEnd(w, end)
+		return
 	}
+	ids := runningFrom(cursors, channels)
+	ids.advance(ds[0].Channel, ds[0].Message.ID)
+	s.writeCompound(w, r, ds[0].Message, ids)
 }
 
 // runningFrom is a subscriber's compound id as its request's cursors give

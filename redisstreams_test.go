@@ -1,14 +1,9 @@
 package caddypush
 
 import (
-	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/caddypush/caddy-push/internal/redistest"
 )
@@ -34,45 +29,12 @@ func TestRedisStreamsLoseNothing(t *testing.T) {
 		switch {
 		case i < 10:
 			s := openSSE(t, h1Client, p.url+"/sub?id="+ch)
-			wg.Go(func() {
-				for len(results[i]) < total {
-					ev, err := s.next()
-					if err != nil {
-						t.Errorf("EventSource %d: %v after %d", i, err, len(results[i]))
-						return
-					}
-					if ev.hasData {
-						results[i] = append(results[i], ev.data)
-					}
-				}
-			})
+			wg.Go(func() { readSSE(t, i, s, total, &results[i]) })
 		case i < 20:
 			c := openWS(t, p.url+"/sub?id="+ch, nil)
-			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-				defer cancel()
-				for len(results[i]) < total {
-					_, data, err := c.Read(ctx)
-					if err != nil {
-						t.Errorf("WebSocket %d: %v after %d", i, err, len(results[i]))
-						return
-					}
-					results[i] = append(results[i], string(data))
-				}
-			})
+			wg.Go(func() { readWS(t, i, c, false, total, &results[i]) })
 		default:
-			wg.Go(func() {
-				var cur cursor
-				for len(results[i]) < total {
-					r, err := doCtx(context.Background(), h1Client, "GET", p.url+"/sub?id="+ch, nil, cur.headers()...)
-					if err != nil || r.status != 200 {
-						t.Errorf("long-poll %d: %v %d after %d", i, err, r.status, len(results[i]))
-						return
-					}
-					results[i] = append(results[i], r.body)
-					cur = r.cursor()
-				}
-			})
+			wg.Go(func() { readLongPoll(t, i, p.url+"/sub?id="+ch, total, &results[i]) })
 		}
 	}
 	waitFor(t, "the 20 streams counted across instances", func() bool { return a.subscribers(t, ch) >= 20 })
@@ -92,20 +54,5 @@ func TestRedisStreamsLoseNothing(t *testing.T) {
 	}
 	pwg.Wait()
 	wg.Wait()
-	for i, got := range results {
-		seen := map[string]bool{}
-		for _, m := range got {
-			if seen[m] {
-				t.Fatalf("subscriber %d got %s twice", i, m)
-			}
-			seen[m] = true
-		}
-		if len(seen) != total {
-			t.Fatalf("subscriber %d got %d distinct of %d", i, len(seen), total)
-		}
-		if strings.Join(got, ",") != strings.Join(results[0], ",") {
-			t.Fatalf("subscriber %d saw another order", i)
-		}
-	}
-	_ = websocket.MessageText
+	checkOnceInOneOrder(t, results, total)
 }

@@ -1,14 +1,12 @@
 package caddypush
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/coder/websocket"
 )
@@ -129,16 +127,7 @@ func testStreamsLoseNothing(t *testing.T) {
 		s := openSSE(t, h1Client, base+"/sub?id="+ch)
 		wg.Go(func() {
 			ready <- struct{}{}
-			for len(results[i]) < total {
-				ev, err := s.next()
-				if err != nil {
-					t.Errorf("EventSource %d: %v after %d", i, err, len(results[i]))
-					return
-				}
-				if ev.hasData {
-					results[i] = append(results[i], ev.data)
-				}
-			}
+			readSSE(t, i, s, total, &results[i])
 		})
 	}
 	for i := 10; i < 20; i++ {
@@ -146,32 +135,13 @@ func testStreamsLoseNothing(t *testing.T) {
 		c.SetReadLimit(1 << 20)
 		wg.Go(func() {
 			ready <- struct{}{}
-			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-			defer cancel()
-			for len(results[i]) < total {
-				_, data, err := c.Read(ctx)
-				if err != nil {
-					t.Errorf("WebSocket %d: %v after %d", i, err, len(results[i]))
-					return
-				}
-				_, body, _ := strings.Cut(string(data), "\n\n")
-				results[i] = append(results[i], body)
-			}
+			readWS(t, i, c, true, total, &results[i])
 		})
 	}
 	for i := 20; i < 30; i++ {
 		wg.Go(func() {
 			ready <- struct{}{}
-			var cur cursor
-			for len(results[i]) < total {
-				r, err := doCtx(context.Background(), h1Client, "GET", base+"/sub?id="+ch, nil, cur.headers()...)
-				if err != nil || r.status != 200 {
-					t.Errorf("long-poll %d: %v %d after %d", i, err, r.status, len(results[i]))
-					return
-				}
-				results[i] = append(results[i], r.body)
-				cur = r.cursor()
-			}
+			readLongPoll(t, i, base+"/sub?id="+ch, total, &results[i])
 		})
 	}
 	for range 30 {
@@ -190,21 +160,7 @@ func testStreamsLoseNothing(t *testing.T) {
 	}
 	pwg.Wait()
 	wg.Wait()
-	for i, got := range results {
-		seen := map[string]bool{}
-		for _, b := range got {
-			if seen[b] {
-				t.Fatalf("subscriber %d got %s twice", i, b)
-			}
-			seen[b] = true
-		}
-		if len(seen) != total {
-			t.Fatalf("subscriber %d got %d distinct of %d", i, len(seen), total)
-		}
-		if strings.Join(got, ",") != strings.Join(results[0], ",") {
-			t.Fatalf("subscriber %d saw another order", i)
-		}
-	}
+	checkOnceInOneOrder(t, results, total)
 }
 
 // TestReloadKeepsStreams: a config reload leaves open EventSource and

@@ -281,3 +281,74 @@ func serverSideOpen(t *testing.T, serverPort, clientPort int) bool {
 	}
 	return false
 }
+
+// The readers of the lose-nothing tests: each appends the bodies it gets
+// to *got until it has total, and reports an error with what it had.
+
+// readSSE reads an EventSource stream's messages.
+func readSSE(t *testing.T, i int, s *sseStream, total int, got *[]string) {
+	for len(*got) < total {
+		ev, err := s.next()
+		if err != nil {
+			t.Errorf("EventSource %d: %v after %d", i, err, len(*got))
+			return
+		}
+		if ev.hasData {
+			*got = append(*got, ev.data)
+		}
+	}
+}
+
+// readWS reads a WebSocket's messages; with meta, each frame's
+// ws+meta.nchan header is cut off.
+func readWS(t *testing.T, i int, c *websocket.Conn, meta bool, total int, got *[]string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	for len(*got) < total {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			t.Errorf("WebSocket %d: %v after %d", i, err, len(*got))
+			return
+		}
+		if meta {
+			_, body, _ := strings.Cut(string(data), "\n\n")
+			data = []byte(body)
+		}
+		*got = append(*got, string(data))
+	}
+}
+
+// readLongPoll long-polls url with the cursor of each answer.
+func readLongPoll(t *testing.T, i int, url string, total int, got *[]string) {
+	var cur cursor
+	for len(*got) < total {
+		r, err := doCtx(context.Background(), h1Client, "GET", url, nil, cur.headers()...)
+		if err != nil || r.status != 200 {
+			t.Errorf("long-poll %d: %v %d after %d", i, err, r.status, len(*got))
+			return
+		}
+		*got = append(*got, r.body)
+		cur = r.cursor()
+	}
+}
+
+// checkOnceInOneOrder fails unless every subscriber got total distinct
+// messages, none twice, all in the first subscriber's order.
+func checkOnceInOneOrder(t *testing.T, results [][]string, total int) {
+	t.Helper()
+	for i, got := range results {
+		seen := map[string]bool{}
+		for _, b := range got {
+			if seen[b] {
+				t.Fatalf("subscriber %d got %s twice", i, b)
+			}
+			seen[b] = true
+		}
+		if len(seen) != total {
+			t.Fatalf("subscriber %d got %d distinct of %d", i, len(seen), total)
+		}
+		if strings.Join(got, ",") != strings.Join(results[0], ",") {
+			t.Fatalf("subscriber %d saw another order", i)
+		}
+	}
+}

@@ -399,14 +399,23 @@ func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, su
 func (s *Subscriber) answer(w http.ResponseWriter, r *http.Request, sub pushstore.Subscription) {
 	var buf [1]pushstore.Delivery
 	ds, end := sub.Take(buf[:0])
-	switch {
-	case len(ds) > 0:
-		s.writeMessage(w, r, ds[0].Message)
-	case end == pushstore.Deleted:
+	if len(ds) == 0 {
+		writePollEnd(w, end)
+		return
+	}
+	s.writeMessage(w, r, ds[0].Message)
+}
+
+// writePollEnd answers a long-poll whose subscription ended without a
+// message: 410 (deleted), 409 (displaced), else 304 (the timeout,
+// Shutdown or Retry).
+func writePollEnd(w http.ResponseWriter, end pushstore.End) {
+	switch end {
+	case pushstore.Deleted:
 		writeEmpty(w, http.StatusGone)
-	case end == pushstore.Displaced:
+	case pushstore.Displaced:
 		writeEmpty(w, http.StatusConflict)
-	default: // the timeout, Shutdown or Retry
+	default:
 		w.WriteHeader(http.StatusNotModified)
 	}
 }

@@ -218,9 +218,7 @@ func (s *Store) release(lc *localChannel, m *member) {
 	}
 	m.holds = false
 	lc.rechecking--
-	if lc.pending == 0 && lc.rechecking == 0 {
-		lc.notes = nil
-	}
+	lc.dropUnheldNotes()
 }
 
 // replay applies to m the held notifications newer than its gen, in
@@ -250,6 +248,12 @@ func (s *Store) endPending(lc *localChannel, m *member) {
 	}
 	m.pending = false
 	lc.pending--
+	lc.dropUnheldNotes()
+}
+
+// dropUnheldNotes forgets the held notifications once no member is pending
+// or rechecking.
+func (lc *localChannel) dropUnheldNotes() {
 	if lc.pending == 0 && lc.rechecking == 0 {
 		lc.notes = nil
 	}

@@ -10,24 +10,11 @@
 -- stored message after the cursor (the first only, but for a stream), all
 -- counted as delivered.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
-if not live() then
-  if ARGV[7] == '0' then return {'nf'} end
-  create(ARGV[15])
-end
-redis.call('HSET', m, 'rq', fmt(now), 'lu', fmt(now))
-M.rq, M.lu = fmt(now), fmt(now)
-local cur = resolve(ARGV[8])
+local cur = enter()
+if not cur then return {'nf'} end
 local mode = ARGV[9]
-local n = waiting()
-if n > 0 then
-  if ARGV[10] == '1' then settl({}) return {'conflict', expired} end
-  if ARGV[10] == '2' then
-    displace(ARGV[13], ARGV[14])
-    n = 0
-  end
-  local max = tonumber(ARGV[11])
-  if max > 0 and n >= max then settl({}) return {'toomany', expired} end
-end
+local refused = admit()
+if refused then return {refused, expired} end
 local ids
 if mode == 's' then
   ids = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf')

@@ -205,3 +205,40 @@ local function displace(notes, keyheader)
   redis.call('PUBLISH', notes, 'x' .. g .. ' ' .. keyheader)
   return g
 end
+
+-- The subscriber scripts (subscribe.lua, follow.lua) share their first
+-- arguments: ARGV[7] create (0/1), ARGV[8] cursor (see resolve), ARGV[9]
+-- their own, ARGV[10] concurrency (0 broadcast, 1 first, 2 last), ARGV[11]
+-- max subscribers, ARGV[12] instance, ARGV[13] notes channel, ARGV[14] key
+-- header, ARGV[15] key cost.
+
+-- enter opens the channel for a subscriber: made when it is missing and
+-- may be, and marked requested. Returns the resolved cursor, or false when
+-- the channel is missing and may not be made.
+local function enter()
+  if not live() then
+    if ARGV[7] == '0' then return false end
+    create(ARGV[15])
+  end
+  redis.call('HSET', m, 'rq', fmt(now), 'lu', fmt(now))
+  M.rq, M.lu = fmt(now), fmt(now)
+  return resolve(ARGV[8])
+end
+
+-- admit applies the subscriber's concurrency and max subscribers. Returns
+-- the refusal ('conflict' or 'toomany', with the call settled) or false,
+-- and the gen of a `last` displacement ('0' when none).
+local function admit()
+  local n = waiting()
+  local displaced = '0'
+  if n > 0 then
+    if ARGV[10] == '1' then settl({}) return 'conflict', displaced end
+    if ARGV[10] == '2' then
+      displaced = displace(ARGV[13], ARGV[14])
+      n = 0
+    end
+    local max = tonumber(ARGV[11])
+    if max > 0 and n >= max then settl({}) return 'toomany', displaced end
+  end
+  return false, displaced
+end

@@ -6,25 +6,11 @@
 -- the gen of a `last` displacement, or 0; its notification is
 -- "x<gen> <key header>".
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
-if not live() then
-  if ARGV[7] == '0' then return {'nf'} end
-  create(ARGV[15])
-end
-redis.call('HSET', m, 'rq', fmt(now), 'lu', fmt(now))
-M.rq, M.lu = fmt(now), fmt(now)
-local cur = resolve(ARGV[8])
+local cur = enter()
+if not cur then return {'nf'} end
+local refused, displaced = admit()
+if refused then return {refused, expired, displaced} end
 local found = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 1)
-local n = waiting()
-local displaced = '0'
-if n > 0 then
-  if ARGV[10] == '1' then settl({}) return {'conflict', expired, displaced} end
-  if ARGV[10] == '2' then
-    displaced = displace(ARGV[13], ARGV[14])
-    n = 0
-  end
-  local max = tonumber(ARGV[11])
-  if max > 0 and n >= max then settl({}) return {'toomany', expired, displaced} end
-end
 if #found == 1 then
   local id = found[1]
   local payload = redis.call('HGET', d, id)
