@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/caddypush/caddy-push/internal/redistest"
+	"github.com/caddypush/caddy-push/pushstore/storetest"
 )
 
 // TestRedisStreamsLoseNothing runs two Caddy instances on one Redis, with
@@ -54,5 +55,5 @@ func TestRedisStreamsLoseNothing(t *testing.T) {
 	}
 	pwg.Wait()
 	wg.Wait()
-	checkOnceInOneOrder(t, results, total)
+	storetest.OnceInOneOrder(t, results, total)
 }

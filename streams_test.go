@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+
+	"github.com/caddypush/caddy-push/pushstore/storetest"
 )
 
 // TestFirstMessageNumbers: nchan's first_message numbers: -2 starts at the
@@ -160,7 +162,7 @@ func testStreamsLoseNothing(t *testing.T) {
 	}
 	pwg.Wait()
 	wg.Wait()
-	checkOnceInOneOrder(t, results, total)
+	storetest.OnceInOneOrder(t, results, total)
 }
 
 // TestReloadKeepsStreams: a config reload leaves open EventSource and

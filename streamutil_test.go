@@ -331,24 +331,3 @@ func readLongPoll(t *testing.T, i int, url string, total int, got *[]string) {
 		cur = r.cursor()
 	}
 }
-
-// checkOnceInOneOrder fails unless every subscriber got total distinct
-// messages, none twice, all in the first subscriber's order.
-func checkOnceInOneOrder(t *testing.T, results [][]string, total int) {
-	t.Helper()
-	for i, got := range results {
-		seen := map[string]bool{}
-		for _, b := range got {
-			if seen[b] {
-				t.Fatalf("subscriber %d got %s twice", i, b)
-			}
-			seen[b] = true
-		}
-		if len(seen) != total {
-			t.Fatalf("subscriber %d got %d distinct of %d", i, len(seen), total)
-		}
-		if strings.Join(got, ",") != strings.Join(results[0], ",") {
-			t.Fatalf("subscriber %d saw another order", i)
-		}
-	}
-}
