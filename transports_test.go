@@ -389,3 +389,50 @@ func TestAllowCredentials(t *testing.T) {
 	r = do(t, h1Client, "GET", base+"/sub?id="+ch, nil, "Origin", "https://app.example")
 	check("a location without allow_credentials", r.header, "*", "")
 }
+
+// TestWebSocketDeflateOncePerPublication: three WebSockets that negotiate
+// permessage-deflate each get a publication as one compressed frame (RSV1
+// set, shorter than the body), and the frame was prepared once for the
+// three.
+func TestWebSocketDeflateOncePerPublication(t *testing.T) { forEachStore(t, testWebSocketDeflateOnce) }
+
+func testWebSocketDeflateOnce(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	do(t, h1Client, "DELETE", base+"/pub?id="+ch, nil) // an earlier run's message (-count)
+	var conns []*rawConn
+	for range 3 {
+		c := rawStream(t, "GET /sub?id="+ch+" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
+			"Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n\r\n")
+		if head := c.head(); !strings.HasPrefix(head, "HTTP/1.1 101") || !strings.Contains(head, "permessage-deflate") {
+			t.Fatalf("handshake: %q", head)
+		}
+		conns = append(conns, c)
+	}
+	waitFor(t, "three WebSockets", func() bool { return waiters(t, "/"+ch) == 3 })
+	before := preparedFrames.Load()
+	big := strings.Repeat("compressible ", 200)
+	publish(t, "/pub", ch, big)
+	for i, c := range conns {
+		var h [2]byte
+		if _, err := io.ReadFull(c.br, h[:]); err != nil {
+			t.Fatal(err)
+		}
+		n := int(h[1] & 0x7f)
+		if n == 126 {
+			var l [2]byte
+			if _, err := io.ReadFull(c.br, l[:]); err != nil {
+				t.Fatal(err)
+			}
+			n = int(l[0])<<8 | int(l[1])
+		}
+		if h[0] != 0x80|0x40|0x1 || n >= len(big)/2 {
+			t.Fatalf("WebSocket %d: frame header %#x, %d payload bytes for a %d-byte body, want a compressed text frame",
+				i, h[0], n, len(big))
+		}
+	}
+	if n := preparedFrames.Load() - before; n != 1 {
+		t.Fatalf("the frame was prepared %d times for three subscribers, want once", n)
+	}
+}

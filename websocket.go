@@ -126,7 +126,13 @@ func appendMeta(b []byte, m *pushstore.Message, id []byte) []byte {
 	return append(append(b, '\n'), m.Body...)
 }
 
+// preparedFrames counts the frames prepared (and compressed, for the
+// connections that negotiated permessage-deflate): one per publication
+// and frame form, however many subscribers get it.
+var preparedFrames atomic.Int64
+
 func prepare(op int, data []byte) *websocket.PreparedMessage {
+	preparedFrames.Add(1)
 	pm, err := websocket.NewPreparedMessage(op, data)
 	if err != nil {
 		panic(err) // only for an invalid opcode

@@ -2,6 +2,7 @@ package pushstore
 
 import (
 	"strconv"
+	"sync"
 	"sync/atomic"
 )
 
@@ -38,7 +39,8 @@ type Message struct {
 	ContentType string // "" when the publisher sent none
 	Event       string // the EventSource event name the publisher gave; "" for none
 
-	memo [memoSlots]atomic.Pointer[any]
+	memo   [memoSlots]atomic.Pointer[any]
+	memoMu sync.Mutex // held while a representation is built, so each is built once
 }
 
 // MemoSlot names one representation of a message that its users compute
@@ -60,16 +62,20 @@ func NewMemoSlot() MemoSlot {
 }
 
 // Memo returns the representation of m in slot, computing it with build
-// the first time. Concurrent first calls may each build it; one result is
-// kept and returned to all later calls.
+// the first time, once: concurrent first calls wait for the one that
+// builds it (a WebSocket frame is compressed once, however many
+// subscribers are woken at the same time). build must not call Memo.
 func (m *Message) Memo(slot MemoSlot, build func(*Message) any) any {
 	p := &m.memo[slot]
 	if v := p.Load(); v != nil {
 		return *v
 	}
-	v := build(m)
-	if p.CompareAndSwap(nil, &v) {
-		return v
+	m.memoMu.Lock()
+	defer m.memoMu.Unlock()
+	if v := p.Load(); v != nil {
+		return *v
 	}
-	return *p.Load()
+	v := build(m)
+	p.Store(&v)
+	return v
 }
