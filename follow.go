@@ -62,24 +62,23 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 	logTransport(r, t)
 	streams[t].Add(1)
 	defer streams[t].Add(-1)
-	gone := r.Context().Done()
 	switch t {
 	case tLongPoll, tIntervalPoll:
 		s.pollMany(w, r, sub, cursors, len(keys))
 	case tWebSocket:
 		s.serveWebSocket(w, r, keys, sub, st)
 	case tEventSource:
-		st.open(deadlineCut(w))
-		s.pump(s.openEventSource(w, r), sub, len(keys), time.Duration(s.EventSourcePingInterval), gone)
+		sw := s.openEventSource(w, r)
+		s.pumpHTTP(sw, sw.httpStream, sub, len(keys), time.Duration(s.EventSourcePingInterval), st, w)
 	case tMultipart:
-		st.open(deadlineCut(w))
-		s.pump(s.openMultipart(w, r), sub, len(keys), 0, gone)
+		mw := s.openMultipart(w, r)
+		s.pumpHTTP(mw, mw.httpStream, sub, len(keys), 0, st, w)
 	case tChunked:
-		st.open(deadlineCut(w))
-		s.pump(s.openChunked(w, r), sub, len(keys), 0, gone)
+		cw := s.openChunked(w, r)
+		s.pumpHTTP(cw, cw.httpStream, sub, len(keys), 0, st, w)
 	case tRawStream:
-		st.open(deadlineCut(w))
-		s.pump(s.openRaw(w, r), sub, len(keys), 0, gone)
+		rw := s.openRaw(w, r)
+		s.pumpHTTP(rw, rw.httpStream, sub, len(keys), 0, st, w)
 	}
 	return nil
 }

@@ -41,10 +41,9 @@ func (s *Subscriber) openMultipart(w http.ResponseWriter, r *http.Request) *mult
 	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
-	mw := &multipartWriter{httpStream: newHTTPStream(w), boundary: append([]byte("\r\n--"), b[:]...)}
-	_, _ = w.Write(mw.boundary[2:]) // "--B": no preamble
-	_ = mw.flush()
-	return mw
+	boundary := append([]byte("\r\n--"), b[:]...)
+	_, _ = w.Write(boundary[2:]) // "--B": no preamble
+	return &multipartWriter{httpStream: startHTTPStream(w, r), boundary: boundary}
 }
 
 func (mw *multipartWriter) message(m *pushstore.Message, ids *runningID) error {
@@ -101,9 +100,7 @@ func (s *Subscriber) openChunked(w http.ResponseWriter, r *http.Request) *chunke
 	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
-	cw := &chunkedWriter{newHTTPStream(w)}
-	_ = cw.flush()
-	return cw
+	return &chunkedWriter{startHTTPStream(w, r)}
 }
 
 func (cw *chunkedWriter) message(m *pushstore.Message, _ *runningID) error {
@@ -133,9 +130,7 @@ func (s *Subscriber) openRaw(w http.ResponseWriter, r *http.Request) *rawWriter 
 	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
-	rw := &rawWriter{httpStream: newHTTPStream(w), separator: []byte(s.rawSeparator)}
-	_ = rw.flush()
-	return rw
+	return &rawWriter{httpStream: startHTTPStream(w, r), separator: []byte(s.rawSeparator)}
 }
 
 func (rw *rawWriter) message(m *pushstore.Message, _ *runningID) error {

@@ -39,9 +39,7 @@ func (s *Subscriber) openEventSource(w http.ResponseWriter, r *http.Request) *ss
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(": hi\nretry: " + strconv.Itoa(eventSourceRetry) + "\n\n"))
-	sw := &sseWriter{httpStream: newHTTPStream(w)}
-	_ = sw.flush()
-	return sw
+	return &sseWriter{httpStream: startHTTPStream(w, r)}
 }
 
 func (sw *sseWriter) message(m *pushstore.Message, ids *runningID) error {

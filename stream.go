@@ -1,6 +1,7 @@
 package caddypush
 
 import (
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -209,22 +210,43 @@ func (st *stall) finish() {
 const endWriteTimeout = time.Second
 
 // httpStream is what the HTTP streams' writers (EventSource, multipart,
-// chunked, raw) share: the response and its controller.
+// chunked, raw) share: where their bytes go. That is the response, through
+// Caddy's writers, or, on HTTP/1.1 when nothing between the handler and
+// the connection changes the body, the connection itself (direct: see
+// directstream.go).
 type httpStream struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w      io.Writer // the response, or direct
+	rc     *http.ResponseController
+	direct *directConn
+	gone   <-chan struct{} // closed when the client leaves
 }
 
-func newHTTPStream(w http.ResponseWriter) httpStream {
-	return httpStream{w: w, rc: http.NewResponseController(w)}
+// startHTTPStream sends the stream's head, written to w, and returns the
+// stream the writer goes on with.
+func startHTTPStream(w http.ResponseWriter, r *http.Request) httpStream {
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	if d := goDirect(w, r); d != nil {
+		return httpStream{w: d, direct: d, gone: d.gone}
+	}
+	return httpStream{w: w, rc: rc, gone: r.Context().Done()}
 }
 
-func (hs httpStream) flush() error { return hs.rc.Flush() }
+func (hs httpStream) flush() error {
+	if hs.direct != nil {
+		return hs.direct.flush()
+	}
+	return hs.rc.Flush()
+}
 
 // boundEnd gives what is left to write endWriteTimeout, so a client that
 // takes nothing does not keep its connection until Caddy's
 // write_idle_timeout.
 func (hs httpStream) boundEnd() {
+	if hs.direct != nil {
+		hs.direct.boundEnd()
+		return
+	}
 	_ = hs.rc.SetWriteDeadline(time.Now().Add(endWriteTimeout))
 }
 
@@ -232,7 +254,24 @@ func (hs httpStream) boundEnd() {
 // is flushed, so the connection is closed rather than kept for another
 // request (HTTP/1.1) and the stream is reset (HTTP/2).
 func (hs httpStream) closeAfter() {
+	if hs.direct != nil {
+		hs.direct.abort = true
+		return
+	}
 	_ = hs.rc.SetWriteDeadline(time.Now())
+}
+
+// pumpHTTP runs an HTTP stream: it names how to cut it (st), pumps sub
+// into it until it ends, and closes a direct connection.
+func (s *Subscriber) pumpHTTP(sw streamWriter, hs httpStream, sub pushstore.Subscription, channels int,
+	ping time.Duration, st *stall, w http.ResponseWriter) {
+	if hs.direct != nil {
+		st.open(hs.direct.cut)
+		defer hs.direct.close()
+	} else {
+		st.open(deadlineCut(w))
+	}
+	s.pump(sw, sub, channels, ping, hs.gone)
 }
 
 // deadlineCut cuts an HTTP stream by a write deadline in the past on its

@@ -29,7 +29,9 @@
 #
 # Environment: PORT_BASE (18600: Caddy +0, its admin +1, nginx +2,
 # Centrifugo +4), RATE (20000 deliveries/s), WORK (/tmp/caddypush-bench),
-# SERVERS ("nchan centrifugo caddy"), KEEP=1 to copy the tables and JSON
+# SERVERS ("nchan centrifugo caddy"), BASELINE=REV to measure caddy-push as
+# built at git revision REV too (the server "base", started as "caddy" is:
+# caddy/base is a change's own ratio within the run), KEEP=1 to copy the tables and JSON
 # lines to bench/results/. Needs Go; installs nginx + nchan from Debian and
 # builds Centrifugo v6.9.1 (outside the repository) when missing.
 set -euo pipefail
@@ -49,12 +51,21 @@ JSONL=$OUT/results.jsonl
 build caddy ./cmd/caddy
 build pushbench ./cmd/pushbench
 build_centrifugo
+if [ -n "${BASELINE:-}" ]; then
+  rm -rf "$OUT/base-src"
+  git -C "$ROOT" worktree add --force --detach "$OUT/base-src" "$BASELINE" >/dev/null
+  (cd "$OUT/base-src" && go build -o "$BIN/caddy-base" ./cmd/caddy)
+  git -C "$ROOT" worktree remove --force "$OUT/base-src"
+  SERVERS="$SERVERS base"
+fi
 
 # start WHO: a fresh server; its pushbench arguments (except -sub) in ARGS.
 start() {
   case $1 in
-    caddy)
-      start_caddy caddy caddy stream.Caddyfile "$BASE" $((BASE + 1)) || return 1
+    caddy | base)
+      local bin=caddy
+      if [ "$1" = base ]; then bin=caddy-base; fi
+      start_caddy "$1" "$bin" stream.Caddyfile "$BASE" $((BASE + 1)) || return 1
       ARGS=(-pub "http://127.0.0.1:$BASE$PUB?id=%s") ;;
     nchan)
       start_nginx nchan $((BASE + 2)) || return 1
@@ -69,7 +80,7 @@ start() {
 # sub WHO TRANSPORT: the subscriber URL.
 sub() {
   case $1/$2 in
-    caddy/*) echo "http://127.0.0.1:$BASE/sub_stream?id=%s" ;;
+    caddy/* | base/*) echo "http://127.0.0.1:$BASE/sub_stream?id=%s" ;;
     nchan/*) echo "http://127.0.0.1:$((BASE + 2))/sub_stream?id=%s" ;;
     centrifugo/eventsource) echo "http://127.0.0.1:$((BASE + 4))/connection/uni_sse" ;;
     centrifugo/websocket) echo "http://127.0.0.1:$((BASE + 4))/connection/uni_websocket" ;;
@@ -133,7 +144,7 @@ for rep in $(seq 1 "$REPS"); do
 done
 stop_servers
 
-python3 "$HERE/summary.py" --ratio caddy/nchan --ratio caddy/centrifugo --ratio centrifugo/nchan "$JSONL" |
+python3 "$HERE/summary.py" --ratio caddy/nchan --ratio caddy/centrifugo --ratio centrifugo/nchan --ratio caddy/base "$JSONL" |
   tee "$OUT/summary.md"
 "$HERE/plot.sh" -out "$OUT/charts" "$JSONL" || echo "charts not written (see above)"
 keep_results "$JSONL"

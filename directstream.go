@@ -1,0 +1,180 @@
+package caddypush
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// This file holds the direct HTTP/1.1 stream: once an EventSource,
+// multipart, chunked or raw stream has sent its head through Caddy, it
+// takes the connection over (http.Hijacker) and writes each batch of
+// messages as one HTTP/1.1 chunk, in one write, the chunk framing its own.
+//
+// Through net/http and Caddy's writers, a batch costs two write deadline
+// updates (Caddy's write_idle_timeout re-arms one before each Write and
+// each Flush), a response controller per flush, a formatted chunk header
+// and two buffer copies; the direct stream sets a deadline at most every
+// half write_idle_timeout and copies once. The bytes on the wire are the
+// same. It is taken only where that holds: HTTP/1.1, a GET, and nothing
+// between the handler and the connection but Caddy's own writers that
+// pass bytes through unchanged (the access log's recorder, which still
+// counts what the stream writes, and the idle timeout writers); behind
+// encode, or any other handler that wraps the response, the stream stays
+// on the response. HTTP/2 and HTTP/3 streams stay on the response too.
+
+// passThroughWriters are the response writers, by type, that a direct
+// stream may go under: Caddy's access log and metrics recorder (which
+// counts the bytes of a hijacked connection), its idle timeout writers,
+// its plain wrapper, and net/http's own response.
+var passThroughWriters = map[string]bool{
+	"*caddyhttp.responseRecorder":      true,
+	"*caddyhttp.IdleTimeoutWriter":     true,
+	"*caddyhttp.readDeadlineWriter":    true,
+	"*caddyhttp.ResponseWriterWrapper": true,
+	"*http.response":                   true,
+}
+
+// directStreams counts the streams that went direct (the tests read it).
+var directStreams atomic.Int64
+
+// chunkRoom is the room kept before a batch for its chunk size line: up
+// to 8 hex digits and CRLF.
+const chunkRoom = 10
+
+// directConn is a hijacked HTTP/1.1 connection carrying a chunked stream.
+// Only the stream's goroutine writes; cut may be called from any.
+type directConn struct {
+	conn  net.Conn
+	ctx   context.Context
+	out   []byte        // chunkRoom bytes, then the batch being built
+	idle  time.Duration // write_idle_timeout; 0: no deadline
+	armed time.Time     // when the write deadline was last pushed on
+	abort bool          // close without the last chunk (the stream fell behind)
+	gone  chan struct{} // closed when the client closes or sends an error
+	read  chan struct{} // closed when the reader has returned
+}
+
+// goDirect takes over w's connection when the stream may go direct (see
+// the top of this file), and returns nil when it may not.
+func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.Method != http.MethodGet || !passesThrough(w) {
+		return nil
+	}
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil
+	}
+	d := &directConn{conn: conn, ctx: r.Context(), gone: make(chan struct{}), read: make(chan struct{})}
+	if _, iw := caddyhttp.IdleTimeoutsFromContext(r.Context()); iw != nil && iw.Deadline.MinRate == 0 {
+		d.idle = iw.Deadline.Timeout
+	}
+	// The connection is no longer the HTTP server's: the exit waits for
+	// the stream's end and its access log line (see close).
+	hijacked.Add(1)
+	directStreams.Add(1)
+	go d.watch()
+	return d
+}
+
+// passesThrough reports whether every writer from w down to the
+// connection passes the body through unchanged.
+func passesThrough(w http.ResponseWriter) bool {
+	for {
+		if !passThroughWriters[reflect.TypeOf(w).String()] {
+			return false
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return true
+		}
+		w = u.Unwrap()
+	}
+}
+
+// watch reads the connection until it ends: a client sends nothing on a
+// stream, so what it reads is dropped and its end is the client leaving.
+func (d *directConn) watch() {
+	defer close(d.read)
+	defer close(d.gone)
+	var b [64]byte
+	for {
+		if _, err := d.conn.Read(b[:]); err != nil {
+			return
+		}
+	}
+}
+
+// Write adds p to the batch.
+func (d *directConn) Write(p []byte) (int, error) {
+	if d.out == nil {
+		d.out = make([]byte, chunkRoom, chunkRoom+len(p)+2)
+	}
+	d.out = append(d.out, p...)
+	return len(p), nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// flush writes the batch as one chunk.
+func (d *directConn) flush() error {
+	n := len(d.out) - chunkRoom
+	if n <= 0 {
+		return nil
+	}
+	i := chunkRoom - 2
+	d.out[i], d.out[i+1] = '\r', '\n'
+	for v := n; v > 0; v >>= 4 {
+		i--
+		d.out[i] = hexDigits[v&15]
+	}
+	d.out = append(d.out, '\r', '\n')
+	d.arm()
+	_, err := d.conn.Write(d.out[i:])
+	if cap(d.out) > 4096 {
+		d.out = nil // an idle stream keeps no large buffer
+	} else {
+		d.out = d.out[:chunkRoom]
+	}
+	return err
+}
+
+// arm keeps a write deadline between half and all of write_idle_timeout
+// ahead, moving it at most every half: a write that blocks that long on a
+// client that takes nothing fails, as it does through Caddy's writers.
+func (d *directConn) arm() {
+	if d.idle <= 0 {
+		return
+	}
+	if now := time.Now(); now.Sub(d.armed) >= d.idle/2 {
+		d.armed = now
+		_ = d.conn.SetWriteDeadline(now.Add(d.idle))
+	}
+}
+
+// boundEnd gives the stream's last writes endWriteTimeout.
+func (d *directConn) boundEnd() {
+	d.idle = 0
+	_ = d.conn.SetWriteDeadline(time.Now().Add(endWriteTimeout))
+}
+
+// cut makes a blocked write fail (the stall's cut).
+func (d *directConn) cut() { _ = d.conn.SetWriteDeadline(time.Now()) }
+
+// close ends the response with its last chunk, unless the stream fell
+// behind, and closes the connection: a hijacked connection does not go
+// back to the HTTP server for another request.
+func (d *directConn) close() {
+	if !d.abort {
+		_ = d.conn.SetWriteDeadline(time.Now().Add(endWriteTimeout))
+		_, _ = d.conn.Write([]byte("0\r\n\r\n"))
+	}
+	_ = d.conn.Close()
+	<-d.read // the access log reads what the reader counted
+	context.AfterFunc(d.ctx, hijacked.Done)
+}

@@ -1,0 +1,135 @@
+package caddypush
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDirectStream: an EventSource stream on HTTP/1.1 goes direct (it
+// takes its connection over after the head) and puts on the wire what it
+// put through net/http: a chunk per batch, its end, the last chunk, then
+// the connection closes. Behind encode, and over HTTP/2, it stays on the
+// response.
+func TestDirectStream(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "d")
+	before := directStreams.Load()
+	c := rawStreamUndecoded(t, "GET /sub?id="+ch+" HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+	head := c.head()
+	if !strings.HasPrefix(head, "HTTP/1.1 200") || headerOf(head, "Transfer-Encoding") != "chunked" {
+		t.Fatalf("head: %q", head)
+	}
+	hi := ": hi\nretry: 3000\n\n"
+	if got := c.until(t, hi+"\r\n"); got != fmt.Sprintf("%x\r\n%s\r\n", len(hi), hi) {
+		t.Fatalf("the first chunk: %q", got)
+	}
+	if n := directStreams.Load() - before; n != 1 {
+		t.Fatalf("%d streams went direct, want 1", n)
+	}
+	publish(t, "/pub", ch, "one\ntwo")
+	got := c.until(t, "data: two\n\n\r\n")
+	m := regexp.MustCompile(`^([0-9a-f]+)\r\n(id: [0-9]+:0\ndata: one\ndata: two\n\n)\r\n$`).FindStringSubmatch(got)
+	if m == nil || m[1] != fmt.Sprintf("%x", len(m[2])) {
+		t.Fatalf("a message's chunk: %q", got)
+	}
+	do(t, h1Client, "DELETE", base+"/pub?id="+ch, nil)
+	end := ":410: 410 Gone\n\n"
+	want := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(end), end)
+	rest, err := io.ReadAll(c.body)
+	if got := c.got.String() + string(rest); got != want || err != nil {
+		t.Fatalf("the end: %q (%v), want %q and the connection closed", got, err, want)
+	}
+
+	// Behind encode, and over HTTP/2: on the response.
+	before = directStreams.Load()
+	gz := rawStreamUndecoded(t, "GET /gz/sub?id="+ch+" HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nAccept-Encoding: gzip\r\n\r\n")
+	if head := gz.head(); !strings.HasPrefix(head, "HTTP/1.1 200") {
+		t.Fatalf("through encode: %q", head)
+	}
+	s := openSSE(t, h2Client, base+"/sub?id="+ch)
+	publish(t, "/pub", ch, "h2")
+	if ev := s.message(t); ev.data != "h2" {
+		t.Fatalf("over HTTP/2: %+v", ev)
+	}
+	if n := directStreams.Load() - before; n != 0 {
+		t.Fatalf("%d streams went direct behind encode or over HTTP/2, want 0", n)
+	}
+}
+
+// TestDirectStreamAccessLog: the access log line of a direct stream is
+// written when the stream ends, with its status and every byte it sent,
+// and a client that leaves ends its stream.
+func TestDirectStreamAccessLog(t *testing.T) {
+	t.Parallel()
+	logFile := t.TempDir() + "/access.log"
+	p := runCaddy(t, pushSite+"\n\tlog {\n\t\toutput file "+logFile+"\n\t\tformat json\n\t}")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	_, _ = io.WriteString(conn, "GET /sub?id=log HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+	br := bufio.NewReader(conn)
+	var head int
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		head += len(line)
+		if line == "\r\n" {
+			break
+		}
+	}
+	waitFor(t, "the stream", func() bool { return p.subscribers(t, "log") == 1 })
+	for i := range 3 {
+		do(t, h1Client, "POST", p.url+"/pub?id=log", strings.NewReader(strings.Repeat("x", 100*(i+1))))
+	}
+	want := 0
+	for {
+		line, err := br.ReadString('\n')
+		want += len(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "data: xxx") && len(line) > 300 {
+			want += len("\n\r\n") // the event's blank line and the chunk's CRLF
+			break
+		}
+	}
+	conn.Close() // the client leaves: the stream ends
+	waitFor(t, "the stream's end", func() bool { return p.subscribers(t, "log") == 0 })
+	var entry struct {
+		Status int `json:"status"`
+		Size   int `json:"size"`
+		Req    struct {
+			URI string `json:"uri"`
+		} `json:"request"`
+	}
+	waitFor(t, "the access log line", func() bool {
+		b, _ := os.ReadFile(logFile)
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if json.Unmarshal([]byte(line), &entry) == nil && entry.Req.URI == "/sub?id=log" {
+				return true
+			}
+		}
+		return false
+	})
+	// The recorder counts the body net/http framed without its framing
+	// (the head's chunk: "12\r\n" and "\r\n" less than the client read),
+	// and every byte written direct, framing and all: the chunks the
+	// client read, and the last chunk (5 bytes) if it was written before
+	// the server saw the client go.
+	if read := want - len("12\r\n\r\n"); entry.Status != 200 || (entry.Size != read && entry.Size != read+5) {
+		t.Fatalf("access log: status %d size %d, want 200 and %d (or %d)", entry.Status, entry.Size, read, read+5)
+	}
+}
