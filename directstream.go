@@ -1,7 +1,6 @@
 package caddypush
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"reflect"
@@ -51,7 +50,6 @@ const chunkRoom = 10
 // Only the stream's goroutine writes; cut may be called from any.
 type directConn struct {
 	conn  net.Conn
-	ctx   context.Context
 	out   []byte        // chunkRoom bytes, then the batch being built
 	idle  time.Duration // write_idle_timeout; 0: no deadline
 	armed time.Time     // when the write deadline was last pushed on
@@ -63,35 +61,40 @@ type directConn struct {
 // goDirect takes over w's connection when the stream may go direct (see
 // the top of this file), and returns nil when it may not.
 func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
-	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.Method != http.MethodGet || !passesThrough(w) {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.Method != http.MethodGet {
 		return nil
 	}
-	conn, _, err := http.NewResponseController(w).Hijack()
+	inner := passThrough(w)
+	if inner == nil {
+		return nil
+	}
+	conn, _, err := http.NewResponseController(inner).Hijack()
 	if err != nil {
 		return nil
 	}
-	d := &directConn{conn: conn, ctx: r.Context(), gone: make(chan struct{}), read: make(chan struct{})}
-	if _, iw := caddyhttp.IdleTimeoutsFromContext(r.Context()); iw != nil && iw.Deadline.MinRate == 0 {
-		d.idle = iw.Deadline.Timeout
+	d := &directConn{conn: conn, gone: make(chan struct{}), read: make(chan struct{})}
+	if _, iw := caddyhttp.IdleTimeoutsFromContext(r.Context()); iw != nil {
+		d.idle = iw.Deadline.Timeout // write_min_rate is not applied
 	}
 	// The connection is no longer the HTTP server's: the exit waits for
-	// the stream's end and its access log line (see close).
+	// the stream's end (the goroutine that runs it calls Done).
 	hijacked.Add(1)
 	directStreams.Add(1)
 	go d.watch()
 	return d
 }
 
-// passesThrough reports whether every writer from w down to the
-// connection passes the body through unchanged.
-func passesThrough(w http.ResponseWriter) bool {
+// passThrough returns net/http's response under w when every writer
+// from w down to it passes the body through unchanged, and nil when one
+// may not.
+func passThrough(w http.ResponseWriter) http.ResponseWriter {
 	for {
 		if !passThroughWriters[reflect.TypeOf(w).String()] {
-			return false
+			return nil
 		}
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {
-			return true
+			return w
 		}
 		w = u.Unwrap()
 	}
@@ -175,6 +178,5 @@ func (d *directConn) close() {
 		_, _ = d.conn.Write([]byte("0\r\n\r\n"))
 	}
 	_ = d.conn.Close()
-	<-d.read // the access log reads what the reader counted
-	context.AfterFunc(d.ctx, hijacked.Done)
+	<-d.read
 }

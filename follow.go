@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/caddypush/caddy-push/pushstore"
 )
 
@@ -53,7 +56,6 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 	if t != tLongPoll && t != tIntervalPoll {
 		st = newStall()
 		req.OnBehind = st.behind
-		defer st.finish()
 	}
 	sub, err := s.store.Follow(keys, req)
 	if err != nil {
@@ -61,26 +63,64 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 	}
 	logTransport(r, t)
 	streams[t].Add(1)
-	defer streams[t].Add(-1)
+	opened := time.Now()
 	switch t {
 	case tLongPoll, tIntervalPoll:
+		defer streams[t].Add(-1)
 		s.pollMany(w, r, sub, cursors, len(keys))
 	case tWebSocket:
-		s.serveWebSocket(w, r, keys, sub, st)
-	case tEventSource:
-		sw := s.openEventSource(w, r)
-		s.pumpHTTP(sw, sw.httpStream, sub, len(keys), time.Duration(s.EventSourcePingInterval), st, w)
-	case tMultipart:
-		mw := s.openMultipart(w, r)
-		s.pumpHTTP(mw, mw.httpStream, sub, len(keys), 0, st, w)
-	case tChunked:
-		cw := s.openChunked(w, r)
-		s.pumpHTTP(cw, cw.httpStream, sub, len(keys), 0, st, w)
-	case tRawStream:
-		rw := s.openRaw(w, r)
-		s.pumpHTTP(rw, rw.httpStream, sub, len(keys), 0, st, w)
+		s.serveWebSocket(w, r, keys, sub, st, func() {
+			st.finish()
+			s.streamEnded(t, opened)
+		})
+	default:
+		sw, hs, ping := s.openHTTPStream(t, w, r)
+		run := func() {
+			defer s.streamEnded(t, opened)
+			defer st.finish()
+			s.pumpHTTP(sw, hs, sub, len(keys), ping, st)
+		}
+		if hs.direct == nil {
+			run()
+			return nil
+		}
+		// A direct stream goes on in a goroutine of its own, and the
+		// handler returns: the request's memory and the handler's
+		// deep stack are not kept for as long as the stream lasts.
+		go func() {
+			defer hijacked.Done()
+			run()
+		}()
 	}
 	return nil
+}
+
+// streamEnded counts a stream of transport t, opened at opened, out and
+// logs its end at debug level: the access log line of a stream on a
+// hijacked connection is written when it opens.
+func (s *Subscriber) streamEnded(t transport, opened time.Time) {
+	streams[t].Add(-1)
+	if c := s.logger.Check(zapcore.DebugLevel, "stream ended"); c != nil {
+		c.Write(zap.String("transport", t.String()), zap.Duration("duration", time.Since(opened)))
+	}
+}
+
+// openHTTPStream writes the head of an HTTP stream of transport t, and
+// returns its writer, where it writes, and its ping interval.
+func (s *Subscriber) openHTTPStream(t transport, w http.ResponseWriter, r *http.Request) (streamWriter, httpStream, time.Duration) {
+	switch t {
+	case tEventSource:
+		sw := s.openEventSource(w, r)
+		return sw, sw.httpStream, time.Duration(s.EventSourcePingInterval)
+	case tMultipart:
+		mw := s.openMultipart(w, r)
+		return mw, mw.httpStream, 0
+	case tChunked:
+		cw := s.openChunked(w, r)
+		return cw, cw.httpStream, 0
+	}
+	rw := s.openRaw(w, r)
+	return rw, rw.httpStream, 0
 }
 
 // pollMany answers a long-poll or interval-poll on several channels: the

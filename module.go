@@ -204,10 +204,11 @@ func (h stoppingHandler) Handle(context.Context, caddy.Event) error {
 		n := r.ReleaseAll()
 		h.app.logger.Info("released waiting subscribers for exit", zap.Int("waiters", n))
 	}
-	// The WebSockets now end with their close frames; let their handlers
-	// finish (and log) before the process goes.
+	// The streams on hijacked connections (WebSockets, direct HTTP/1.1
+	// streams) now write their ends; let them finish before the process
+	// goes.
 	if !waitHijacked(2 * time.Second) {
-		h.app.logger.Warn("websocket subscribers still closing at exit")
+		h.app.logger.Warn("hijacked streams still closing at exit")
 	}
 	return nil
 }

@@ -219,6 +219,7 @@ type httpStream struct {
 	rc     *http.ResponseController
 	direct *directConn
 	gone   <-chan struct{} // closed when the client leaves
+	cut    func()          // makes a blocked write fail, from any goroutine
 }
 
 // startHTTPStream sends the stream's head, written to w, and returns the
@@ -227,9 +228,9 @@ func startHTTPStream(w http.ResponseWriter, r *http.Request) httpStream {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	if d := goDirect(w, r); d != nil {
-		return httpStream{w: d, direct: d, gone: d.gone}
+		return httpStream{w: d, direct: d, gone: d.gone, cut: d.cut}
 	}
-	return httpStream{w: w, rc: rc, gone: r.Context().Done()}
+	return httpStream{w: w, rc: rc, gone: r.Context().Done(), cut: deadlineCut(w)}
 }
 
 func (hs httpStream) flush() error {
@@ -264,12 +265,10 @@ func (hs httpStream) closeAfter() {
 // pumpHTTP runs an HTTP stream: it names how to cut it (st), pumps sub
 // into it until it ends, and closes a direct connection.
 func (s *Subscriber) pumpHTTP(sw streamWriter, hs httpStream, sub pushstore.Subscription, channels int,
-	ping time.Duration, st *stall, w http.ResponseWriter) {
+	ping time.Duration, st *stall) {
+	st.open(hs.cut)
 	if hs.direct != nil {
-		st.open(hs.direct.cut)
 		defer hs.direct.close()
-	} else {
-		st.open(deadlineCut(w))
 	}
 	s.pump(sw, sub, channels, ping, hs.gone)
 }

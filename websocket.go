@@ -2,7 +2,6 @@ package caddypush
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -52,12 +51,13 @@ const wsCloseWait = 250 * time.Millisecond
 // dropped) before the close.
 const wsRefusedDrain = 1 << 20
 
-// hijacked counts the WebSocket requests running: their connections are
-// no longer the HTTP server's, so its shutdown does not wait for them; the
-// push app does, briefly, at exit (see stoppingHandler).
+// hijacked counts the streams running on connections taken over from the
+// HTTP server (WebSockets, and direct HTTP/1.1 streams): its shutdown does
+// not wait for them; the push app does, briefly, at exit (see
+// stoppingHandler).
 var hijacked sync.WaitGroup
 
-// waitHijacked waits up to d for every WebSocket handler to end, and
+// waitHijacked waits up to d for every hijacked stream to end, and
 // reports whether they did.
 func waitHijacked(d time.Duration) bool {
 	done := make(chan struct{})
@@ -208,7 +208,12 @@ func (s *Subscriber) wsHandshakeOK(r *http.Request) bool {
 
 // serveWebSocket upgrades r and streams sub on it until either side ends
 // it; on a pub/sub location the frames the client sends are published.
-func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys []string, sub pushstore.Subscription, st *stall) {
+// The stream goes on in goroutines of its own once the connection is
+// upgraded, and the handler returns: the request's memory and the
+// handler's deep stack are not kept for as long as the stream lasts.
+// ended is called when the stream is over.
+func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys []string, sub pushstore.Subscription,
+	st *stall, ended func()) {
 	header := http.Header{}
 	if o := r.Header.Get("Origin"); o != "" {
 		s.setCORS(header, r)
@@ -216,14 +221,10 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	conn, err := s.wsUpgrader.Upgrade(hijacker{w}, r, header)
 	if err != nil {
 		sub.Cancel()
+		ended()
 		return // the upgrader answered
 	}
-	// Done once net/http cancels the request's context, which it does
-	// after Caddy's ServeHTTP returns, its access log line written: the
-	// exit waits for that line too.
-	hijacked.Add(1)
-	defer func() { context.AfterFunc(r.Context(), hijacked.Done) }()
-	defer conn.Close()
+	hijacked.Add(1) // the exit waits for the stream's end
 	ww := &wsWriter{conn: conn, meta: conn.Subprotocol() == metaProtocol}
 	// A client that takes nothing cannot read a close frame either.
 	st.open(func() { _ = conn.UnderlyingConn().Close() })
@@ -232,12 +233,18 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 		return nil
 	})
 	gone := make(chan struct{})
-	go s.readWebSocket(conn, r, keys, gone)
-	s.pump(ww, sub, len(keys), time.Duration(s.WebSocketPingInterval), gone)
-	select { // the client's close frame, or its going away
-	case <-gone:
-	case <-time.After(wsCloseWait):
-	}
+	go s.readWebSocket(conn, publishingHeader(r.Header), keys, gone)
+	ping := time.Duration(s.WebSocketPingInterval)
+	go func() {
+		defer hijacked.Done()
+		defer ended()
+		defer conn.Close()
+		s.pump(ww, sub, len(keys), ping, gone)
+		select { // the client's close frame, or its going away
+		case <-gone:
+		case <-time.After(wsCloseWait):
+		}
+	}()
 }
 
 // readWebSocket reads what the client sends until the connection ends,
@@ -245,7 +252,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 // is echoed). On a pub/sub location each text or binary frame is
 // published; elsewhere a frame closes the connection with 1008, whatever
 // its size.
-func (s *Subscriber) readWebSocket(conn *websocket.Conn, r *http.Request, keys []string, gone chan<- struct{}) {
+func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, keys []string, gone chan<- struct{}) {
 	defer close(gone)
 	pub := s.Publish
 	if pub == nil || !s.wsPublish {
@@ -270,7 +277,7 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, r *http.Request, keys [
 			s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.")
 			return
 		}
-		res, err := s.store.Publish(keys[0], frameMessage(op, data, r.Header), pub.opts)
+		res, err := s.store.Publish(keys[0], frameMessage(op, data, handshake), pub.opts)
 		if err != nil {
 			status, _ := refusal(err)
 			countPublish(status)
@@ -300,6 +307,18 @@ func frameMessage(op int, data []byte, handshake http.Header) *pushstore.Message
 	return msg
 }
 
+// publishingHeader is what frameMessage reads of a handshake, kept
+// instead of the request, which the stream outlives.
+func publishingHeader(h http.Header) http.Header {
+	kept := http.Header{}
+	for _, k := range []string{"Content-Type", "X-Eventsource-Event"} {
+		if v, ok := h[k]; ok {
+			kept[k] = v
+		}
+	}
+	return kept
+}
+
 // closeWebSocket sends a close frame; the read loop then ends.
 func (s *Subscriber) closeWebSocket(conn *websocket.Conn, code int, reason string) {
 	if err := conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
@@ -309,9 +328,20 @@ func (s *Subscriber) closeWebSocket(conn *websocket.Conn, code int, reason strin
 }
 
 // hijacker hands gorilla/websocket, which looks for http.Hijacker on the
-// writer itself, the connection under Caddy's response writer wrappers.
+// writer itself, the connection of net/http's response under Caddy's
+// response writer wrappers: the stream outlives the handler, so no
+// wrapper may see its writes (the access log's recorder counts a
+// connection hijacked through it).
 type hijacker struct{ http.ResponseWriter }
 
 func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(h.ResponseWriter).Hijack()
+	w := h.ResponseWriter
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
+	return http.NewResponseController(w).Hijack()
 }

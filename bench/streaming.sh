@@ -16,7 +16,7 @@
 # fails to load) and compares all three after. It prints the tables with
 # the ratios between servers of the same run, and writes SVG charts.
 #
-#   bench/streaming.sh [quick|full|slow] [REPS]    full: about 8 minutes a repetition
+#   bench/streaming.sh [quick|full|slow|idle] [REPS]    full: about 8 minutes a repetition
 #     quick: 100 and 1000 subscribers, 1000 idle, 50 rounds (a smoke pass)
 #     slow:  one EventSource subscriber that never reads beside 10 readers
 #            (EventSource, then WebSocket), 100 MiB published in 64 KiB
@@ -26,6 +26,7 @@
 #            and nchan (Centrifugo's protocol is not the push protocol). Each
 #            is also run without the non-reader (WHO_base): the growth the
 #            load itself causes
+#     idle:  full's idle scenario alone (10,000 streams), about 1 minute
 #
 # Environment: PORT_BASE (18600: Caddy +0, its admin +1, nginx +2,
 # Centrifugo +4), RATE (20000 deliveries/s), WORK (/tmp/caddypush-bench),
@@ -38,7 +39,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 MODE=${1:-full}
 REPS=${2:-1}
-case $MODE in quick | full | slow) ;; *) echo "usage: $0 [quick|full|slow] [REPS]" >&2; exit 2 ;; esac
+case $MODE in quick | full | slow | idle) ;; *) echo "usage: $0 [quick|full|slow|idle] [REPS]" >&2; exit 2 ;; esac
 bench_setup /tmp/caddypush-bench "streaming-$MODE"
 BASE=${PORT_BASE:-18600}
 RATE=${RATE:-20000}
@@ -132,6 +133,10 @@ for rep in $(seq 1 "$REPS"); do
       run "$rep" "$tr" -scenario slow -subs 10 -msg-size 65536 -total $((100 << 20)) -window 8 -max-time 300s
       SUFFIX=_base run "$rep" "$tr" -scenario slow -slow-subs 0 -subs 10 -msg-size 65536 -total $((100 << 20)) -window 8 -max-time 300s
     done
+    continue
+  fi
+  if [ "$MODE" = idle ]; then
+    for tr in eventsource websocket; do run "$rep" "$tr" -scenario idle -subs "$IDLE" -hold 3s -max-time 240s; done
     continue
   fi
   for tr in eventsource websocket; do
