@@ -43,8 +43,8 @@ var passThroughWriters = map[string]bool{
 var directStreams atomic.Int64
 
 // chunkRoom is the room kept before a batch for its chunk size line: up
-// to 8 hex digits and CRLF.
-const chunkRoom = 10
+// to 16 hex digits (any int) and CRLF.
+const chunkRoom = 18
 
 // directConn is a hijacked HTTP/1.1 connection carrying a chunked stream.
 // Only the stream's goroutine writes; cut may be called from any.

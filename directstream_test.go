@@ -2,6 +2,7 @@ package caddypush
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -110,4 +111,40 @@ func TestDirectStreamAccessLog(t *testing.T) {
 	}
 	conn.Close() // the client leaves: the stream ends
 	waitFor(t, "the stream's end", func() bool { return p.subscribers(t, "log") == 0 })
+}
+
+// TestDirectChunks: batches of any size, written by a directConn, read back
+// whole through Go's chunked reader, each as one chunk, and the end is the
+// last chunk.
+func TestDirectChunks(t *testing.T) {
+	server, client := net.Pipe()
+	d := &directConn{conn: server, gone: make(chan struct{}), read: make(chan struct{})}
+	close(d.read)
+	sizes := []int{1, 15, 16, 255, 256, 4095, 4097, 70000}
+	go func() {
+		for i, n := range sizes {
+			_, _ = d.Write(bytes.Repeat([]byte{byte('a' + i)}, n/2))
+			_, _ = d.Write(bytes.Repeat([]byte{byte('a' + i)}, n-n/2))
+			if err := d.flush(); err != nil {
+				t.Errorf("flush: %v", err)
+				return
+			}
+			_ = d.flush() // nothing to send: no empty chunk
+		}
+		d.close()
+	}()
+	br := bufio.NewReader(client)
+	for i, n := range sizes {
+		line, err := br.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("%x\r\n", n) {
+			t.Fatalf("chunk %d: size line %q (%v)", i, line, err)
+		}
+		body := make([]byte, n+2)
+		if _, err := io.ReadFull(br, body); err != nil || string(body) != strings.Repeat(string(rune('a'+i)), n)+"\r\n" {
+			t.Fatalf("chunk %d of %d bytes: %v", i, n, err)
+		}
+	}
+	if rest, _ := io.ReadAll(br); string(rest) != "0\r\n\r\n" {
+		t.Fatalf("the end: %q", rest)
+	}
 }
