@@ -436,3 +436,39 @@ func testWebSocketDeflateOnce(t *testing.T) {
 		t.Fatalf("the frame was prepared %d times for three subscribers, want once", n)
 	}
 }
+
+// TestWebSocketRawFrames: on a connection without permessage-deflate the
+// stream writes its frames itself (no gorilla prepared message is made),
+// and every payload length form (7, 16 and 64 bits) and both opcodes
+// arrive intact, with and without ws+meta.nchan.
+func TestWebSocketRawFrames(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "raw")
+	plain := openWS(t, base+"/sub?id="+ch, nil)
+	meta := openWS(t, base+"/sub?id="+ch, &websocket.DialOptions{Subprotocols: []string{"ws+meta.nchan"}})
+	plain.SetReadLimit(1 << 20)
+	meta.SetReadLimit(1 << 20)
+	waitFor(t, "two WebSockets", func() bool { return waiters(t, "/"+ch) == 2 })
+	before := preparedFrames.Load()
+	for _, n := range []int{1, 125, 126, 65535, 65536, 70000} {
+		body := strings.Repeat("x", n)
+		publish(t, "/pub", ch, body)
+		if typ, got := wsRead(t, plain); typ != websocket.MessageText || got != body {
+			t.Fatalf("%d bytes: %v frame of %d bytes", n, typ, len(got))
+		}
+		typ, got := wsRead(t, meta)
+		if head, rest, _ := strings.Cut(got, "\n\n"); typ != websocket.MessageText || !strings.HasPrefix(head, "id: ") || rest != body {
+			t.Fatalf("%d bytes with ws+meta.nchan: %v frame %.40q", n, typ, got)
+		}
+	}
+	do(t, h1Client, "POST", base+"/pub?id="+ch, strings.NewReader("\x00\x01\x02"), "Content-Type", "application/octet-stream")
+	if typ, got := wsRead(t, plain); typ != websocket.MessageBinary || got != "\x00\x01\x02" {
+		t.Fatalf("binary: %v %q", typ, got)
+	}
+	if typ, got := wsRead(t, meta); typ != websocket.MessageBinary || !strings.HasSuffix(got, "\ncontent-type: application/octet-stream\n\n\x00\x01\x02") {
+		t.Fatalf("binary with ws+meta.nchan: %v %q", typ, got)
+	}
+	if n := preparedFrames.Load() - before; n != 0 {
+		t.Fatalf("%d gorilla prepared messages made for connections without permessage-deflate", n)
+	}
+}

@@ -3,10 +3,12 @@ package caddypush
 import (
 	"bufio"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,9 +38,26 @@ const metaProtocol = "ws+meta.nchan"
 
 // The memo slots of a message's WebSocket frames, prepared once.
 var (
-	wsPlainSlot = pushstore.NewMemoSlot() // the body alone
-	wsMetaSlot  = pushstore.NewMemoSlot() // with the ws+meta.nchan header and the message's own id
+	wsPlainSlot    = pushstore.NewMemoSlot() // the body alone
+	wsMetaSlot     = pushstore.NewMemoSlot() // with the ws+meta.nchan header and the message's own id
+	wsRawPlainSlot = pushstore.NewMemoSlot() // the body alone, as a frame's bytes
+	wsRawMetaSlot  = pushstore.NewMemoSlot() // with the ws+meta.nchan header, as a frame's bytes
 )
+
+// offersDeflate reports whether a handshake offers permessage-deflate,
+// which the upgrader (EnableCompression) then takes, as gorilla reads the
+// offer: the first token of any extension in Sec-WebSocket-Extensions.
+func offersDeflate(h http.Header) bool {
+	for _, v := range h.Values("Sec-Websocket-Extensions") {
+		for ext := range strings.SplitSeq(v, ",") {
+			name, _, _ := strings.Cut(ext, ";")
+			if strings.EqualFold(strings.TrimSpace(name), "permessage-deflate") {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // wsWriteTimeout bounds writing one batch of frames to a client.
 const wsWriteTimeout = 30 * time.Second
@@ -96,11 +115,20 @@ func (s *Subscriber) upgrader() *websocket.Upgrader {
 	}
 }
 
-// wsWriter frames a stream for one WebSocket connection.
+// wsWriter frames a stream for one WebSocket connection. On a connection
+// without permessage-deflate it writes each message's frame itself,
+// encoded once per publication, a batch of frames in one write straight to
+// the connection (raw); with permessage-deflate, through gorilla's prepared
+// messages, compressed once per publication. gorilla's own writes (pongs,
+// close frames, pings) are one write each, which the connection never
+// interleaves with another.
 type wsWriter struct {
 	conn     *websocket.Conn
 	meta     bool // ws+meta.nchan
-	deadline bool // set for the batch being written
+	raw      net.Conn
+	out      []byte    // raw: the batch's frames
+	armed    time.Time // raw: when the write deadline was last pushed on
+	deadline bool      // gorilla: set for the batch being written
 	lastPong atomic.Int64
 	pinged   int64 // when the last ping was sent, unix ns
 	scratch  []byte
@@ -141,6 +169,22 @@ func prepare(op int, data []byte) *websocket.PreparedMessage {
 }
 
 func (ww *wsWriter) message(m *pushstore.Message, ids *runningID) error {
+	if ww.raw != nil {
+		switch {
+		case !ww.meta:
+			ww.out = append(ww.out, m.Memo(wsRawPlainSlot, func(m *pushstore.Message) any {
+				return appendFrame(nil, frameType(m), m.Body)
+			}).([]byte)...)
+		case ids == nil:
+			ww.out = append(ww.out, m.Memo(wsRawMetaSlot, func(m *pushstore.Message) any {
+				return appendFrame(nil, frameType(m), appendMeta(nil, m, []byte(m.ID.String())))
+			}).([]byte)...)
+		default:
+			ww.scratch = appendMeta(ww.scratch[:0], m, ids.appendID(nil))
+			ww.out = appendFrame(ww.out, frameType(m), ww.scratch)
+		}
+		return nil
+	}
 	if !ww.deadline {
 		_ = ww.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
 		ww.deadline = true
@@ -157,6 +201,23 @@ func (ww *wsWriter) message(m *pushstore.Message, ids *runningID) error {
 	}
 	ww.scratch = appendMeta(ww.scratch[:0], m, ids.appendID(nil))
 	return ww.conn.WriteMessage(frameType(m), ww.scratch)
+}
+
+// appendFrame appends an unmasked, unfragmented frame of opcode op (a
+// server's frame, RFC 6455 section 5.2) carrying payload.
+func appendFrame(b []byte, op int, payload []byte) []byte {
+	n := len(payload)
+	b = append(b, 0x80|byte(op)) // FIN, no RSV bits
+	switch {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = append(b, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
 }
 
 // ping sends a ping, and ends the stream when the previous one got no pong
@@ -183,6 +244,7 @@ var wsCloses = map[streamEnd]struct {
 }
 
 func (ww *wsWriter) end(why streamEnd) error {
+	_ = ww.flush() // the frames of the last batch go before the close frame
 	c := wsCloses[why]
 	return ww.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.code, c.reason),
 		time.Now().Add(time.Second))
@@ -192,9 +254,25 @@ func (ww *wsWriter) end(why streamEnd) error {
 // handler returns.
 func (ww *wsWriter) closeAfter() {}
 
+// flush writes a raw batch in one write, with a write deadline between
+// half and all of wsWriteTimeout ahead (moved at most every half: moving a
+// deadline costs a runtime timer update); gorilla writes each frame out.
 func (ww *wsWriter) flush() error {
 	ww.deadline = false
-	return nil // gorilla writes each frame out
+	if len(ww.out) == 0 {
+		return nil
+	}
+	if now := time.Now(); now.Sub(ww.armed) >= wsWriteTimeout/2 {
+		ww.armed = now
+		_ = ww.raw.SetWriteDeadline(now.Add(wsWriteTimeout))
+	}
+	_, err := ww.raw.Write(ww.out)
+	if cap(ww.out) > 4096 {
+		ww.out = nil // an idle stream keeps no large buffer
+	} else {
+		ww.out = ww.out[:0]
+	}
+	return err
 }
 
 // wsHandshakeOK reports whether the upgrader will take r's handshake: its
@@ -226,6 +304,9 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	}
 	hijacked.Add(1) // the exit waits for the stream's end
 	ww := &wsWriter{conn: conn, meta: conn.Subprotocol() == metaProtocol}
+	if !offersDeflate(r.Header) {
+		ww.raw = conn.NetConn()
+	}
 	// A client that takes nothing cannot read a close frame either.
 	st.open(func() { _ = conn.UnderlyingConn().Close() })
 	conn.SetPongHandler(func(string) error {
