@@ -100,7 +100,8 @@ var wsWriteBuffers sync.Pool
 func (s *Subscriber) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
 		HandshakeTimeout:  10 * time.Second,
-		ReadBufferSize:    1024,
+		ReadBufferSize:    512, // held by every idle stream; a frame's payload larger than it is read past it
+
 		WriteBufferSize:   4096,
 		WriteBufferPool:   &wsWriteBuffers,
 		Subprotocols:      []string{metaProtocol},
