@@ -99,8 +99,8 @@ var wsWriteBuffers sync.Pool
 // upgrader returns the location's WebSocket upgrader.
 func (s *Subscriber) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
-		HandshakeTimeout:  10 * time.Second,
-		ReadBufferSize:    512, // held by every idle stream; a frame's payload larger than it is read past it
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   512, // held by every idle stream; a frame's payload larger than it is read past it
 
 		WriteBufferSize:   4096,
 		WriteBufferPool:   &wsWriteBuffers,
