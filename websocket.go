@@ -100,8 +100,9 @@ var wsWriteBuffers sync.Pool
 func (s *Subscriber) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   512, // held by every idle stream; a frame's payload larger than it is read past it
-
+		// Every idle stream holds its read buffer; a frame's payload
+		// larger than it is read past it.
+		ReadBufferSize:    512,
 		WriteBufferSize:   4096,
 		WriteBufferPool:   &wsWriteBuffers,
 		Subprotocols:      []string{metaProtocol},
