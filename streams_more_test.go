@@ -161,3 +161,39 @@ func TestStopClosesStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectStreamOverTLS: an EventSource on HTTPS with HTTP/1.1 goes
+// direct over the TLS connection, gets its messages and its end.
+func TestDirectStreamOverTLS(t *testing.T) {
+	tester := startMain(t)
+	cfg := strings.Replace(mainConfig, ":9080 {", "https://localhost:9443 {\n\ttls internal\n\tpush_publisher /tls/pub\n\tpush_subscriber /tls/sub\n}\n:9080 {", 1)
+	load(tester, strings.Replace(cfg, "protocols h1 h2c", "protocols h1 h2 h2c", 1))
+	defer load(tester, mainConfig)
+	h1TLS := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:    &tls.Config{InsecureSkipVerify: true}, // Caddy's internal CA
+		TLSNextProto:       map[string]func(string, *tls.Conn) http.RoundTripper{},
+		DisableCompression: true,
+	}}
+	const tlsBase = "https://localhost:9443"
+	waitFor(t, "HTTPS with the internal certificate", func() bool {
+		r, err := doCtx(context.Background(), h1TLS, "GET", tlsBase+"/tls/pub?id=x", nil)
+		return err == nil && r.proto == 1
+	})
+	ch := chanName(t, "a")
+	before := directStreams.Load()
+	s := openSSE(t, h1TLS, tlsBase+"/tls/sub?id="+ch)
+	if s.resp.ProtoMajor != 1 || s.resp.TLS == nil {
+		t.Fatalf("proto %d, TLS %v", s.resp.ProtoMajor, s.resp.TLS != nil)
+	}
+	waitFor(t, "the stream to go direct", func() bool { return directStreams.Load()-before == 1 })
+	for i := range 3 {
+		do(t, h1TLS, "POST", tlsBase+"/tls/pub?id="+ch, strings.NewReader(fmt.Sprint("tls-", i)))
+		if ev := s.message(t); ev.data != fmt.Sprint("tls-", i) {
+			t.Fatalf("over TLS: %+v", ev)
+		}
+	}
+	do(t, h1TLS, "DELETE", tlsBase+"/tls/pub?id="+ch, nil)
+	if got := s.ending(t); len(got) == 0 || got[len(got)-1] != ":410: 410 Gone" {
+		t.Fatalf("the end over TLS: %q", got)
+	}
+}
