@@ -22,15 +22,17 @@ import (
 // half write_idle_timeout and copies once. The bytes on the wire are the
 // same. It is taken only where that holds: HTTP/1.1, a GET, and nothing
 // between the handler and the connection but Caddy's own writers that
-// pass bytes through unchanged (the access log's recorder, which still
-// counts what the stream writes, and the idle timeout writers); behind
-// encode, or any other handler that wraps the response, the stream stays
-// on the response. HTTP/2 and HTTP/3 streams stay on the response too.
+// pass bytes through unchanged (the access log's recorder, not
+// buffering, and the idle timeout writers); behind encode, intercept, or
+// any other handler that wraps the response, the stream stays on the
+// response. HTTP/2 and HTTP/3 streams stay on the response too. The
+// connection is taken from net/http's response itself, under every
+// wrapper: the stream outlives the handler, so no wrapper sees its writes.
 
 // passThroughWriters are the response writers, by type, that a direct
-// stream may go under: Caddy's access log and metrics recorder (which
-// counts the bytes of a hijacked connection), its idle timeout writers,
-// its plain wrapper, and net/http's own response.
+// stream may go under: Caddy's access log and metrics recorder (when it
+// does not buffer), its idle timeout writers, its plain wrapper, and
+// net/http's own response.
 var passThroughWriters = map[string]bool{
 	"*caddyhttp.responseRecorder":      true,
 	"*caddyhttp.IdleTimeoutWriter":     true,
@@ -91,6 +93,9 @@ func passThrough(w http.ResponseWriter) http.ResponseWriter {
 	for {
 		if !passThroughWriters[reflect.TypeOf(w).String()] {
 			return nil
+		}
+		if rec, ok := w.(interface{ Buffered() bool }); ok && rec.Buffered() {
+			return nil // the head is in its buffer, not on the wire
 		}
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {

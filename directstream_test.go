@@ -147,3 +147,23 @@ func TestDirectChunks(t *testing.T) {
 		t.Fatalf("the end: %q", rest)
 	}
 }
+
+// TestDirectStreamNotUnderABuffer: behind a handler that buffers the
+// response (intercept, here replacing every 200), a stream does not go
+// direct: the head is in that buffer, not on the wire. The stream ends at
+// its timeout and the client gets what intercept makes of it. (intercept's
+// own writer is not one of the pass-through writers; a recorder of Caddy's
+// that buffers is refused too.)
+func TestDirectStreamNotUnderABuffer(t *testing.T) {
+	tester := startMain(t)
+	load(tester, strings.Replace(mainConfig, ":9080 {", ":9080 {\n\troute /icpt/sub {\n\t\tintercept {\n\t\t\t@ok status 200\n\t\t\thandle_response @ok {\n\t\t\t\trespond \"intercepted\"\n\t\t\t}\n\t\t}\n\t\tpush_subscriber {\n\t\t\ttimeout 1s\n\t\t}\n\t}", 1))
+	defer load(tester, mainConfig)
+	before := directStreams.Load()
+	r := do(t, h1Client, "GET", base+"/icpt/sub?id="+chanName(t, "i"), nil, "Accept", "text/event-stream")
+	if r.status != 200 || r.body != "intercepted" {
+		t.Fatalf("behind intercept: %d %q", r.status, r.body)
+	}
+	if n := directStreams.Load() - before; n != 0 {
+		t.Fatalf("%d streams went direct under a buffering recorder", n)
+	}
+}
