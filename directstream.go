@@ -51,13 +51,11 @@ const chunkRoom = 18
 // directConn is a hijacked HTTP/1.1 connection carrying a chunked stream.
 // Only the stream's goroutine writes; cut may be called from any.
 type directConn struct {
-	conn  net.Conn
-	out   []byte        // chunkRoom bytes, then the batch being built
-	idle  time.Duration // write_idle_timeout; 0: no deadline
-	armed time.Time     // when the write deadline was last pushed on
-	abort bool          // close without the last chunk (the stream fell behind)
-	gone  chan struct{} // closed when the client closes or sends an error
-	read  chan struct{} // closed when the reader has returned
+	conn     net.Conn
+	out      []byte        // chunkRoom bytes, then the batch being built
+	deadline lazyDeadline  // write_idle_timeout; none without it
+	abort    bool          // close without the last chunk (the stream fell behind)
+	gone     chan struct{} // closed when the client closes or sends an error
 }
 
 // goDirect takes over w's connection when the stream may go direct (see
@@ -66,17 +64,16 @@ func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.Method != http.MethodGet {
 		return nil
 	}
-	inner := passThrough(w)
-	if inner == nil {
+	if !passesThrough(w) {
 		return nil
 	}
-	conn, _, err := http.NewResponseController(inner).Hijack()
+	conn, _, err := http.NewResponseController(innermost(w)).Hijack()
 	if err != nil {
 		return nil
 	}
-	d := &directConn{conn: conn, gone: make(chan struct{}), read: make(chan struct{})}
+	d := &directConn{conn: conn, gone: make(chan struct{})}
 	if _, iw := caddyhttp.IdleTimeoutsFromContext(r.Context()); iw != nil {
-		d.idle = iw.Deadline.Timeout // write_min_rate is not applied
+		d.deadline.timeout = iw.Deadline.Timeout // write_min_rate is not applied
 	}
 	// The connection is no longer the HTTP server's: the exit waits for
 	// the stream's end (the goroutine that runs it calls Done).
@@ -86,17 +83,28 @@ func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
 	return d
 }
 
-// passThrough returns net/http's response under w when every writer
-// from w down to it passes the body through unchanged, and nil when one
-// may not.
-func passThrough(w http.ResponseWriter) http.ResponseWriter {
+// passesThrough reports whether every writer from w down to net/http's
+// response passes the body through unchanged.
+func passesThrough(w http.ResponseWriter) bool {
 	for {
 		if !passThroughWriters[reflect.TypeOf(w).String()] {
-			return nil
+			return false
 		}
 		if rec, ok := w.(interface{ Buffered() bool }); ok && rec.Buffered() {
-			return nil // the head is in its buffer, not on the wire
+			return false // the head is in its buffer, not on the wire
 		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return true
+		}
+		w = u.Unwrap()
+	}
+}
+
+// innermost returns the writer under every wrapper of w: net/http's
+// response.
+func innermost(w http.ResponseWriter) http.ResponseWriter {
+	for {
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {
 			return w
@@ -108,7 +116,6 @@ func passThrough(w http.ResponseWriter) http.ResponseWriter {
 // watch reads the connection until it ends: a client sends nothing on a
 // stream, so what it reads is dropped and its end is the client leaving.
 func (d *directConn) watch() {
-	defer close(d.read)
 	defer close(d.gone)
 	var b [64]byte
 	for {
@@ -142,32 +149,15 @@ func (d *directConn) flush() error {
 		d.out[i] = hexDigits[v&15]
 	}
 	d.out = append(d.out, '\r', '\n')
-	d.arm()
+	d.deadline.arm(d.conn)
 	_, err := d.conn.Write(d.out[i:])
-	if cap(d.out) > 4096 {
-		d.out = nil // an idle stream keeps no large buffer
-	} else {
-		d.out = d.out[:chunkRoom]
-	}
+	d.out = reuseBatch(d.out, chunkRoom)
 	return err
-}
-
-// arm keeps a write deadline between half and all of write_idle_timeout
-// ahead, moving it at most every half: a write that blocks that long on a
-// client that takes nothing fails, as it does through Caddy's writers.
-func (d *directConn) arm() {
-	if d.idle <= 0 {
-		return
-	}
-	if now := time.Now(); now.Sub(d.armed) >= d.idle/2 {
-		d.armed = now
-		_ = d.conn.SetWriteDeadline(now.Add(d.idle))
-	}
 }
 
 // boundEnd gives the stream's last writes endWriteTimeout.
 func (d *directConn) boundEnd() {
-	d.idle = 0
+	d.deadline.timeout = 0
 	_ = d.conn.SetWriteDeadline(time.Now().Add(endWriteTimeout))
 }
 
@@ -183,5 +173,35 @@ func (d *directConn) close() {
 		_, _ = d.conn.Write([]byte("0\r\n\r\n"))
 	}
 	_ = d.conn.Close()
-	<-d.read
+}
+
+// lazyDeadline keeps a connection's write deadline between half and all
+// of timeout ahead, moving it at most every half (moving a deadline is a
+// runtime timer update, which Caddy's writers and gorilla do before every
+// write): a write that blocks that long on a client that takes nothing
+// fails. A zero timeout sets none.
+type lazyDeadline struct {
+	timeout time.Duration
+	armed   time.Time // when the deadline was last moved
+}
+
+// arm moves c's write deadline if half the timeout has passed since it
+// last did; it is called before each write.
+func (ld *lazyDeadline) arm(c net.Conn) {
+	if ld.timeout <= 0 {
+		return
+	}
+	if now := time.Now(); now.Sub(ld.armed) >= ld.timeout/2 {
+		ld.armed = now
+		_ = c.SetWriteDeadline(now.Add(ld.timeout))
+	}
+}
+
+// reuseBatch returns a written batch buffer emptied to its first keep
+// bytes, or nil when it grew large: an idle stream keeps no large buffer.
+func reuseBatch(b []byte, keep int) []byte {
+	if cap(b) > 4096 {
+		return nil
+	}
+	return b[:keep]
 }

@@ -117,8 +117,7 @@ func TestDirectStreamAccessLog(t *testing.T) {
 // last chunk.
 func TestDirectChunks(t *testing.T) {
 	server, client := net.Pipe()
-	d := &directConn{conn: server, gone: make(chan struct{}), read: make(chan struct{})}
-	close(d.read)
+	d := &directConn{conn: server, gone: make(chan struct{})}
 	sizes := []int{1, 15, 16, 255, 256, 4095, 4097, 70000}
 	go func() {
 		for i, n := range sizes {

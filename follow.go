@@ -63,35 +63,34 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 	}
 	logTransport(r, t)
 	streams[t].Add(1)
-	opened := time.Now()
-	switch t {
-	case tLongPoll, tIntervalPoll:
+	if t == tLongPoll || t == tIntervalPoll {
 		defer streams[t].Add(-1)
 		s.pollMany(w, r, sub, cursors, len(keys))
-	case tWebSocket:
-		s.serveWebSocket(w, r, keys, sub, st, func() {
-			st.finish()
-			s.streamEnded(t, opened)
-		})
-	default:
-		sw, hs, ping := s.openHTTPStream(t, w, r)
-		run := func() {
-			defer s.streamEnded(t, opened)
-			defer st.finish()
-			s.pumpHTTP(sw, hs, sub, len(keys), ping, st)
-		}
-		if hs.direct == nil {
-			run()
-			return nil
-		}
-		// A direct stream goes on in a goroutine of its own, and the
-		// handler returns: the request's memory and the handler's
-		// deep stack are not kept for as long as the stream lasts.
-		go func() {
-			defer hijacked.Done()
-			run()
-		}()
+		return nil
 	}
+	opened := time.Now()
+	ended := func() { // once the stream is over, in whichever goroutine ran it
+		st.finish()
+		s.streamEnded(t, opened)
+	}
+	if t == tWebSocket {
+		s.serveWebSocket(w, r, keys, sub, st, ended)
+		return nil
+	}
+	sw, hs, ping := s.openHTTPStream(t, w, r)
+	if hs.direct == nil {
+		defer ended()
+		s.pumpHTTP(sw, hs, sub, len(keys), ping, st)
+		return nil
+	}
+	// A direct stream goes on in a goroutine of its own, and the handler
+	// returns: the request's memory and the handler's deep stack are not
+	// kept for as long as the stream lasts.
+	go func() {
+		defer hijacked.Done()
+		defer ended()
+		s.pumpHTTP(sw, hs, sub, len(keys), ping, st)
+	}()
 	return nil
 }
 

@@ -277,13 +277,6 @@ func (s *Subscriber) pumpHTTP(sw streamWriter, hs httpStream, sub pushstore.Subs
 // connection (HTTP/1.1), or its stream (HTTP/2), set below Caddy's
 // wrappers, which are not safe for use from another goroutine.
 func deadlineCut(w http.ResponseWriter) func() {
-	for {
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			break
-		}
-		w = u.Unwrap()
-	}
-	rc := http.NewResponseController(w)
+	rc := http.NewResponseController(innermost(w))
 	return func() { _ = rc.SetWriteDeadline(time.Now()) }
 }

@@ -128,9 +128,9 @@ type wsWriter struct {
 	conn     *websocket.Conn
 	meta     bool // ws+meta.nchan
 	raw      net.Conn
-	out      []byte    // raw: the batch's frames
-	armed    time.Time // raw: when the write deadline was last pushed on
-	deadline bool      // gorilla: set for the batch being written
+	out      []byte       // raw: the batch's frames
+	lazy     lazyDeadline // raw: wsWriteTimeout
+	deadline bool         // gorilla: set for the batch being written
 	lastPong atomic.Int64
 	pinged   int64 // when the last ping was sent, unix ns
 	scratch  []byte
@@ -256,24 +256,16 @@ func (ww *wsWriter) end(why streamEnd) error {
 // handler returns.
 func (ww *wsWriter) closeAfter() {}
 
-// flush writes a raw batch in one write, with a write deadline between
-// half and all of wsWriteTimeout ahead (moved at most every half: moving a
-// deadline costs a runtime timer update); gorilla writes each frame out.
+// flush writes a raw batch in one write, under a lazy deadline of
+// wsWriteTimeout; gorilla writes each frame out.
 func (ww *wsWriter) flush() error {
 	ww.deadline = false
 	if len(ww.out) == 0 {
 		return nil
 	}
-	if now := time.Now(); now.Sub(ww.armed) >= wsWriteTimeout/2 {
-		ww.armed = now
-		_ = ww.raw.SetWriteDeadline(now.Add(wsWriteTimeout))
-	}
+	ww.lazy.arm(ww.raw)
 	_, err := ww.raw.Write(ww.out)
-	if cap(ww.out) > 4096 {
-		ww.out = nil // an idle stream keeps no large buffer
-	} else {
-		ww.out = ww.out[:0]
-	}
+	ww.out = reuseBatch(ww.out, 0)
 	return err
 }
 
@@ -307,7 +299,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	hijacked.Add(1) // the exit waits for the stream's end
 	ww := &wsWriter{conn: conn, meta: conn.Subprotocol() == metaProtocol}
 	if !offersDeflate(r.Header) {
-		ww.raw = conn.NetConn()
+		ww.raw, ww.lazy.timeout = conn.NetConn(), wsWriteTimeout
 	}
 	// A client that takes nothing cannot read a close frame either.
 	st.open(func() { _ = conn.UnderlyingConn().Close() })
@@ -418,13 +410,5 @@ func (s *Subscriber) closeWebSocket(conn *websocket.Conn, code int, reason strin
 type hijacker struct{ http.ResponseWriter }
 
 func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	w := h.ResponseWriter
-	for {
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			break
-		}
-		w = u.Unwrap()
-	}
-	return http.NewResponseController(w).Hijack()
+	return http.NewResponseController(innermost(h.ResponseWriter)).Hijack()
 }
