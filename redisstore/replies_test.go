@@ -47,10 +47,10 @@ func TestScriptReplies(t *testing.T) {
 				keyHeader(key), keyCost(key), ""}
 		}, nil}, // answers the new id first
 		{scriptSubscribe, func() []any {
-			return []any{1, "-1", 1, 0, 0, rs.instance, rs.notes, keyHeader(key), keyCost(key)}
+			return []any{1, "-1", 1, 0, 0, rs.instance, rs.notes, keyHeader(key), keyCost(key), 1}
 		}, []string{"msg"}},
 		{scriptSubscribe, func() []any {
-			return []any{1, "newest", 1, 0, 0, rs.instance, rs.notes, keyHeader(key), keyCost(key)}
+			return []any{1, "newest", 1, 0, 0, rs.instance, rs.notes, keyHeader(key), keyCost(key), 1}
 		}, []string{"wait"}},
 		{scriptRecheck, func() []any { return []any{"-1", gen(), rs.instance} }, []string{"msg"}},
 		{scriptRecheck, func() []any {

@@ -57,6 +57,9 @@ type Store struct {
 	mu    sync.Mutex
 	local map[string]*localChannel
 
+	pollMu sync.Mutex
+	polls  map[pollKey]*pollLine // long-poll registrations in Redis (coalesce.go)
+
 	// recent holds the newest ids this instance has seen per channel (its
 	// own publications and every notification) for a few seconds. A
 	// publication passes its channel's as the floor of the new id, so ids
@@ -104,7 +107,7 @@ func NewFromClient(client redis.UniversalClient, prefix string, maxBytes int64, 
 	s := &Store{
 		client: client, prefix: prefix, notes: prefix + "notes", instance: hex.EncodeToString(id[:]),
 		logger: logger, local: make(map[string]*localChannel), recent: make(map[string]recentID),
-		ctx: ctx, cancel: cancel, listenDone: make(chan struct{}),
+		polls: make(map[pollKey]*pollLine), ctx: ctx, cancel: cancel, listenDone: make(chan struct{}),
 	}
 	s.maxBytes.Store(maxBytes)
 	return s
@@ -395,8 +398,13 @@ func (s *Store) Subscribe(key string, req pushstore.SubscribeRequest) (pushstore
 		m.key = key
 		s.register(m)
 	}
-	res, err := s.run(s.ctx, scriptSubscribe, key, b01(req.Create), cursorScore(req.HasCursor, req.Cursor, req.Start),
-		b01(req.Wait), int(req.Concurrency), req.MaxWaiters, s.instance, s.notes, keyHeader(key), keyCost(key))
+	var res []any
+	var err error
+	if coalescable(req) {
+		res, err = s.registerPoll(key, req)
+	} else {
+		res, err = s.subscribeCall(key, req, 1)
+	}
 	if err != nil {
 		if m != nil {
 			s.unregister(m)
@@ -404,9 +412,6 @@ func (s *Store) Subscribe(key string, req pushstore.SubscribeRequest) (pushstore
 		return pushstore.SubscribeResult{}, err
 	}
 	kind := str(res[0])
-	if len(res) > 2 {
-		s.expired.Add(uint64(num(res[1])))
-	}
 	if kind == "wait" {
 		s.settle(m, num(res[3]), str(res[4]), time.Duration(num(res[5]))*time.Millisecond)
 		return pushstore.SubscribeResult{Sub: sub}, nil
@@ -428,6 +433,17 @@ func (s *Store) Subscribe(key string, req pushstore.SubscribeRequest) (pushstore
 		return pushstore.SubscribeResult{}, pushstore.ErrTooManySubscribers
 	}
 	return pushstore.SubscribeResult{}, fmt.Errorf("redis store: unexpected subscribe answer %q", kind)
+}
+
+// subscribeCall runs the subscribe script for count subscribers of one
+// request's kind (see registerPoll).
+func (s *Store) subscribeCall(key string, req pushstore.SubscribeRequest, count int) ([]any, error) {
+	res, err := s.run(s.ctx, scriptSubscribe, key, b01(req.Create), cursorScore(req.HasCursor, req.Cursor, req.Start),
+		b01(req.Wait), int(req.Concurrency), req.MaxWaiters, s.instance, s.notes, keyHeader(key), keyCost(key), count)
+	if err == nil && len(res) > 2 {
+		s.expired.Add(uint64(num(res[1])))
+	}
+	return res, err
 }
 
 // Touch creates the channel if needed and returns its info (publisher PUT).

@@ -229,6 +229,7 @@ end
 -- the refusal ('conflict' or 'toomany', with the call settled) or false,
 -- and the gen of a `last` displacement ('0' when none).
 local function admit()
+  if ARGV[10] == '0' and ARGV[11] == '0' then return false, '0' end
   local n = waiting()
   local displaced = '0'
   if n > 0 then

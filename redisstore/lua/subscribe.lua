@@ -1,6 +1,8 @@
 -- subscribe.lua. Arguments: create (0/1), cursor (see resolve),
 -- wait (0/1), concurrency (0 broadcast, 1 first, 2 last), max waiters,
--- instance, notes channel, key header, key cost. Returns {nf} or {kind,
+-- instance, notes channel, key header, key cost, count (the long-polls
+-- this call stands for: several that arrived together with the same
+-- cursor, broadcast and no max, are registered as one). Returns {nf} or {kind,
 -- expired, displaced} followed by kind's values: conflict, toomany, none,
 -- msg (id, payload) or wait (gen, cursor, channel timeout). displaced is
 -- the gen of a `last` displacement, or 0; its notification is
@@ -14,10 +16,11 @@ local found = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 1)
 if #found == 1 then
   local id = found[1]
   local payload = redis.call('HGET', d, id)
-  delivered(id, 1)
+  delivered(id, tonumber(ARGV[16]))
   settl({})
   return {'msg', expired, displaced, id, payload}
 end
 if ARGV[9] == '0' then settl({}) return {'none', expired, displaced} end
-if redis.call('HINCRBY', w, ARGV[12], 1) == 1 then settl({w}) else settl({}) end
+local k = tonumber(ARGV[16])
+if redis.call('HINCRBY', w, ARGV[12], k) == k then settl({w}) else settl({}) end
 return {'wait', expired, displaced, M.gen, cur, M.ct}
