@@ -2,9 +2,12 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -12,16 +15,9 @@ import (
 	"github.com/caddypush/caddy-push/pushstore"
 )
 
-// TestCoalescedLongPolls: long-polls of one channel and cursor that come
-// while one of theirs is being registered in Redis are registered together
-// by one script call, which counts them all. Redis is held (CLIENT PAUSE
-// WRITE holds scripts) while the first registration is in it, until the
-// others have gathered; then the scripts Redis ran are counted: two, not
-// one per long-poll. Each long-poll still gets its own answer: a wait that
-// a publication ends, counted in Redis (the publisher's 201 and delivery
-// count), or the stored message its cursor is behind, with the recipient
-// rule counting every member.
-func TestCoalescedLongPolls(t *testing.T) {
+// coalesceStore is a started store on a redis-server of its own (whose
+// statistics and pauses are the test's alone), and an admin client.
+func coalesceStore(t *testing.T) (*Store, *redis.Client) {
 	srv := redistest.Start(t)
 	s := NewFromClient(redis.NewClient(&redis.Options{Addr: srv.Addr()}), "coalesce:", 0, nil)
 	s.Start()
@@ -29,69 +25,74 @@ func TestCoalescedLongPolls(t *testing.T) {
 	waitFor(t, "the notes subscription", s.subscribed.Load)
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = admin.Close() })
+	return s, admin
+}
+
+// together runs call n times at once while Redis holds the first call's
+// script (CLIENT PAUSE WRITE holds scripts), until the other n-1 have
+// gathered behind it (gathered reports how many have, -1 before the first
+// is in Redis); then it lets Redis go and returns, in the order the calls
+// came, their answers, and how many scripts Redis ran for them.
+func together[R any](t *testing.T, admin *redis.Client, n int, gathered func() int, call func() (R, error)) ([]R, int64) {
+	t.Helper()
+	ctx := context.Background()
+	if err := admin.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	paused := true
+	defer func() {
+		if paused {
+			admin.Do(ctx, "CLIENT", "UNPAUSE")
+		}
+	}()
+	out := make([]R, n)
+	errs := make(chan error, n)
+	start := func(i int) {
+		go func() {
+			r, err := call()
+			out[i] = r
+			errs <- err
+		}()
+	}
+	start(0)
+	waitFor(t, "the first call to be in Redis", func() bool { return gathered() == 0 })
+	for i := 1; i < n; i++ {
+		start(i)
+		waitFor(t, "the next call to gather behind it", func() bool { return gathered() == i })
+	}
+	if err := admin.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	paused = false
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out, scriptCalls(t, admin)
+}
+
+// TestCoalescedLongPolls: long-polls of one channel and cursor that come
+// while one of theirs is being registered in Redis are registered together
+// by one script call, which counts them all: two scripts, not one per
+// long-poll. Each long-poll still gets its own answer: a wait that a
+// publication ends, counted in Redis (the publisher's 201 and delivery
+// count), or the stored message its cursor is behind, with the recipient
+// rule counting every member.
+func TestCoalescedLongPolls(t *testing.T) {
+	s, admin := coalesceStore(t)
 	ctx := context.Background()
 	const n = 20
-
-	// together subscribes n long-polls with req while Redis holds the
-	// first one's script, and returns their answers and how many scripts
-	// Redis ran for them.
-	together := func(req pushstore.SubscribeRequest) ([]pushstore.SubscribeResult, int64) {
-		t.Helper()
-		if err := admin.ConfigResetStat(ctx).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if err := admin.Do(ctx, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
-			t.Fatal(err)
-		}
-		paused := true
-		defer func() {
-			if paused {
-				admin.Do(ctx, "CLIENT", "UNPAUSE")
-			}
-		}()
-		type answer struct {
-			res pushstore.SubscribeResult
-			err error
-		}
-		answers := make(chan answer, n)
-		subscribe := func() {
-			res, err := s.Subscribe("c", req)
-			answers <- answer{res, err}
-		}
-		go subscribe()
+	poll := func(req pushstore.SubscribeRequest) ([]pushstore.SubscribeResult, int64) {
 		pk := pollKey{"c", cursorScore(req.HasCursor, req.Cursor, req.Start), req.Create}
-		gathered := func(want int) func() bool {
-			return func() bool {
-				s.pollMu.Lock()
-				defer s.pollMu.Unlock()
-				line := s.polls[pk]
-				if line == nil {
-					return false
-				}
-				return want == 0 || line.next != nil && line.next.members == want
-			}
-		}
-		waitFor(t, "the first registration to be in Redis", gathered(0))
-		for range n - 1 {
-			go subscribe()
-		}
-		waitFor(t, "the other long-polls to gather behind it", gathered(n-1))
-		if err := admin.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
-			t.Fatal(err)
-		}
-		paused = false
-		var out []pushstore.SubscribeResult
-		for range n {
-			a := <-answers
-			if a.err != nil {
-				t.Fatal(a.err)
-			}
-			out = append(out, a.res)
-		}
-		return out, scriptCalls(t, admin)
+		return together(t, admin, n, func() int { return s.polls.waiting(pk) },
+			func() (pushstore.SubscribeResult, error) { return s.Subscribe("c", req) })
 	}
 
-	subs, calls := together(pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
+	subs, calls := poll(pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
 	if calls != 2 {
 		t.Errorf("%d long-polls registered by %d scripts, want 2 (the first, then the rest together)", n, calls)
 	}
@@ -119,7 +120,7 @@ func TestCoalescedLongPolls(t *testing.T) {
 
 	// n long-polls behind the stored message: each gets it at once, and
 	// its recipient rule counts n (plus the n it was delivered to above).
-	got, calls := together(pushstore.SubscribeRequest{Create: true, Wait: true, HasCursor: true})
+	got, calls := poll(pushstore.SubscribeRequest{Create: true, Wait: true, HasCursor: true})
 	if calls != 2 {
 		t.Errorf("%d catching-up long-polls took %d scripts, want 2", n, calls)
 	}
@@ -134,6 +135,80 @@ func TestCoalescedLongPolls(t *testing.T) {
 	}
 	if f := strings.Fields(rule); len(f) != 3 || f[2] != strconv.Itoa(2*n) {
 		t.Errorf("recipient rule %q, want %d received", rule, 2*n)
+	}
+}
+
+// TestCoalescedPublications: publications of one channel and settings
+// that come while one of theirs is in Redis are published by one script
+// call (of at most maxPublications), in the order they came, each as if
+// alone: its own id, after the
+// one before; the long-poll that waited is answered by the first alone
+// (the publisher's delivery count: the first reaches it and the stream,
+// the others the stream); each reports the stored messages after it; the
+// stream gets them all, in order, once.
+func TestCoalescedPublications(t *testing.T) {
+	s, admin := coalesceStore(t)
+	const n = maxPublications + 2 // the first alone, then a full call, then one more
+	opts := pub()
+	opts.MaxBufferLength = 100
+	if _, err := s.Publish("c", &pushstore.Message{Body: []byte("first")}, opts); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := s.Follow([]string{"c"}, pushstore.FollowRequest{HasCursor: true,
+		Cursors: []pushstore.MessageID{{Time: 1 << 40}}, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Cancel()
+	poll, err := s.Subscribe("c", pushstore.SubscribeRequest{Wait: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || poll.Sub == nil {
+		t.Fatalf("long-poll: %+v, %v", poll, err)
+	}
+	defer poll.Sub.Cancel()
+
+	var next atomic.Int64
+	results, calls := together(t, admin, n, func() int { return s.pubs.waiting(pubKey{"c", encodeOptions(opts)}) },
+		func() (pushstore.PublishResult, error) {
+			body := fmt.Sprint(next.Add(1))
+			return s.Publish("c", &pushstore.Message{Body: []byte(body)}, opts)
+		})
+	if calls != 3 {
+		t.Errorf("%d publications took %d scripts, want 3", n, calls)
+	}
+	for i, r := range results {
+		want := 1 // the stream
+		if i == 0 {
+			want = 2 // and the long-poll
+		}
+		if r.Delivered != want {
+			t.Errorf("publication %d delivered to %d, want %d", i, r.Delivered, want)
+		}
+		if r.Info.Messages != i+2 {
+			t.Errorf("publication %d: %d stored, want %d", i, r.Info.Messages, i+2)
+		}
+		if i > 0 && !r.ID.After(results[i-1].ID) {
+			t.Errorf("publication %d: id %v does not follow %v", i, r.ID, results[i-1].ID)
+		}
+	}
+	if got := take(t, poll.Sub); got != "1" {
+		t.Errorf("the long-poll got %q, want the first publication", got)
+	}
+	var got []string
+	for len(got) < n {
+		select {
+		case <-stream.Ready():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the stream got %q, then nothing for 5 s", got)
+		}
+		ds, _ := stream.Take(nil)
+		for _, d := range ds {
+			got = append(got, string(d.Message.Body))
+		}
+	}
+	for i, body := range got {
+		if body != strconv.Itoa(i+1) {
+			t.Fatalf("the stream got %q, want 1 to %d in order, once", got, n)
+		}
 	}
 }
 

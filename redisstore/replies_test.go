@@ -43,9 +43,9 @@ func TestScriptReplies(t *testing.T) {
 		{scriptTouch, func() []any { return []any{time.Hour.Milliseconds(), keyCost(key)} }, []string{"ok"}},
 		{scriptPublish, func() []any {
 			return []any{1, opts.MaxBufferLength, opts.MinBufferLength, 0, 0, opts.MessageTimeout.Milliseconds(),
-				opts.ChannelTimeout.Milliseconds(), "text/plain\n\nhello", encodeOptions(opts), rs.notes,
-				keyHeader(key), keyCost(key), ""}
-		}, nil}, // answers the new id first
+				opts.ChannelTimeout.Milliseconds(), encodeOptions(opts), rs.notes, keyHeader(key), keyCost(key), "",
+				"text/plain\n\nhello"}
+		}, nil}, // answers requested first
 		{scriptSubscribe, func() []any {
 			return []any{1, "-1", 1, 0, 0, rs.instance, rs.notes, keyHeader(key), keyCost(key), 1}
 		}, []string{"msg"}},

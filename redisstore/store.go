@@ -57,8 +57,10 @@ type Store struct {
 	mu    sync.Mutex
 	local map[string]*localChannel
 
-	pollMu sync.Mutex
-	polls  map[pollKey]*pollLine // long-poll registrations in Redis (coalesce.go)
+	// polls and pubs coalesce long-poll registrations and publications
+	// of one channel (coalesce.go).
+	polls coalescer[pollKey, struct{}]
+	pubs  coalescer[pubKey, []byte]
 
 	// recent holds the newest ids this instance has seen per channel (its
 	// own publications and every notification) for a few seconds. A
@@ -107,7 +109,7 @@ func NewFromClient(client redis.UniversalClient, prefix string, maxBytes int64, 
 	s := &Store{
 		client: client, prefix: prefix, notes: prefix + "notes", instance: hex.EncodeToString(id[:]),
 		logger: logger, local: make(map[string]*localChannel), recent: make(map[string]recentID),
-		polls: make(map[pollKey]*pollLine), ctx: ctx, cancel: cancel, listenDone: make(chan struct{}),
+		ctx: ctx, cancel: cancel, listenDone: make(chan struct{}), pubs: coalescer[pubKey, []byte]{max: maxPublications},
 	}
 	s.maxBytes.Store(maxBytes)
 	return s
@@ -356,23 +358,37 @@ func (s *Store) Publish(key string, msg *pushstore.Message, opts pushstore.Publi
 	if err := s.reserve(ctx, int64(len(msg.Body)+len(msg.ContentType)+len(msg.Event))+pushstore.MessageOverhead); err != nil {
 		return pushstore.PublishResult{}, err
 	}
-	payload := encodePayload(msg)
-	res, err := s.run(ctx, scriptPublish, key, b01(opts.StoreMessages && opts.MaxBufferLength > 0),
-		opts.MaxBufferLength, opts.MinBufferLength, opts.MinRecipients, b01(opts.DeleteOldestReceived),
-		opts.MessageTimeout.Milliseconds(), opts.ChannelTimeout.Milliseconds(), payload, encodeOptions(opts),
-		s.notes, keyHeader(key), keyCost(key), s.floor(key))
+	o := encodeOptions(opts)
+	res, i, err := s.pubs.do(pubKey{key, o}, encodePayload(msg), func(payloads [][]byte) ([]any, error) {
+		args := make([]any, 0, 12+len(payloads))
+		args = append(args, b01(opts.StoreMessages && opts.MaxBufferLength > 0),
+			opts.MaxBufferLength, opts.MinBufferLength, opts.MinRecipients, b01(opts.DeleteOldestReceived),
+			opts.MessageTimeout.Milliseconds(), opts.ChannelTimeout.Milliseconds(), o,
+			s.notes, keyHeader(key), keyCost(key), s.floor(key))
+		for _, p := range payloads {
+			args = append(args, p)
+		}
+		res, err := s.run(ctx, scriptPublish, key, args...)
+		if err == nil && len(res) != 2+4*len(payloads) {
+			err = fmt.Errorf("redis store: publish answered %d values for %d publications", len(res), len(payloads))
+		}
+		if err == nil {
+			s.expired.Add(uint64(num(res[1])))
+		}
+		return res, err
+	})
 	if err != nil {
 		return pushstore.PublishResult{}, err
 	}
-	id := parseID(str(res[0]))
+	mine := res[2+4*i:]
+	id := parseID(str(mine[0]))
 	msg.ID = id
 	s.remember(key, id)
-	waiting := int(num(res[2]))
+	waiting := int(num(mine[2]))
 	s.published.Add(1)
-	s.expired.Add(uint64(num(res[5])))
 	return pushstore.PublishResult{
 		ID:        id,
-		Info:      pushstore.ChannelInfo{Messages: int(num(res[3])), Requested: num(res[4]), Subscribers: waiting},
+		Info:      pushstore.ChannelInfo{Messages: int(num(mine[3])), Requested: num(res[0]), Subscribers: waiting},
 		Delivered: waiting,
 	}, nil
 }

@@ -118,12 +118,13 @@ end
 -- last use + channel_timeout and the last message expiry, or none while a
 -- message never expires. It is set with slack (a quarter of the timeout,
 -- at least two seconds) and kept in xa, so most calls only give the keys
--- they may have created (written; e when ewritten and it holds one id) the
--- expiry already set; it is set again once less than half the slack is
--- left beyond the channel's own time, so a channel kept alive by regular
--- use (keepalives) always has at least half the slack ahead of it. nq is
--- the stored message count when the caller knows it; settl returns it.
-local function settl(written, nq, ewritten)
+-- they may have created (written; e when it holds no more ids than the
+-- eadded this call added to it) the expiry already set; it is set again
+-- once less than half the slack is left beyond the channel's own time, so
+-- a channel kept alive by regular use (keepalives) always has at least
+-- half the slack ahead of it. nq is the stored message count when the
+-- caller knows it; settl returns it.
+local function settl(written, nq, eadded)
   local ct = tonumber(M.ct)
   local at = tonumber(M.lu) + ct
   nq = nq or redis.call('ZCARD', q)
@@ -149,7 +150,7 @@ local function settl(written, nq, ewritten)
     for _, k in ipairs({m, q, d, e, x, w, s}) do redis.call('PEXPIREAT', k, xa) end
     return nq
   end
-  if ewritten and ne == 1 then redis.call('PEXPIREAT', e, M.xa) end
+  if eadded and eadded > 0 and ne <= eadded then redis.call('PEXPIREAT', e, M.xa) end
   for _, k in ipairs(written) do redis.call('PEXPIREAT', k, M.xa) end
   return nq
 end
