@@ -3,8 +3,9 @@
 # (GOMAXPROCS=1, redis.Caddyfile) on a fresh redis-server without
 # persistence, a publish load (16 publishers, 5 s) and a fan-out load (100
 # subscribers, 50 rounds) from cmd/pushbench, each followed by Redis's own
-# INFO commandstats (EVALSHA's microseconds per call) and the server CPU
-# per operation of Caddy + redis-server.
+# INFO commandstats (EVALSHA's calls and microseconds per call; alike
+# calls of one channel are coalesced, so a call may stand for several
+# operations) and the server CPU per operation of Caddy + redis-server.
 #
 #   bench/redis-script-cost.sh
 #
