@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -44,6 +45,11 @@ var passThroughWriters = map[string]bool{
 // directStreams counts the streams that went direct (the tests read it).
 var directStreams atomic.Int64
 
+// What the tests read of parked streams (see pump): how many are parked
+// now, their batches written by a publishing goroutine, and of those the
+// ones that left bytes for the stream to send.
+var parkedStreams, parkedSends, parkedShort atomic.Int64
+
 // chunkRoom is the room kept before a batch for its chunk size line: up
 // to 16 hex digits (any int) and CRLF.
 const chunkRoom = 18
@@ -52,10 +58,12 @@ const chunkRoom = 18
 // Only the stream's goroutine writes; cut may be called from any.
 type directConn struct {
 	conn     net.Conn
-	out      []byte        // chunkRoom bytes, then the batch being built
-	deadline lazyDeadline  // write_idle_timeout; none without it
-	abort    bool          // close without the last chunk (the stream fell behind)
-	gone     chan struct{} // closed when the client closes or sends an error
+	raw      syscall.RawConn // a TCP connection's descriptor, for writes that must not block; nil: none
+	out      []byte          // chunkRoom bytes, then the batch being built
+	pending  []byte          // what a write that must not block left, sent first by flush
+	deadline lazyDeadline    // write_idle_timeout; none without it
+	abort    bool            // close without the last chunk (the stream fell behind)
+	gone     chan struct{}   // closed when the client closes or sends an error
 }
 
 // goDirect takes over w's connection when the stream may go direct (see
@@ -72,6 +80,9 @@ func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
 		return nil
 	}
 	d := &directConn{conn: conn, gone: make(chan struct{})}
+	if tc := tcpOf(conn); tc != nil {
+		d.raw, _ = tc.SyscallConn()
+	}
 	if _, iw := caddyhttp.IdleTimeoutsFromContext(r.Context()); iw != nil {
 		d.deadline.timeout = iw.Deadline.Timeout // write_min_rate is not applied
 	}
@@ -81,6 +92,22 @@ func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
 	directStreams.Add(1)
 	go d.watch()
 	return d
+}
+
+// tcpOf returns the TCP connection that c's writes go to unchanged, or
+// nil: not over TLS, whose bytes are not the stream's; under Caddy's h2c
+// refusal (http2Conn, when a server speaks HTTP/1.1 alone), which reads
+// the connection's first bytes and writes through.
+func tcpOf(c net.Conn) *net.TCPConn {
+	if reflect.TypeOf(c).String() == "*caddyhttp.http2Conn" {
+		inner, ok := reflect.ValueOf(c).Elem().FieldByName("Conn").Interface().(net.Conn)
+		if !ok {
+			return nil
+		}
+		c = inner
+	}
+	tc, _ := c.(*net.TCPConn)
+	return tc
 }
 
 // passesThrough reports whether every writer from w down to net/http's
@@ -136,8 +163,9 @@ func (d *directConn) Write(p []byte) (int, error) {
 
 const hexDigits = "0123456789abcdef"
 
-// flush writes the batch as one chunk.
-func (d *directConn) flush() error {
+// chunk frames the batch as one chunk and returns it (nil when the batch
+// is empty); the next batch starts after reuseBatch.
+func (d *directConn) chunk() []byte {
 	n := len(d.out) - chunkRoom
 	if n <= 0 {
 		return nil
@@ -149,10 +177,53 @@ func (d *directConn) flush() error {
 		d.out[i] = hexDigits[v&15]
 	}
 	d.out = append(d.out, '\r', '\n')
+	return d.out[i:]
+}
+
+// flush writes what a write that must not block left, then the batch as
+// one chunk.
+func (d *directConn) flush() error {
+	if len(d.pending) > 0 {
+		d.deadline.arm(d.conn)
+		_, err := d.conn.Write(d.pending)
+		d.pending = nil
+		if err != nil {
+			return err
+		}
+	}
+	b := d.chunk()
+	if b == nil {
+		return nil
+	}
 	d.deadline.arm(d.conn)
-	_, err := d.conn.Write(d.out[i:])
+	_, err := d.conn.Write(b)
 	d.out = reuseBatch(d.out, chunkRoom)
 	return err
+}
+
+// flushNow writes the batch as one chunk without blocking, and reports
+// whether all of it went; what did not is kept for flush. It needs raw.
+func (d *directConn) flushNow() bool {
+	b := d.chunk()
+	if b == nil {
+		return true
+	}
+	n, werr := 0, error(nil)
+	err := d.raw.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), b)
+		return true // one try: never wait for the socket
+	})
+	parkedSends.Add(1)
+	if err == nil && werr == nil && n == len(b) {
+		d.out = reuseBatch(d.out, chunkRoom)
+		return true
+	}
+	parkedShort.Add(1)
+	// Full socket buffer (EAGAIN), a signal, or a broken connection (the
+	// stream's next write then fails): the rest goes with the next flush.
+	d.pending = append([]byte(nil), b[max(n, 0):]...)
+	d.out = reuseBatch(d.out, chunkRoom)
+	return false
 }
 
 // boundEnd gives the stream's last writes endWriteTimeout.

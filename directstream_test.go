@@ -166,3 +166,113 @@ func TestDirectStreamNotUnderABuffer(t *testing.T) {
 		t.Fatalf("%d streams went direct under a buffering recorder", n)
 	}
 }
+
+// TestParkedStream: a direct stream on TCP waiting with nothing queued is
+// parked, and a publication writes its message straight to the connection
+// from the publishing goroutine; the bytes are the stream's own (a chunk
+// per message), and messages published back to back, parked or queued,
+// arrive once each, in order. So on a server of HTTP/1.1 and h2c, and on
+// one of HTTP/1.1 alone, whose connections Caddy wraps to refuse h2c.
+func TestParkedStream(t *testing.T) {
+	for _, protocols := range []string{"h1 h2c", "h1"} {
+		t.Run(protocols, func(t *testing.T) {
+			tester := startMain(t)
+			load(tester, strings.Replace(mainConfig, "protocols h1 h2c", "protocols "+protocols, 1))
+			defer load(tester, mainConfig)
+			testParkedStream(t)
+		})
+	}
+}
+
+func testParkedStream(t *testing.T) {
+	ch := chanName(t, "p")
+	parked := parkedStreams.Load()
+	c := rawStreamUndecoded(t, "GET /sub?id="+ch+" HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+	c.head()
+	c.until(t, "retry: 3000\n\n\r\n")
+	waitFor(t, "the stream to park", func() bool { return parkedStreams.Load() > parked })
+	sends := parkedSends.Load()
+	publish(t, "/pub", ch, "one")
+	got := c.until(t, "data: one\n\n\r\n")
+	if !regexp.MustCompile(`^[0-9a-f]+\r\nid: [0-9]+:0\ndata: one\n\n\r\n$`).MatchString(got) {
+		t.Fatalf("the parked write's chunk: %q", got)
+	}
+	if n := parkedSends.Load() - sends; n != 1 {
+		t.Fatalf("%d parked writes for a message to a parked stream, want 1", n)
+	}
+	const n = 50
+	for i := range n {
+		publish(t, "/pub", ch, fmt.Sprint("m", i))
+	}
+	got = c.until(t, fmt.Sprintf("data: m%d\n\n\r\n", n-1))
+	data := regexp.MustCompile(`data: (m[0-9]+)\n`).FindAllStringSubmatch(got, -1)
+	if len(data) != n {
+		t.Fatalf("%d messages, want %d: %q", len(data), n, got)
+	}
+	for i, m := range data {
+		if m[1] != fmt.Sprint("m", i) {
+			t.Fatalf("message %d is %s: %q", i, m[1], got)
+		}
+	}
+}
+
+// TestDirectChunksWithoutBlocking: flushNow writes a batch without
+// blocking, and when the socket is full keeps what did not go for the
+// next flush: a client that stopped reading, then reads everything, gets
+// every chunk whole and in order.
+func TestDirectChunksWithoutBlocking(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &directConn{conn: server, gone: make(chan struct{})}
+	d.raw, _ = server.(*net.TCPConn).SyscallConn()
+	const size = 64 << 10
+	chunk := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, size) }
+	sent := 0
+	for full := false; !full; sent++ {
+		if sent == 2000 { // 128 MiB: far past any socket buffer
+			t.Fatal("the socket never filled")
+		}
+		_, _ = d.Write(chunk(sent))
+		full = !d.flushNow()
+	}
+	if len(d.pending) == 0 {
+		t.Fatal("a write that did not all go kept nothing")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _ = d.Write(chunk(sent))
+		err := d.flush() // blocks until the client reads: what was left first
+		d.close()
+		done <- err
+	}()
+	_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(client)
+	for i := 0; i <= sent; i++ {
+		line, err := br.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("%x\r\n", size) {
+			t.Fatalf("chunk %d of %d: size line %q (%v)", i, sent+1, line, err)
+		}
+		body := make([]byte, size+2)
+		if _, err := io.ReadFull(br, body); err != nil || !bytes.Equal(body[:size], chunk(i)) || string(body[size:]) != "\r\n" {
+			t.Fatalf("chunk %d of %d: wrong bytes (%v)", i, sent+1, err)
+		}
+	}
+	if rest, _ := io.ReadAll(br); string(rest) != "0\r\n\r\n" {
+		t.Fatalf("the end: %q", rest)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -32,6 +32,19 @@ type streamWriter interface {
 	closeAfter()
 }
 
+// inlineWriter is a streamWriter that can also send a message without
+// blocking, from the goroutine that publishes it, while its stream waits
+// with nothing queued (see pump).
+type inlineWriter interface {
+	streamWriter
+	// canInline reports whether it can (a direct stream on TCP, whose
+	// message writes only add to the batch).
+	canInline() bool
+	// flushNow is flush without blocking: it reports whether all of the
+	// batch went, and keeps the rest for the next flush.
+	flushNow() bool
+}
+
 // streamEnd is why a stream ends, as an HTTP status and a reason.
 type streamEnd struct {
 	status int
@@ -103,10 +116,42 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 		defer timeout.Stop()
 		timeoutC = timeout.C
 	}
+	// While it waits with nothing queued, the stream is parked: the
+	// goroutine that publishes a message writes it, without blocking,
+	// instead of waking this one (a direct stream of one channel on TCP).
+	// What such a write leaves, or a message that comes while it is not
+	// parked, goes through the queue as before.
+	var park pushstore.Parker
+	var sink func(pushstore.Delivery) bool
+	var sent atomic.Int64 // when a parked write last sent a message, ns (for the timeout)
+	if iw, ok := sw.(inlineWriter); ok && ids == nil && iw.canInline() {
+		park, _ = sub.(pushstore.Parker)
+		sink = func(d pushstore.Delivery) bool {
+			if timeout != nil {
+				sent.Store(time.Now().UnixNano())
+			}
+			return iw.message(d.Message, nil) == nil && iw.flushNow()
+		}
+	}
+	parked := false
+	unpark := func() {
+		if parked {
+			park.Unpark()
+			parked = false
+			parkedStreams.Add(-1)
+		}
+	}
+	defer unpark() // before sub.Cancel, and before the connection is closed
+	armed := time.Now().UnixNano()
 	var buf []pushstore.Delivery
 	for {
+		if park != nil && !parked && park.Park(sink) {
+			parked = true
+			parkedStreams.Add(1)
+		}
 		select {
 		case <-sub.Ready():
+			unpark()
 			ds, end := sub.Take(buf[:0])
 			for _, d := range ds {
 				if ids != nil {
@@ -118,6 +163,7 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 			}
 			if len(ds) > 0 && timeout != nil {
 				timeout.Reset(time.Duration(s.Timeout)) // as nchan: a message restarts it
+				armed = time.Now().UnixNano()
 			}
 			if end != pushstore.Open {
 				_ = sw.end(endOf(end))
@@ -133,10 +179,17 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 			clear(ds)
 			buf = ds[:0]
 		case <-pingC:
+			unpark()
 			if sw.ping() != nil || sw.flush() != nil {
 				return
 			}
 		case <-timeoutC:
+			unpark()
+			if last := sent.Load(); last > armed { // a parked write sent a message since
+				armed = last
+				timeout.Reset(time.Duration(s.Timeout) - time.Duration(time.Now().UnixNano()-last))
+				continue
+			}
 			_ = sw.end(endTimeout)
 			_ = sw.flush()
 			return
@@ -232,6 +285,10 @@ func startHTTPStream(w http.ResponseWriter, r *http.Request) httpStream {
 	}
 	return httpStream{w: w, rc: rc, gone: r.Context().Done(), cut: deadlineCut(w)}
 }
+
+func (hs httpStream) canInline() bool { return hs.direct != nil && hs.direct.raw != nil }
+
+func (hs httpStream) flushNow() bool { return hs.direct.flushNow() }
 
 func (hs httpStream) flush() error {
 	if hs.direct != nil {

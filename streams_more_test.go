@@ -163,7 +163,8 @@ func TestStopClosesStreams(t *testing.T) {
 }
 
 // TestDirectStreamOverTLS: an EventSource on HTTPS with HTTP/1.1 goes
-// direct over the TLS connection, gets its messages and its end.
+// direct over the TLS connection, gets its messages and its end; it is
+// never parked (a publisher does not write its TLS records).
 func TestDirectStreamOverTLS(t *testing.T) {
 	tester := startMain(t)
 	cfg := strings.Replace(mainConfig, ":9080 {", "https://localhost:9443 {\n\ttls internal\n\tpush_publisher /tls/pub\n\tpush_subscriber /tls/sub\n}\n:9080 {", 1)
@@ -186,11 +187,15 @@ func TestDirectStreamOverTLS(t *testing.T) {
 		t.Fatalf("proto %d, TLS %v", s.resp.ProtoMajor, s.resp.TLS != nil)
 	}
 	waitFor(t, "the stream to go direct", func() bool { return directStreams.Load()-before == 1 })
+	sends := parkedSends.Load()
 	for i := range 3 {
 		do(t, h1TLS, "POST", tlsBase+"/tls/pub?id="+ch, strings.NewReader(fmt.Sprint("tls-", i)))
 		if ev := s.message(t); ev.data != fmt.Sprint("tls-", i) {
 			t.Fatalf("over TLS: %+v", ev)
 		}
+	}
+	if n := parkedSends.Load() - sends; n != 0 {
+		t.Fatalf("%d parked writes over TLS, want 0 (a publisher does not write TLS records)", n)
 	}
 	do(t, h1TLS, "DELETE", tlsBase+"/tls/pub?id="+ch, nil)
 	if got := s.ending(t); len(got) == 0 || got[len(got)-1] != ":410: 410 Gone" {

@@ -53,6 +53,14 @@ type Subscription interface {
 	Cancel()
 }
 
+// Parker is a Subscription whose subscriber may be handed its deliveries
+// in the pushing goroutine while it waits with nothing queued (Queue's
+// Park and Unpark).
+type Parker interface {
+	Park(sink func(Delivery) bool) bool
+	Unpark()
+}
+
 // Queue holds what a subscription has been sent and not yet taken. The
 // store pushes under its own locks and never blocks; the subscriber
 // waits on Ready. It is the part of Subscription every store shares.
@@ -66,6 +74,9 @@ type Queue struct {
 	once   bool        // ends Done with its first delivery (a long-poll)
 	end    End
 	ready  chan struct{}
+	// sink, while the subscriber is parked with nothing queued (see
+	// Park), takes each delivery at once instead of the queue.
+	sink func(Delivery) bool
 
 	// OnBehind, when set, is run in a goroutine of its own when the queue
 	// ends Behind: the subscriber may be stuck writing to a client that
@@ -113,6 +124,13 @@ func (q *Queue) Push(d Delivery) (delivered, open bool) {
 		}
 		return false, false
 	}
+	if q.sink != nil && len(q.items) == 0 {
+		if !q.sink(d) {
+			q.sink = nil // it kept what it could not send: the subscriber sends it
+			q.signal()
+		}
+		return true, true
+	}
 	q.items = append(q.items, d)
 	q.held += cost
 	if q.once {
@@ -120,6 +138,30 @@ func (q *Queue) Push(d Delivery) (delivered, open bool) {
 	}
 	q.signal()
 	return true, q.end == Open
+}
+
+// Park hands the deliveries to sink, in the pushing goroutine and under
+// the queue's lock, from now until Unpark, if nothing is queued and the
+// subscription is open (it reports whether it did). sink must not block:
+// it sends the delivery or takes it over to be sent later, and returns
+// false when it could not send it all, which ends the parking and signals
+// Ready (Unpark must still be called). Only a stream parks.
+func (q *Queue) Park(sink func(Delivery) bool) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.once || len(q.items) > 0 || q.end != Open {
+		return false
+	}
+	q.sink = sink
+	return true
+}
+
+// Unpark ends Park: when it returns, sink is not running and is not
+// called again.
+func (q *Queue) Unpark() {
+	q.mu.Lock()
+	q.sink = nil
+	q.mu.Unlock()
 }
 
 // Preload queues a subscription's backlog, merged with what was pushed
@@ -135,6 +177,7 @@ func (q *Queue) Preload(backlog []Delivery) {
 	if q.end != Open && q.end != Done {
 		return
 	}
+	q.sink = nil // the backlog goes first, through the queue
 	merged := append(backlog, q.items...)
 	slices.SortStableFunc(merged, func(a, b Delivery) int { return cmp.Compare(a.Seq, b.Seq) })
 	if q.once {

@@ -1,0 +1,71 @@
+package pushstore
+
+import "testing"
+
+// TestQueuePark: a parked queue hands each delivery to its sink and
+// neither queues nor signals it; a sink that could not send all ends the
+// parking and signals Ready; a queue with something queued, a one-shot
+// queue and an ended queue do not park; a backlog preloaded while parked
+// ends the parking and goes first, through the queue.
+func TestQueuePark(t *testing.T) {
+	var q Queue
+	q.Init(false, 1<<20)
+	var got []string
+	sent := true
+	sink := func(d Delivery) bool {
+		got = append(got, string(d.Message.Body))
+		return sent
+	}
+	msg := func(b string) Delivery { return Delivery{Message: &Message{Body: []byte(b)}} }
+	if !q.Park(sink) {
+		t.Fatal("an empty open queue did not park")
+	}
+	if ok, open := q.Push(msg("a")); !ok || !open {
+		t.Fatalf("push to a parked queue: %v %v", ok, open)
+	}
+	if len(got) != 1 || got[0] != "a" {
+		t.Fatalf("sink got %q", got)
+	}
+	select {
+	case <-q.Ready():
+		t.Fatal("a delivery the sink sent signalled Ready")
+	default:
+	}
+	if ds, _ := q.Take(nil); len(ds) != 0 {
+		t.Fatalf("a delivery the sink sent was queued too: %d", len(ds))
+	}
+
+	sent = false // the socket is full: the sink keeps the rest
+	q.Push(msg("b"))
+	<-q.Ready()
+	q.Push(msg("c")) // no longer parked: queued
+	if ds, _ := q.Take(nil); len(got) != 2 || len(ds) != 1 || string(ds[0].Message.Body) != "c" {
+		t.Fatalf("after a short send: sink %q, queued %d", got, len(ds))
+	}
+	q.Unpark()
+
+	q.Push(msg("d"))
+	if q.Park(sink) {
+		t.Fatal("parked with a delivery queued")
+	}
+	q.Take(nil)
+	if !q.Park(sink) {
+		t.Fatal("did not park once emptied")
+	}
+	q.Preload([]Delivery{msg("old")})
+	q.Push(msg("e"))
+	if ds, _ := q.Take(nil); len(ds) != 2 || string(ds[0].Message.Body) != "old" || string(ds[1].Message.Body) != "e" {
+		t.Fatalf("a backlog preloaded while parked: %d deliveries", len(ds))
+	}
+	q.Unpark()
+
+	var once Queue
+	once.Init(true, 0)
+	if once.Park(sink) {
+		t.Fatal("a one-shot queue parked")
+	}
+	q.Close(Deleted)
+	if q.Park(sink) {
+		t.Fatal("an ended queue parked")
+	}
+}
