@@ -6,7 +6,8 @@ import "testing"
 // neither queues nor signals it; a sink that could not send all ends the
 // parking and signals Ready; a queue with something queued, a one-shot
 // queue and an ended queue do not park; a backlog preloaded while parked
-// ends the parking and goes first, through the queue.
+// ends the parking and goes first, through the queue; PushQueued queues
+// and wakes a parked subscriber.
 func TestQueuePark(t *testing.T) {
 	var q Queue
 	q.Init(false, 1<<20)
@@ -58,6 +59,19 @@ func TestQueuePark(t *testing.T) {
 		t.Fatalf("a backlog preloaded while parked: %d deliveries", len(ds))
 	}
 	q.Unpark()
+
+	if !q.Park(sink) {
+		t.Fatal("did not park again")
+	}
+	q.PushQueued(msg("f")) // another core's share: the subscriber is woken
+	<-q.Ready()
+	if ds, _ := q.Take(nil); len(got) != 2 || len(ds) != 1 || string(ds[0].Message.Body) != "f" {
+		t.Fatalf("PushQueued to a parked queue: sink %q, queued %d", got, len(ds))
+	}
+	q.Unpark()
+	if n := Inline(10); n < 1 || n > 10 {
+		t.Fatalf("Inline(10) = %d", n)
+	}
 
 	var once Queue
 	once.Init(true, 0)

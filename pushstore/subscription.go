@@ -2,6 +2,7 @@ package pushstore
 
 import (
 	"cmp"
+	"runtime"
 	"slices"
 	"sync"
 )
@@ -108,8 +109,24 @@ func (q *Queue) signal() {
 // Push offers d. It reports whether the subscription stays open for more:
 // false when it ended before, ends with this delivery (one-shot) or ends
 // because the subscriber is too far behind (d is then not queued).
-// delivered reports whether d was queued.
-func (q *Queue) Push(d Delivery) (delivered, open bool) {
+// delivered reports whether d was queued (or, to a parked subscriber,
+// sent: see Park).
+func (q *Queue) Push(d Delivery) (delivered, open bool) { return q.push(d, true) }
+
+// PushQueued is Push, but a parked subscriber is woken to send d itself.
+// A store that fans one message out to many subscribers sends it to some
+// itself and wakes the others, so that other cores share the writes.
+func (q *Queue) PushQueued(d Delivery) (delivered, open bool) { return q.push(d, false) }
+
+// Inline returns how many of n subscribers of one publication the
+// publishing goroutine sends to itself (Push), the others being woken
+// (PushQueued): all of them on one core, a share per core on several.
+func Inline(n int) int {
+	p := runtime.GOMAXPROCS(0)
+	return (n + p - 1) / p
+}
+
+func (q *Queue) push(d Delivery, mayPark bool) (delivered, open bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	cost := d.cost()
@@ -124,13 +141,14 @@ func (q *Queue) Push(d Delivery) (delivered, open bool) {
 		}
 		return false, false
 	}
-	if q.sink != nil && len(q.items) == 0 {
+	if q.sink != nil && mayPark && len(q.items) == 0 {
 		if !q.sink(d) {
 			q.sink = nil // it kept what it could not send: the subscriber sends it
 			q.signal()
 		}
 		return true, true
 	}
+	q.sink = nil // queued: the subscriber sends it, and what follows
 	q.items = append(q.items, d)
 	q.held += cost
 	if q.once {
@@ -321,10 +339,19 @@ func (l *WaitList[T]) Each(fn func(T)) {
 
 // Offer pushes m, publication seq, to every member and takes off the
 // list those whose subscription ended; it returns how many were sent m.
+// It sends m itself to Inline's share of the parked members.
 func (l *WaitList[T]) Offer(m *Message, seq uint64) (delivered int) {
+	inline, i := Inline(len(l.items)), 0
 	l.Filter(func(x T) bool {
 		mb := x.Membership()
-		ok, open := mb.Queue.Push(Delivery{Message: m, Channel: mb.Channel, Seq: seq})
+		d := Delivery{Message: m, Channel: mb.Channel, Seq: seq}
+		var ok, open bool
+		if i < inline {
+			ok, open = mb.Queue.Push(d)
+		} else {
+			ok, open = mb.Queue.PushQueued(d)
+		}
+		i++
 		if ok {
 			delivered++
 		}

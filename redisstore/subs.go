@@ -104,15 +104,17 @@ type note struct {
 	seq     uint64             // of a message: its publication time, µs
 }
 
-// send queues msg to m's subscription; it reports whether msg was queued
-// and whether the subscription stays open.
+// send queues msg to m's subscription (see pushstore.Queue.Push); it
+// reports whether msg was queued and whether the subscription stays open.
 func (m *member) send(msg *pushstore.Message, seq uint64) (sent, open bool) {
 	return m.Queue.Push(pushstore.Delivery{Message: msg, Channel: m.Channel, Seq: seq})
 }
 
 // apply applies a notification that follows m's gen, n.gen == m.gen+1;
-// s.mu is held. It reports whether m stays on the channel's list.
-func (s *Store) apply(m *member, n *note) (keep bool) {
+// s.mu is held. It reports whether m stays on the channel's list. A
+// message goes to a parked subscriber by this goroutine when inline, else
+// through its queue (see pushstore.Inline).
+func (s *Store) apply(m *member, n *note, inline bool) (keep bool) {
 	m.gen = n.gen
 	switch n.kind {
 	case 'd':
@@ -124,7 +126,13 @@ func (s *Store) apply(m *member, n *note) (keep bool) {
 		m.counted = false
 		return false
 	}
-	sent, open := m.send(n.msg, n.seq)
+	d := pushstore.Delivery{Message: n.msg, Channel: m.Channel, Seq: n.seq}
+	var sent, open bool
+	if inline {
+		sent, open = m.Queue.Push(d)
+	} else {
+		sent, open = m.Queue.PushQueued(d)
+	}
 	if sent {
 		s.delivered.Add(1)
 		m.cursor = scoreOf(parseID(n.id))
@@ -234,7 +242,7 @@ func (s *Store) replay(lc *localChannel, m *member) (again *recheck) {
 			missed := *n
 			return &recheck{m, &missed}
 		}
-		if !s.apply(m, n) {
+		if !s.apply(m, n, true) {
 			s.unpark(m)
 		}
 	}
@@ -330,7 +338,9 @@ func (s *Store) deliver(n note) {
 		lc.notes = append(lc.notes, n)
 	}
 	var missed []recheck
+	inline, i := pushstore.Inline(lc.subs.Len()), 0
 	lc.subs.Filter(func(m *member) bool {
+		i++
 		switch {
 		case m.pending || m.rechecking || m.gen >= n.gen:
 			return true
@@ -339,7 +349,7 @@ func (s *Store) deliver(n note) {
 			missed = append(missed, recheck{m, &n})
 			return true
 		}
-		keep := s.apply(m, &n)
+		keep := s.apply(m, &n, i <= inline)
 		if !keep && m.stream {
 			lc.streams--
 		}
