@@ -472,3 +472,89 @@ func TestWebSocketRawFrames(t *testing.T) {
 		t.Fatalf("%d gorilla prepared messages made for connections without permessage-deflate", n)
 	}
 }
+
+// TestWebSocketParked: a WebSocket of raw frames on TCP that waits with
+// nothing queued is parked, and a publication writes its frame from the
+// publishing goroutine. When a parked write fills the socket and leaves
+// part of a frame, the pong gorilla writes for a client's ping goes after
+// the rest of that frame, never inside it: once the client reads, every
+// message arrives whole and in order, and the ping gets its pong.
+func TestWebSocketParked(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "wsp")
+	parked := parkedStreams.Load()
+	c := openWS(t, base+"/sub?id="+ch, nil)
+	c.SetReadLimit(1 << 20)
+	waitFor(t, "the WebSocket to park", func() bool { return parkedStreams.Load() > parked })
+	sends := parkedSends.Load()
+	publish(t, "/pub", ch, "one")
+	if _, got := wsRead(t, c); got != "one" {
+		t.Fatalf("first message: %q", got)
+	}
+	if n := parkedSends.Load() - sends; n != 1 {
+		t.Fatalf("%d parked writes for a message to a parked WebSocket, want 1", n)
+	}
+
+	// The client stops reading: publish until a parked write is short.
+	short := parkedShort.Load()
+	var sent []string
+	for i := 0; parkedShort.Load() == short; i++ {
+		if i == 200 { // 50 MiB: far past any socket buffer
+			t.Fatal("no parked write was ever short")
+		}
+		body := strings.Repeat(string(rune('a'+i%26)), 256<<10)
+		publish(t, "/pub", ch, body)
+		sent = append(sent, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pinged := make(chan error, 1)
+	go func() { pinged <- c.Ping(ctx) }() // its pong comes once the client reads
+	for i, want := range sent {
+		typ, got, err := c.Read(ctx)
+		if err != nil || typ != websocket.MessageText || string(got) != want {
+			t.Fatalf("message %d of %d: %v, %d bytes, err %v", i+1, len(sent), typ, len(got), err)
+		}
+	}
+	go func() { _, _, _ = c.Read(ctx) }() // reads the pong
+	if err := <-pinged; err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}
+
+// TestWebSocketAfterClientPing: gorilla answers a client's ping with a
+// pong written under a one-second write deadline, which it leaves on the
+// connection; the raw frames written after it must not inherit it (before
+// wsConn kept gorilla's deadlines to gorilla's writes, the stream's next
+// frame after that second failed and the stream ended). The test pings,
+// lets that second pass (a deadline, not an event: there is nothing to
+// wait on), then publishes: the message arrives.
+func TestWebSocketAfterClientPing(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "wspong")
+	c := openWS(t, base+"/sub?id="+ch, nil)
+	waitFor(t, "the WebSocket", func() bool { return waiters(t, "/"+ch) == 1 })
+	publish(t, "/pub", ch, "before") // the stream's own deadline is set now
+	if _, m := wsRead(t, c); m != "before" {
+		t.Fatalf("got %q", m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got := make(chan string, 1)
+	go func() {
+		_, data, err := c.Read(ctx) // reads the pong, then the message
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		got <- string(data)
+	}()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1200 * time.Millisecond) // past the pong's write deadline
+	publish(t, "/pub", ch, "after the pong")
+	if m := <-got; m != "after the pong" {
+		t.Fatalf("got %q", m)
+	}
+}

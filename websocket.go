@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -128,6 +129,7 @@ type wsWriter struct {
 	conn     *websocket.Conn
 	meta     bool // ws+meta.nchan
 	raw      net.Conn
+	wc       *wsConn      // raw's wsConn, for parked writes
 	out      []byte       // raw: the batch's frames
 	lazy     lazyDeadline // raw: wsWriteTimeout
 	deadline bool         // gorilla: set for the batch being written
@@ -256,10 +258,32 @@ func (ww *wsWriter) end(why streamEnd) error {
 // handler returns.
 func (ww *wsWriter) closeAfter() {}
 
+// canInline reports whether a parked stream may be written to by a
+// publisher: raw frames on a TCP connection.
+func (ww *wsWriter) canInline() bool { return ww.wc != nil && ww.wc.raw != nil }
+
+// flushNow writes a raw batch without blocking (see wsConn.writeNow) and
+// reports whether all of it went; the rest goes with the next write.
+func (ww *wsWriter) flushNow() bool {
+	if len(ww.out) == 0 {
+		return true
+	}
+	wrote, all := ww.wc.writeNow(ww.out)
+	if wrote {
+		ww.out = reuseBatch(ww.out, 0)
+	}
+	return all
+}
+
 // flush writes a raw batch in one write, under a lazy deadline of
 // wsWriteTimeout; gorilla writes each frame out.
 func (ww *wsWriter) flush() error {
 	ww.deadline = false
+	if ww.wc != nil {
+		err := ww.wc.writeOwn(ww.out, &ww.lazy) // and what a parked write left
+		ww.out = reuseBatch(ww.out, 0)
+		return err
+	}
 	if len(ww.out) == 0 {
 		return nil
 	}
@@ -300,6 +324,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	ww := &wsWriter{conn: conn, meta: conn.Subprotocol() == metaProtocol}
 	if !offersDeflate(r.Header) {
 		ww.raw, ww.lazy.timeout = conn.NetConn(), wsWriteTimeout
+		ww.wc, _ = ww.raw.(*wsConn)
 	}
 	// A client that takes nothing cannot read a close frame either.
 	st.open(func() { _ = conn.UnderlyingConn().Close() })
@@ -410,5 +435,107 @@ func (s *Subscriber) closeWebSocket(conn *websocket.Conn, code int, reason strin
 type hijacker struct{ http.ResponseWriter }
 
 func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(innermost(h.ResponseWriter)).Hijack()
+	c, rw, err := http.NewResponseController(innermost(h.ResponseWriter)).Hijack()
+	if err != nil {
+		return c, rw, err
+	}
+	wc := &wsConn{Conn: c}
+	if tc := tcpOf(c); tc != nil {
+		wc.raw, _ = tc.SyscallConn()
+	}
+	return wc, rw, nil
+}
+
+// wsConn is a WebSocket's connection as gorilla and the stream write to
+// it: one write at a time, each after what a parked write left
+// (pending), so that gorilla's own frames (pongs and close frames, written
+// from the reader's goroutine) never land inside a frame a publisher
+// began. gorilla's write deadlines apply to its own writes only: it sets
+// one before each (a pong's is a second away) and leaves it on the
+// connection, where the stream's raw frames would inherit it.
+type wsConn struct {
+	net.Conn
+	raw     syscall.RawConn // a TCP connection's descriptor; nil: none (no parked writes)
+	mu      sync.Mutex
+	pending []byte
+	theirs  time.Time // gorilla's deadline for its next write
+	moved   bool      // a write of gorilla's moved the connection's deadline
+}
+
+// SetWriteDeadline is gorilla's: it applies to gorilla's next write.
+func (c *wsConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.theirs = t
+	c.mu.Unlock()
+	return nil
+}
+
+// Write is gorilla's (the handshake's answer, control frames, and every
+// frame of a connection with permessage-deflate), under its deadline.
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.Conn.SetWriteDeadline(c.theirs)
+	c.moved = true
+	if err := c.writePending(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// writeOwn is the stream's write of raw frames, under its lazy deadline
+// (moved again when a write of gorilla's set another); c.mu is not held.
+func (c *wsConn) writeOwn(p []byte, ld *lazyDeadline) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.moved {
+		c.moved = false
+		ld.armed = time.Time{}
+	}
+	ld.arm(c.Conn)
+	if err := c.writePending(); err != nil || len(p) == 0 {
+		return err
+	}
+	_, err := c.Conn.Write(p)
+	return err
+}
+
+// writePending writes what a parked write left; c.mu is held. If it
+// cannot, the connection is closed: a frame was left half written.
+func (c *wsConn) writePending() error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.pending)
+	c.pending = nil
+	if err != nil {
+		_ = c.Conn.Close()
+	}
+	return err
+}
+
+// writeNow writes b without blocking, for a parked stream. It reports
+// whether it wrote (false when another write is under way: nothing went,
+// b is the caller's still) and whether all of b went (what did not is
+// kept, for the next write).
+func (c *wsConn) writeNow(b []byte) (wrote, all bool) {
+	if !c.mu.TryLock() {
+		return false, false
+	}
+	defer c.mu.Unlock()
+	if len(c.pending) > 0 {
+		return false, false
+	}
+	n, werr := 0, error(nil)
+	err := c.raw.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), b)
+		return true // one try: never wait for the socket
+	})
+	parkedSends.Add(1)
+	if err == nil && werr == nil && n == len(b) {
+		return true, true
+	}
+	parkedShort.Add(1)
+	c.pending = append([]byte(nil), b[max(n, 0):]...)
+	return true, false
 }
