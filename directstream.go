@@ -57,13 +57,12 @@ const chunkRoom = 18
 // directConn is a hijacked HTTP/1.1 connection carrying a chunked stream.
 // Only the stream's goroutine writes; cut may be called from any.
 type directConn struct {
-	conn     net.Conn
-	raw      syscall.RawConn // a TCP connection's descriptor, for writes that must not block; nil: none
-	out      []byte          // chunkRoom bytes, then the batch being built
-	pending  []byte          // what a write that must not block left, sent first by flush
-	deadline lazyDeadline    // write_idle_timeout; none without it
-	abort    bool            // close without the last chunk (the stream fell behind)
-	gone     chan struct{}   // closed when the client closes or sends an error
+	conn net.Conn
+	leftover
+	out      []byte        // chunkRoom bytes, then the batch being built
+	deadline lazyDeadline  // write_idle_timeout; none without it
+	abort    bool          // close without the last chunk (the stream fell behind)
+	gone     chan struct{} // closed when the client closes or sends an error
 }
 
 // goDirect takes over w's connection when the stream may go direct (see
@@ -79,10 +78,7 @@ func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
 	if err != nil {
 		return nil
 	}
-	d := &directConn{conn: conn, gone: make(chan struct{})}
-	if tc := tcpOf(conn); tc != nil {
-		d.raw, _ = tc.SyscallConn()
-	}
+	d := &directConn{conn: conn, leftover: leftover{raw: rawOf(conn)}, gone: make(chan struct{})}
 	if _, iw := caddyhttp.IdleTimeoutsFromContext(r.Context()); iw != nil {
 		d.deadline.timeout = iw.Deadline.Timeout // write_min_rate is not applied
 	}
@@ -94,11 +90,12 @@ func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
 	return d
 }
 
-// tcpOf returns the TCP connection that c's writes go to unchanged, or
-// nil: not over TLS, whose bytes are not the stream's; under Caddy's h2c
-// refusal (http2Conn, when a server speaks HTTP/1.1 alone), which reads
-// the connection's first bytes and writes through.
-func tcpOf(c net.Conn) *net.TCPConn {
+// rawOf returns the descriptor of the TCP connection that c's writes go
+// to unchanged, for writes that must not block, or nil: not over TLS,
+// whose bytes are not the stream's; under Caddy's h2c refusal (http2Conn,
+// when a server speaks HTTP/1.1 alone), which reads the connection's
+// first bytes and writes through.
+func rawOf(c net.Conn) syscall.RawConn {
 	if reflect.TypeOf(c).String() == "*caddyhttp.http2Conn" {
 		inner, ok := reflect.ValueOf(c).Elem().FieldByName("Conn").Interface().(net.Conn)
 		if !ok {
@@ -106,8 +103,51 @@ func tcpOf(c net.Conn) *net.TCPConn {
 		}
 		c = inner
 	}
-	tc, _ := c.(*net.TCPConn)
-	return tc
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// leftover is a connection's writes that must not block (a parked
+// stream's: see pump), and what the last of them left, which the next
+// write sends first.
+type leftover struct {
+	raw     syscall.RawConn // nil: no writes that must not block
+	pending []byte
+}
+
+// writeNow writes b in one try that never waits for the socket and
+// reports whether all of it went; what did not (a full socket buffer, a
+// signal, a broken connection, whose next write then fails) is kept.
+func (l *leftover) writeNow(b []byte) bool {
+	n, werr := 0, error(nil)
+	err := l.raw.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), b)
+		return true
+	})
+	parkedSends.Add(1)
+	if err == nil && werr == nil && n == len(b) {
+		return true
+	}
+	parkedShort.Add(1)
+	l.pending = append([]byte(nil), b[max(n, 0):]...)
+	return false
+}
+
+// writePending writes what a write that must not block left, to c.
+func (l *leftover) writePending(c net.Conn) error {
+	if len(l.pending) == 0 {
+		return nil
+	}
+	_, err := c.Write(l.pending)
+	l.pending = nil
+	return err
 }
 
 // passesThrough reports whether every writer from w down to net/http's
@@ -183,19 +223,14 @@ func (d *directConn) chunk() []byte {
 // flush writes what a write that must not block left, then the batch as
 // one chunk.
 func (d *directConn) flush() error {
-	if len(d.pending) > 0 {
-		d.deadline.arm(d.conn)
-		_, err := d.conn.Write(d.pending)
-		d.pending = nil
-		if err != nil {
-			return err
-		}
-	}
 	b := d.chunk()
-	if b == nil {
+	if b == nil && len(d.pending) == 0 {
 		return nil
 	}
 	d.deadline.arm(d.conn)
+	if err := d.writePending(d.conn); err != nil || b == nil {
+		return err
+	}
 	_, err := d.conn.Write(b)
 	d.out = reuseBatch(d.out, chunkRoom)
 	return err
@@ -208,22 +243,9 @@ func (d *directConn) flushNow() bool {
 	if b == nil {
 		return true
 	}
-	n, werr := 0, error(nil)
-	err := d.raw.Write(func(fd uintptr) bool {
-		n, werr = syscall.Write(int(fd), b)
-		return true // one try: never wait for the socket
-	})
-	parkedSends.Add(1)
-	if err == nil && werr == nil && n == len(b) {
-		d.out = reuseBatch(d.out, chunkRoom)
-		return true
-	}
-	parkedShort.Add(1)
-	// Full socket buffer (EAGAIN), a signal, or a broken connection (the
-	// stream's next write then fails): the rest goes with the next flush.
-	d.pending = append([]byte(nil), b[max(n, 0):]...)
+	all := d.writeNow(b)
 	d.out = reuseBatch(d.out, chunkRoom)
-	return false
+	return all
 }
 
 // boundEnd gives the stream's last writes endWriteTimeout.

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -127,9 +126,8 @@ func (s *Subscriber) upgrader() *websocket.Upgrader {
 // interleaves with another.
 type wsWriter struct {
 	conn     *websocket.Conn
-	meta     bool // ws+meta.nchan
-	raw      net.Conn
-	wc       *wsConn      // raw's wsConn, for parked writes
+	meta     bool         // ws+meta.nchan
+	wc       *wsConn      // with raw frames (no permessage-deflate): the connection they go to
 	out      []byte       // raw: the batch's frames
 	lazy     lazyDeadline // raw: wsWriteTimeout
 	deadline bool         // gorilla: set for the batch being written
@@ -173,7 +171,7 @@ func prepare(op int, data []byte) *websocket.PreparedMessage {
 }
 
 func (ww *wsWriter) message(m *pushstore.Message, ids *runningID) error {
-	if ww.raw != nil {
+	if ww.wc != nil {
 		switch {
 		case !ww.meta:
 			ww.out = append(ww.out, m.Memo(wsRawPlainSlot, func(m *pushstore.Message) any {
@@ -279,16 +277,10 @@ func (ww *wsWriter) flushNow() bool {
 // wsWriteTimeout; gorilla writes each frame out.
 func (ww *wsWriter) flush() error {
 	ww.deadline = false
-	if ww.wc != nil {
-		err := ww.wc.writeOwn(ww.out, &ww.lazy) // and what a parked write left
-		ww.out = reuseBatch(ww.out, 0)
-		return err
-	}
-	if len(ww.out) == 0 {
+	if ww.wc == nil {
 		return nil
 	}
-	ww.lazy.arm(ww.raw)
-	_, err := ww.raw.Write(ww.out)
+	err := ww.wc.writeOwn(ww.out, &ww.lazy) // and what a parked write left
 	ww.out = reuseBatch(ww.out, 0)
 	return err
 }
@@ -323,8 +315,8 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	hijacked.Add(1) // the exit waits for the stream's end
 	ww := &wsWriter{conn: conn, meta: conn.Subprotocol() == metaProtocol}
 	if !offersDeflate(r.Header) {
-		ww.raw, ww.lazy.timeout = conn.NetConn(), wsWriteTimeout
-		ww.wc, _ = ww.raw.(*wsConn)
+		ww.wc, _ = conn.NetConn().(*wsConn) // hijacker's
+		ww.lazy.timeout = wsWriteTimeout
 	}
 	// A client that takes nothing cannot read a close frame either.
 	st.open(func() { _ = conn.UnderlyingConn().Close() })
@@ -439,11 +431,7 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return c, rw, err
 	}
-	wc := &wsConn{Conn: c}
-	if tc := tcpOf(c); tc != nil {
-		wc.raw, _ = tc.SyscallConn()
-	}
-	return wc, rw, nil
+	return &wsConn{Conn: c, leftover: leftover{raw: rawOf(c)}}, rw, nil
 }
 
 // wsConn is a WebSocket's connection as gorilla and the stream write to
@@ -455,11 +443,10 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // connection, where the stream's raw frames would inherit it.
 type wsConn struct {
 	net.Conn
-	raw     syscall.RawConn // a TCP connection's descriptor; nil: none (no parked writes)
-	mu      sync.Mutex
-	pending []byte
-	theirs  time.Time // gorilla's deadline for its next write
-	moved   bool      // a write of gorilla's moved the connection's deadline
+	mu sync.Mutex // guards what follows, and every write
+	leftover
+	theirs time.Time // gorilla's deadline for its next write
+	moved  bool      // a write of gorilla's moved the connection's deadline
 }
 
 // SetWriteDeadline is gorilla's: it applies to gorilla's next write.
@@ -503,11 +490,7 @@ func (c *wsConn) writeOwn(p []byte, ld *lazyDeadline) error {
 // writePending writes what a parked write left; c.mu is held. If it
 // cannot, the connection is closed: a frame was left half written.
 func (c *wsConn) writePending() error {
-	if len(c.pending) == 0 {
-		return nil
-	}
-	_, err := c.Conn.Write(c.pending)
-	c.pending = nil
+	err := c.leftover.writePending(c.Conn)
 	if err != nil {
 		_ = c.Conn.Close()
 	}
@@ -526,16 +509,5 @@ func (c *wsConn) writeNow(b []byte) (wrote, all bool) {
 	if len(c.pending) > 0 {
 		return false, false
 	}
-	n, werr := 0, error(nil)
-	err := c.raw.Write(func(fd uintptr) bool {
-		n, werr = syscall.Write(int(fd), b)
-		return true // one try: never wait for the socket
-	})
-	parkedSends.Add(1)
-	if err == nil && werr == nil && n == len(b) {
-		return true, true
-	}
-	parkedShort.Add(1)
-	c.pending = append([]byte(nil), b[max(n, 0):]...)
-	return true, false
+	return true, c.leftover.writeNow(b)
 }

@@ -126,6 +126,19 @@ func Inline(n int) int {
 	return (n + p - 1) / p
 }
 
+// Fanout pushes one publication to the n subscribers of a channel, in
+// turn: the first Inline(n) with Push, the others with PushQueued.
+type Fanout struct{ inline, pushed int }
+
+// NewFanout returns the Fanout of a publication to n subscribers.
+func NewFanout(n int) Fanout { return Fanout{inline: Inline(n)} }
+
+// Push pushes d to the next subscriber's queue q.
+func (f *Fanout) Push(q *Queue, d Delivery) (delivered, open bool) {
+	f.pushed++
+	return q.push(d, f.pushed <= f.inline)
+}
+
 func (q *Queue) push(d Delivery, mayPark bool) (delivered, open bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -339,19 +352,12 @@ func (l *WaitList[T]) Each(fn func(T)) {
 
 // Offer pushes m, publication seq, to every member and takes off the
 // list those whose subscription ended; it returns how many were sent m.
-// It sends m itself to Inline's share of the parked members.
+// It sends m itself to Inline's share of the parked members (Fanout).
 func (l *WaitList[T]) Offer(m *Message, seq uint64) (delivered int) {
-	inline, i := Inline(len(l.items)), 0
+	f := NewFanout(len(l.items))
 	l.Filter(func(x T) bool {
 		mb := x.Membership()
-		d := Delivery{Message: m, Channel: mb.Channel, Seq: seq}
-		var ok, open bool
-		if i < inline {
-			ok, open = mb.Queue.Push(d)
-		} else {
-			ok, open = mb.Queue.PushQueued(d)
-		}
-		i++
+		ok, open := f.Push(mb.Queue, Delivery{Message: m, Channel: mb.Channel, Seq: seq})
 		if ok {
 			delivered++
 		}

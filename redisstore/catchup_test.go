@@ -20,9 +20,7 @@ import (
 // reach the stream at once, not wait for the next publication.
 func TestCatchUpKeepsNotifications(t *testing.T) {
 	srv := redistest.Start(t)
-	s := NewFromClient(redis.NewClient(&redis.Options{Addr: srv.Addr()}), "catchup:", 0, nil)
-	s.Start()
-	t.Cleanup(func() { _ = s.Close() })
+	s := startOn(t, srv, "catchup:")
 	waitFor(t, "the notes subscription", s.subscribed.Load)
 	sub, err := s.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
 	if err != nil {

@@ -137,9 +137,9 @@ func coalescable(req pushstore.SubscribeRequest) bool {
 // pollKey that came while one of theirs was in Redis; each gets the
 // call's answer.
 func (s *Store) registerPoll(key string, req pushstore.SubscribeRequest) ([]any, error) {
-	pk := pollKey{key, cursorScore(req.HasCursor, req.Cursor, req.Start), req.Create}
-	res, _, err := s.polls.do(pk, struct{}{}, func(items []struct{}) ([]any, error) {
-		return s.subscribeCall(key, req, len(items))
+	cursor := cursorScore(req.HasCursor, req.Cursor, req.Start)
+	res, _, err := s.polls.do(pollKey{key, cursor, req.Create}, struct{}{}, func(items []struct{}) ([]any, error) {
+		return s.subscribeCall(key, cursor, req, len(items))
 	})
 	return res, err
 }

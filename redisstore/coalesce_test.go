@@ -19,9 +19,7 @@ import (
 // statistics and pauses are the test's alone), and an admin client.
 func coalesceStore(t *testing.T) (*Store, *redis.Client) {
 	srv := redistest.Start(t)
-	s := NewFromClient(redis.NewClient(&redis.Options{Addr: srv.Addr()}), "coalesce:", 0, nil)
-	s.Start()
-	t.Cleanup(func() { _ = s.Close() })
+	s := startOn(t, srv, "coalesce:")
 	waitFor(t, "the notes subscription", s.subscribed.Load)
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = admin.Close() })

@@ -32,8 +32,14 @@ var prefixes atomic.Int64
 // prefix of its own, closed when the test ends.
 func newStore(t *testing.T) *Store {
 	t.Helper()
-	srv := redistest.Shared(t)
 	prefix := fmt.Sprintf("t%d-%d:", time.Now().UnixNano(), prefixes.Add(1))
+	return startOn(t, redistest.Shared(t), prefix)
+}
+
+// startOn returns a started store on srv with key prefix, closed when the
+// test ends.
+func startOn(t testing.TB, srv *redistest.Server, prefix string) *Store {
+	t.Helper()
 	s := NewFromClient(redis.NewClient(&redis.Options{Addr: srv.Addr()}), prefix, 0, nil)
 	s.Start()
 	t.Cleanup(func() { _ = s.Close() })

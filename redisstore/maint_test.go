@@ -19,9 +19,7 @@ import (
 func TestLoadsScripts(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	s := NewFromClient(redis.NewClient(&redis.Options{Addr: srv.Addr()}), "scripts:", 0, nil)
-	s.Start()
-	t.Cleanup(func() { _ = s.Close() })
+	startOn(t, srv, "scripts:") // it loads the scripts
 	var shas []string
 	for _, sc := range scripts {
 		shas = append(shas, sc.Hash())

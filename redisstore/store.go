@@ -419,7 +419,7 @@ func (s *Store) Subscribe(key string, req pushstore.SubscribeRequest) (pushstore
 	if coalescable(req) {
 		res, err = s.registerPoll(key, req)
 	} else {
-		res, err = s.subscribeCall(key, req, 1)
+		res, err = s.subscribeCall(key, cursorScore(req.HasCursor, req.Cursor, req.Start), req, 1)
 	}
 	if err != nil {
 		if m != nil {
@@ -452,10 +452,10 @@ func (s *Store) Subscribe(key string, req pushstore.SubscribeRequest) (pushstore
 }
 
 // subscribeCall runs the subscribe script for count subscribers of one
-// request's kind (see registerPoll).
-func (s *Store) subscribeCall(key string, req pushstore.SubscribeRequest, count int) ([]any, error) {
-	res, err := s.run(s.ctx, scriptSubscribe, key, b01(req.Create), cursorScore(req.HasCursor, req.Cursor, req.Start),
-		b01(req.Wait), int(req.Concurrency), req.MaxWaiters, s.instance, s.notes, keyHeader(key), keyCost(key), count)
+// request's kind (see registerPoll), at cursor (cursorScore's).
+func (s *Store) subscribeCall(key, cursor string, req pushstore.SubscribeRequest, count int) ([]any, error) {
+	res, err := s.run(s.ctx, scriptSubscribe, key, b01(req.Create), cursor, b01(req.Wait), int(req.Concurrency),
+		req.MaxWaiters, s.instance, s.notes, keyHeader(key), keyCost(key), count)
 	if err == nil && len(res) > 2 {
 		s.expired.Add(uint64(num(res[1])))
 	}

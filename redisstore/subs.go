@@ -112,9 +112,9 @@ func (m *member) send(msg *pushstore.Message, seq uint64) (sent, open bool) {
 
 // apply applies a notification that follows m's gen, n.gen == m.gen+1;
 // s.mu is held. It reports whether m stays on the channel's list. A
-// message goes to a parked subscriber by this goroutine when inline, else
-// through its queue (see pushstore.Inline).
-func (s *Store) apply(m *member, n *note, inline bool) (keep bool) {
+// message goes through fan, the notification's to the whole channel, or
+// with a nil fan as send does.
+func (s *Store) apply(m *member, n *note, fan *pushstore.Fanout) (keep bool) {
 	m.gen = n.gen
 	switch n.kind {
 	case 'd':
@@ -126,12 +126,11 @@ func (s *Store) apply(m *member, n *note, inline bool) (keep bool) {
 		m.counted = false
 		return false
 	}
-	d := pushstore.Delivery{Message: n.msg, Channel: m.Channel, Seq: n.seq}
 	var sent, open bool
-	if inline {
-		sent, open = m.Queue.Push(d)
+	if fan == nil {
+		sent, open = m.send(n.msg, n.seq)
 	} else {
-		sent, open = m.Queue.PushQueued(d)
+		sent, open = fan.Push(m.Queue, pushstore.Delivery{Message: n.msg, Channel: m.Channel, Seq: n.seq})
 	}
 	if sent {
 		s.delivered.Add(1)
@@ -242,7 +241,7 @@ func (s *Store) replay(lc *localChannel, m *member) (again *recheck) {
 			missed := *n
 			return &recheck{m, &missed}
 		}
-		if !s.apply(m, n, true) {
+		if !s.apply(m, n, nil) {
 			s.unpark(m)
 		}
 	}
@@ -338,9 +337,8 @@ func (s *Store) deliver(n note) {
 		lc.notes = append(lc.notes, n)
 	}
 	var missed []recheck
-	inline, i := pushstore.Inline(lc.subs.Len()), 0
+	fan := pushstore.NewFanout(lc.subs.Len())
 	lc.subs.Filter(func(m *member) bool {
-		i++
 		switch {
 		case m.pending || m.rechecking || m.gen >= n.gen:
 			return true
@@ -349,7 +347,7 @@ func (s *Store) deliver(n note) {
 			missed = append(missed, recheck{m, &n})
 			return true
 		}
-		keep := s.apply(m, &n, i <= inline)
+		keep := s.apply(m, &n, &fan)
 		if !keep && m.stream {
 			lc.streams--
 		}
