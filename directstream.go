@@ -140,6 +140,21 @@ func (l *leftover) writeNow(b []byte) bool {
 	return false
 }
 
+// waitReadable waits until the connection has bytes to read, or has
+// ended, without reading any, in a shallow stack: most clients of a stream
+// send nothing while it lasts, and a goroutine blocked in a deep read
+// keeps a stack twice the size. It returns at once without raw (TLS).
+func (l *leftover) waitReadable() {
+	if l.raw == nil {
+		return
+	}
+	var b [1]byte
+	_ = l.raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return n > 0 || err != syscall.EAGAIN // bytes, the end, or an error the read will see
+	})
+}
+
 // writePending writes what a write that must not block left, to c.
 func (l *leftover) writePending(c net.Conn) error {
 	if len(l.pending) == 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -520,6 +521,56 @@ func TestWebSocketParked(t *testing.T) {
 	if err := <-pinged; err != nil {
 		t.Fatalf("ping: %v", err)
 	}
+}
+
+// TestWebSocketIdleReader: the goroutine that reads an idle WebSocket's
+// client waits for its first bytes in waitReadable, not in gorilla's deep
+// read, so its stack stays at the smallest size (about 3 KB less per idle
+// connection in bench/streaming.sh idle); what the client then sends is
+// still read: a ping is answered, a message reaches the stream, and a
+// frame on a subscribe-only location closes it with 1008.
+func TestWebSocketIdleReader(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "idle")
+	c := openWS(t, base+"/sub?id="+ch, nil)
+	waitFor(t, "the WebSocket", func() bool { return waiters(t, "/"+ch) == 1 })
+	waitFor(t, "a reader in waitReadable", func() bool { return idleWSReaders() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := make(chan string, 1)
+	go func() { // reads the pong, then the message
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		got <- string(data)
+	}()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("ping after the idle wait: %v", err)
+	}
+	publish(t, "/pub", ch, "after the ping")
+	if m := <-got; m != "after the ping" {
+		t.Fatalf("got %q", m)
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if code, reason := wsClosed(t, c); code != websocket.StatusPolicyViolation || reason != "Publishing not allowed." {
+		t.Fatalf("a frame after the idle wait: %d %q", code, reason)
+	}
+}
+
+// idleWSReaders counts the WebSocket readers waiting in waitReadable.
+func idleWSReaders() int {
+	buf := make([]byte, 8<<20)
+	n := 0
+	for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, ".readWebSocket(") && strings.Contains(g, ".waitReadable(") {
+			n++
+		}
+	}
+	return n
 }
 
 // TestWebSocketAfterClientPing: gorilla answers a client's ping with a

@@ -346,6 +346,13 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 // its size.
 func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, keys []string, gone chan<- struct{}) {
 	defer close(gone)
+	// Most clients send nothing while they subscribe: wait for their first
+	// bytes in a shallow stack. Blocked in gorilla's read, this goroutine
+	// would keep a stack of twice the smallest size for as long as the
+	// connection is idle (about 3 KB more per idle WebSocket).
+	if wc, ok := conn.NetConn().(*wsConn); ok {
+		wc.waitReadable()
+	}
 	pub := s.Publish
 	if pub == nil || !s.wsPublish {
 		// A frame here is refused whatever its size, with 1008, as
