@@ -143,6 +143,11 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 	}
 	defer unpark() // before sub.Cancel, and before the connection is closed
 	armed := time.Now().UnixNano()
+	// What the stream took counts against its queue until it is written
+	// (pushstore.Sender), and the messages are let go once their frames
+	// are in the batch: a client that takes nothing holds its batch, and
+	// a queue that then fills ends the stream.
+	sender, _ := sub.(pushstore.Sender)
 	var buf []pushstore.Delivery
 	for {
 		if park != nil && !parked && park.Park(sink) {
@@ -161,6 +166,8 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 					return
 				}
 			}
+			clear(ds)
+			buf = ds[:0]
 			if len(ds) > 0 && timeout != nil {
 				timeout.Reset(time.Duration(s.Timeout)) // as nchan: a message restarts it
 				armed = time.Now().UnixNano()
@@ -176,12 +183,16 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 			if sw.flush() != nil {
 				return
 			}
-			clear(ds)
-			buf = ds[:0]
+			if sender != nil {
+				sender.Sent()
+			}
 		case <-pingC:
 			unpark()
 			if sw.ping() != nil || sw.flush() != nil {
 				return
+			}
+			if sender != nil {
+				sender.Sent() // the flush sent what a parked write left
 			}
 		case <-timeoutC:
 			unpark()

@@ -83,3 +83,52 @@ func TestQueuePark(t *testing.T) {
 		t.Fatal("an ended queue parked")
 	}
 }
+
+// TestQueueCountsSending: what the subscriber took, or a parked write
+// left, counts against the limit until Sent, so a client that takes
+// nothing cannot hold a full batch and a full queue besides; one delivery
+// is still queued while none is; a backlog taken does not count.
+func TestQueueCountsSending(t *testing.T) {
+	var q Queue
+	q.Init(false, 1000)
+	sized := func(n int) Delivery { return Delivery{Message: &Message{Body: make([]byte, n-deliveryOverhead)}} }
+	q.Push(sized(500))
+	q.Push(sized(400))
+	q.Take(nil) // 900 being written
+	if ok, open := q.Push(sized(200)); !ok || !open {
+		t.Fatal("one delivery did not fit beside a batch being written")
+	}
+	if ok, open := q.Push(sized(100)); ok || open || !q.Ended() {
+		t.Fatalf("900 being written and 300 queued fit a limit of 1000: %v %v", ok, open)
+	}
+
+	var r Queue
+	r.Init(false, 1000)
+	r.Push(sized(500))
+	r.Push(sized(400))
+	r.Take(nil)
+	r.Sent() // written: only what is queued counts
+	for range 4 {
+		if ok, _ := r.Push(sized(250)); !ok {
+			t.Fatal("after Sent, 1000 bytes did not fit a limit of 1000")
+		}
+	}
+
+	var p Queue // a parked write that left bytes
+	p.Init(false, 1000)
+	p.Park(func(Delivery) bool { return false })
+	p.Push(sized(900))
+	p.Push(sized(80))
+	if ok, _ := p.Push(sized(100)); ok {
+		t.Fatal("900 left by a parked write did not count")
+	}
+
+	var b Queue // a taken backlog does not count
+	b.Init(false, 1000)
+	b.Preload([]Delivery{sized(900)})
+	b.Take(nil)
+	b.Push(sized(500))
+	if ok, _ := b.Push(sized(500)); !ok {
+		t.Fatal("a taken backlog counted against the limit")
+	}
+}

@@ -54,6 +54,13 @@ type Subscription interface {
 	Cancel()
 }
 
+// Sender is a Subscription that counts what its subscriber took and is
+// still writing against its queue's limit (Queue's Sent).
+type Sender interface {
+	// Sent says the subscriber has written everything it took.
+	Sent()
+}
+
 // Parker is a Subscription whose subscriber may be handed its deliveries
 // in the pushing goroutine while it waits with nothing queued (Queue's
 // Park and Unpark).
@@ -72,6 +79,10 @@ type Queue struct {
 	limit  int64       // most bytes of live deliveries held; beyond it the queue ends Behind
 	held   int64       // bytes of the deliveries held
 	exempt int64       // of held, the backlog's, which the limit does not count
+	// sending is the bytes of the deliveries the subscriber took, or a
+	// parked write left, and has not written yet (see Sent): a client
+	// that takes nothing holds them too.
+	sending int64
 	once   bool        // ends Done with its first delivery (a long-poll)
 	end    End
 	ready  chan struct{}
@@ -86,9 +97,10 @@ type Queue struct {
 }
 
 // Init sets q up: a one-shot queue (a long-poll) ends with its first
-// delivery; another holds live deliveries the subscriber has not taken
-// yet up to limit bytes (bodies plus a small overhead each; one delivery
-// always fits), and ends Behind when one more would pass it.
+// delivery; another holds live deliveries the subscriber has not written
+// yet, queued or taken, up to limit bytes (bodies plus a small overhead
+// each; one more delivery always fits while none is queued), and ends
+// Behind when one more would pass it.
 func (q *Queue) Init(oneShot bool, limit int64) {
 	q.items = q.first[:0]
 	q.once = oneShot
@@ -146,7 +158,7 @@ func (q *Queue) push(d Delivery, mayPark bool) (delivered, open bool) {
 	switch {
 	case q.end != Open:
 		return false, false
-	case !q.once && len(q.items) > 0 && q.held-q.exempt+cost > q.limit:
+	case !q.once && len(q.items) > 0 && q.held-q.exempt+q.sending+cost > q.limit:
 		q.end = Behind
 		q.signal()
 		if q.OnBehind != nil {
@@ -157,6 +169,7 @@ func (q *Queue) push(d Delivery, mayPark bool) (delivered, open bool) {
 	if q.sink != nil && mayPark && len(q.items) == 0 {
 		if !q.sink(d) {
 			q.sink = nil // it kept what it could not send: the subscriber sends it
+			q.sending += cost
 			q.signal()
 		}
 		return true, true
@@ -244,8 +257,18 @@ func (q *Queue) Take(buf []Delivery) ([]Delivery, End) {
 	buf = append(buf, q.items...)
 	clear(q.items)
 	q.items = q.items[:0]
+	q.sending += q.held - q.exempt
 	q.held, q.exempt = 0, 0
 	return buf, q.end
+}
+
+// Sent says the subscriber has written all it took: from then on the
+// limit counts only what is queued. A subscriber that takes its
+// deliveries and writes them calls it after each write.
+func (q *Queue) Sent() {
+	q.mu.Lock()
+	q.sending = 0
+	q.mu.Unlock()
 }
 
 // Peek returns the first queued delivery, if any, without taking it.
