@@ -83,9 +83,9 @@ type Queue struct {
 	// parked write left, and has not written yet (see Sent): a client
 	// that takes nothing holds them too.
 	sending int64
-	once   bool        // ends Done with its first delivery (a long-poll)
-	end    End
-	ready  chan struct{}
+	once    bool // ends Done with its first delivery (a long-poll)
+	end     End
+	ready   chan struct{}
 	// sink, while the subscriber is parked with nothing queued (see
 	// Park), takes each delivery at once instead of the queue.
 	sink func(Delivery) bool
