@@ -138,7 +138,9 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 		if parked {
 			park.Unpark()
 			parked = false
-			parkedStreams.Add(-1)
+			if countParked {
+				parkedStreams.Add(-1)
+			}
 		}
 	}
 	defer unpark() // before sub.Cancel, and before the connection is closed
@@ -152,7 +154,9 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 	for {
 		if park != nil && !parked && park.Park(sink) {
 			parked = true
-			parkedStreams.Add(1)
+			if countParked {
+				parkedStreams.Add(1)
+			}
 		}
 		select {
 		case <-sub.Ready():

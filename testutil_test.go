@@ -27,6 +27,7 @@ var testSkew atomic.Int64
 func skewedNow() time.Time { return time.Now().Add(time.Duration(testSkew.Load())) }
 
 func TestMain(m *testing.M) {
+	countParked = true // the tests read the parked streams' counters
 	// The pooled store every config of the test process uses, made here
 	// with the skewable clock before any config is loaded; this reference
 	// keeps it alive as long as the tests.
