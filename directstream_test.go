@@ -9,9 +9,12 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddypush/caddy-push/pushstore"
 )
 
 // TestDirectStream: an EventSource stream on HTTP/1.1 goes direct (it
@@ -275,4 +278,69 @@ func TestDirectChunksWithoutBlocking(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestParkedSendWritesTheMemo: a parked EventSource stream and a parked
+// WebSocket send a message's memoized frame as it is, so a publication of
+// a 64 KiB message to N parked subscribers allocates nothing per
+// subscriber (it copied the frame into a new batch buffer for each); the
+// bytes on the wire are the frame's.
+func TestParkedSendWritesTheMemo(t *testing.T) {
+	const size, sends = 64 << 10, 100
+	msg := &pushstore.Message{Body: bytes.Repeat([]byte("x"), size)}
+	for _, tr := range []string{"eventsource", "websocket"} {
+		server, client := tcpPair(t)
+		raw, _ := server.(*net.TCPConn).SyscallConn()
+		var fs frameSender
+		var frame []byte
+		switch tr {
+		case "eventsource":
+			d := &directConn{conn: server, leftover: leftover{raw: raw}, gone: make(chan struct{})}
+			sw := &sseWriter{httpStream: httpStream{w: d, direct: d}}
+			fs, frame = sw, framesOf(msg).chunk
+		case "websocket":
+			ww := &wsWriter{wc: &wsConn{Conn: server, leftover: leftover{raw: raw}}}
+			fs, frame = ww, ww.rawFrame(msg)
+		}
+		wire := make([]byte, sends*len(frame)) // allocated before the count
+		got := make(chan []byte, 1)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		go func() {
+			n, _ := io.ReadFull(client, wire)
+			got <- wire[:n]
+		}()
+		for range sends {
+			if !fs.sendNow(msg) {
+				if err := fs.flush(); err != nil { // the client reads: the rest goes
+					t.Fatal(err)
+				}
+			}
+		}
+		runtime.ReadMemStats(&after)
+		if b := <-got; !bytes.Equal(b, bytes.Repeat(frame, sends)) {
+			t.Fatalf("%s: %d bytes on the wire, not %d frames of %d", tr, len(b), sends, len(frame))
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > sends*size/4 {
+			t.Errorf("%s: %d sends of a %d-byte message allocated %d bytes", tr, sends, size, n)
+		}
+	}
+}
+
+// tcpPair returns the two ends of a TCP connection on the loopback.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if client, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	if server, err = ln.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return server, client
 }

@@ -20,9 +20,29 @@ const eventSourceRetry = 3000
 
 // The memo slots of a message's EventSource forms.
 var (
-	sseEventSlot = pushstore.NewMemoSlot() // the whole event, with the message's own id
+	sseEventSlot = pushstore.NewMemoSlot() // *sseFrames: the whole event, with the message's own id
 	sseDataSlot  = pushstore.NewMemoSlot() // the data lines and the blank line
 )
+
+// sseFrames is a message's whole event, alone and as one HTTP/1.1 chunk
+// (the size line, the event, CRLF), in one buffer: a parked direct stream
+// writes the chunk itself, without copying it.
+type sseFrames struct {
+	chunk []byte
+	event []byte // within chunk
+}
+
+// framesOf returns m's sseFrames, memoized.
+func framesOf(m *pushstore.Message) *sseFrames {
+	return m.Memo(sseEventSlot, func(m *pushstore.Message) any {
+		ev := appendEvent(nil, m, []byte(m.ID.String()))
+		b := make([]byte, 0, chunkRoom+len(ev)+2)
+		b = append(strconv.AppendInt(b, int64(len(ev)), 16), '\r', '\n')
+		head := len(b)
+		b = append(append(b, ev...), '\r', '\n')
+		return &sseFrames{chunk: b, event: b[head : head+len(ev)]}
+	}).(*sseFrames)
+}
 
 type sseWriter struct {
 	httpStream
@@ -44,9 +64,7 @@ func (s *Subscriber) openEventSource(w http.ResponseWriter, r *http.Request) *ss
 
 func (sw *sseWriter) message(m *pushstore.Message, ids *runningID) error {
 	if ids == nil {
-		_, err := sw.w.Write(m.Memo(sseEventSlot, func(m *pushstore.Message) any {
-			return appendEvent(nil, m, []byte(m.ID.String()))
-		}).([]byte))
+		_, err := sw.w.Write(framesOf(m).event)
 		return err
 	}
 	b := sw.scratch[:0]
@@ -88,6 +106,15 @@ func appendData(b, body []byte) []byte {
 		}
 		body = body[i+1:]
 	}
+}
+
+// sendNow writes m's memoized chunk to a parked direct stream, unless
+// something waits to be written before it.
+func (sw *sseWriter) sendNow(m *pushstore.Message) bool {
+	if d := sw.direct; len(d.out) <= chunkRoom && len(d.pending) == 0 {
+		return d.writeNow(framesOf(m).chunk)
+	}
+	return sw.message(m, nil) == nil && sw.flushNow()
 }
 
 func (sw *sseWriter) ping() error {

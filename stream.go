@@ -45,6 +45,16 @@ type inlineWriter interface {
 	flushNow() bool
 }
 
+// frameSender is an inlineWriter that sends a message of one channel
+// without blocking straight from the message's memoized frame, where
+// message and flushNow would copy the frame into the batch first (for a
+// 64 KiB message, an allocation and a copy per subscriber).
+type frameSender interface {
+	inlineWriter
+	// sendNow is message(m, nil) then flushNow.
+	sendNow(m *pushstore.Message) bool
+}
+
 // streamEnd is why a stream ends, as an HTTP status and a reason.
 type streamEnd struct {
 	status int
@@ -126,11 +136,15 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 	var sent atomic.Int64 // when a parked write last sent a message, ns (for the timeout)
 	if iw, ok := sw.(inlineWriter); ok && ids == nil && iw.canInline() {
 		park, _ = sub.(pushstore.Parker)
+		send := func(m *pushstore.Message) bool { return iw.message(m, nil) == nil && iw.flushNow() }
+		if fs, ok := iw.(frameSender); ok {
+			send = fs.sendNow
+		}
 		sink = func(d pushstore.Delivery) bool {
 			if timeout != nil {
 				sent.Store(time.Now().UnixNano())
 			}
-			return iw.message(d.Message, nil) == nil && iw.flushNow()
+			return send(d.Message)
 		}
 	}
 	parked := false

@@ -172,16 +172,9 @@ func prepare(op int, data []byte) *websocket.PreparedMessage {
 
 func (ww *wsWriter) message(m *pushstore.Message, ids *runningID) error {
 	if ww.wc != nil {
-		switch {
-		case !ww.meta:
-			ww.out = append(ww.out, m.Memo(wsRawPlainSlot, func(m *pushstore.Message) any {
-				return appendFrame(nil, frameType(m), m.Body)
-			}).([]byte)...)
-		case ids == nil:
-			ww.out = append(ww.out, m.Memo(wsRawMetaSlot, func(m *pushstore.Message) any {
-				return appendFrame(nil, frameType(m), appendMeta(nil, m, []byte(m.ID.String())))
-			}).([]byte)...)
-		default:
+		if ids == nil || !ww.meta {
+			ww.out = append(ww.out, ww.rawFrame(m)...)
+		} else {
 			ww.scratch = appendMeta(ww.scratch[:0], m, ids.appendID(nil))
 			ww.out = appendFrame(ww.out, frameType(m), ww.scratch)
 		}
@@ -259,6 +252,34 @@ func (ww *wsWriter) closeAfter() {}
 // canInline reports whether a parked stream may be written to by a
 // publisher: raw frames on a TCP connection.
 func (ww *wsWriter) canInline() bool { return ww.wc != nil && ww.wc.raw != nil }
+
+// rawFrame returns m's memoized raw frame, with its own id under
+// ws+meta.nchan.
+func (ww *wsWriter) rawFrame(m *pushstore.Message) []byte {
+	if !ww.meta {
+		return m.Memo(wsRawPlainSlot, func(m *pushstore.Message) any {
+			return appendFrame(nil, frameType(m), m.Body)
+		}).([]byte)
+	}
+	return m.Memo(wsRawMetaSlot, func(m *pushstore.Message) any {
+		return appendFrame(nil, frameType(m), appendMeta(nil, m, []byte(m.ID.String())))
+	}).([]byte)
+}
+
+// sendNow writes m's memoized frame to a parked WebSocket without
+// copying it, unless a batch waits or another write is under way (then
+// the frame joins the batch, for the stream to send).
+func (ww *wsWriter) sendNow(m *pushstore.Message) bool {
+	if len(ww.out) > 0 {
+		return ww.message(m, nil) == nil && ww.flushNow()
+	}
+	f := ww.rawFrame(m)
+	wrote, all := ww.wc.writeNow(f)
+	if !wrote {
+		ww.out = append(ww.out, f...)
+	}
+	return all
+}
 
 // flushNow writes a raw batch without blocking (see wsConn.writeNow) and
 // reports whether all of it went; the rest goes with the next write.
