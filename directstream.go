@@ -126,17 +126,35 @@ func rawOf(c net.Conn) syscall.RawConn {
 type leftover struct {
 	raw     syscall.RawConn // nil: no writes that must not block
 	pending []byte
+	try     rawTry
+}
+
+// rawTry is a write that must not block: its bytes and its outcome, kept
+// with the connection, so that the function raw is given (do, made once)
+// allocates nothing per write. One write at a time uses it (the queue's
+// or the connection's lock is held).
+type rawTry struct {
+	b   []byte
+	n   int
+	err error
+	do  func(fd uintptr) bool
 }
 
 // writeNow writes b in one try that never waits for the socket and
 // reports whether all of it went; what did not (a full socket buffer, a
 // signal, a broken connection, whose next write then fails) is kept.
 func (l *leftover) writeNow(b []byte) bool {
-	n, werr := 0, error(nil)
-	err := l.raw.Write(func(fd uintptr) bool {
-		n, werr = writeRaw(fd, b)
-		return true
-	})
+	t := &l.try
+	if t.do == nil {
+		t.do = func(fd uintptr) bool {
+			t.n, t.err = writeRaw(fd, t.b)
+			return true
+		}
+	}
+	t.b, t.n, t.err = b, 0, nil
+	err := l.raw.Write(t.do)
+	n, werr := t.n, t.err
+	t.b = nil
 	if countParked {
 		parkedSends.Add(1)
 	}

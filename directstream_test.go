@@ -324,6 +324,11 @@ func TestParkedSendWritesTheMemo(t *testing.T) {
 		if n := after.TotalAlloc - before.TotalAlloc; n > sends*size/4 {
 			t.Errorf("%s: %d sends of a %d-byte message allocated %d bytes", tr, sends, size, n)
 		}
+		small := &pushstore.Message{Body: []byte("hello")}
+		fs.sendNow(small) // builds its frame
+		if n := testing.AllocsPerRun(100, func() { fs.sendNow(small) }); n != 0 {
+			t.Errorf("%s: a parked send of a memoized frame allocated %v times", tr, n)
+		}
 	}
 }
 
