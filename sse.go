@@ -40,7 +40,8 @@ func framesOf(m *pushstore.Message) *sseFrames {
 		b = append(strconv.AppendInt(b, int64(len(ev)), 16), '\r', '\n')
 		head := len(b)
 		b = append(append(b, ev...), '\r', '\n')
-		return &sseFrames{chunk: b, event: b[head : head+len(ev)]}
+		end := head + len(ev)
+		return &sseFrames{chunk: b, event: b[head:end:end]} // an append to event cannot reach the CRLF
 	}).(*sseFrames)
 }
 
