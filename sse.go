@@ -115,7 +115,7 @@ func (sw *sseWriter) sendNow(m *pushstore.Message) bool {
 	if d := sw.direct; len(d.out) <= chunkRoom && len(d.pending) == 0 {
 		return d.writeNow(framesOf(m).chunk)
 	}
-	return sw.message(m, nil) == nil && sw.flushNow()
+	return sendBatched(sw, m)
 }
 
 func (sw *sseWriter) ping() error {

@@ -51,8 +51,14 @@ type inlineWriter interface {
 // 64 KiB message, an allocation and a copy per subscriber).
 type frameSender interface {
 	inlineWriter
-	// sendNow is message(m, nil) then flushNow.
+	// sendNow is sendBatched's, without the copy.
 	sendNow(m *pushstore.Message) bool
+}
+
+// sendBatched sends m to a parked stream through its batch: message, then
+// flushNow.
+func sendBatched(iw inlineWriter, m *pushstore.Message) bool {
+	return iw.message(m, nil) == nil && iw.flushNow()
 }
 
 // streamEnd is why a stream ends, as an HTTP status and a reason.
@@ -136,7 +142,7 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 	var sent atomic.Int64 // when a parked write last sent a message, ns (for the timeout)
 	if iw, ok := sw.(inlineWriter); ok && ids == nil && iw.canInline() {
 		park, _ = sub.(pushstore.Parker)
-		send := func(m *pushstore.Message) bool { return iw.message(m, nil) == nil && iw.flushNow() }
+		send := func(m *pushstore.Message) bool { return sendBatched(iw, m) }
 		if fs, ok := iw.(frameSender); ok {
 			send = fs.sendNow
 		}
@@ -160,10 +166,9 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 	defer unpark() // before sub.Cancel, and before the connection is closed
 	armed := time.Now().UnixNano()
 	// What the stream took counts against its queue until it is written
-	// (pushstore.Sender), and the messages are let go once their frames
-	// are in the batch: a client that takes nothing holds its batch, and
-	// a queue that then fills ends the stream.
-	sender, _ := sub.(pushstore.Sender)
+	// (Sent), and the messages are let go once their frames are in the
+	// batch: a client that takes nothing holds its batch, and a queue that
+	// then fills ends the stream.
 	var buf []pushstore.Delivery
 	for {
 		if park != nil && !parked && park.Park(sink) {
@@ -201,17 +206,13 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 			if sw.flush() != nil {
 				return
 			}
-			if sender != nil {
-				sender.Sent()
-			}
+			sub.Sent()
 		case <-pingC:
 			unpark()
 			if sw.ping() != nil || sw.flush() != nil {
 				return
 			}
-			if sender != nil {
-				sender.Sent() // the flush sent what a parked write left
-			}
+			sub.Sent() // the flush sent what a parked write left
 		case <-timeoutC:
 			unpark()
 			if last := sent.Load(); last > armed { // a parked write sent a message since

@@ -271,7 +271,7 @@ func (ww *wsWriter) rawFrame(m *pushstore.Message) []byte {
 // the frame joins the batch, for the stream to send).
 func (ww *wsWriter) sendNow(m *pushstore.Message) bool {
 	if len(ww.out) > 0 {
-		return ww.message(m, nil) == nil && ww.flushNow()
+		return sendBatched(ww, m)
 	}
 	f := ww.rawFrame(m)
 	wrote, all := ww.wc.writeNow(f)

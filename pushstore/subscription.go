@@ -52,12 +52,8 @@ type Subscription interface {
 	// or timed out). Deliveries queued before it stand: a Take after
 	// Cancel returns them. It may be called more than once.
 	Cancel()
-}
-
-// Sender is a Subscription that counts what its subscriber took and is
-// still writing against its queue's limit (Queue's Sent).
-type Sender interface {
-	// Sent says the subscriber has written everything it took.
+	// Sent says the subscriber has written everything it took: until
+	// then it counts against the queue's limit (see Queue.Sent).
 	Sent()
 }
 
