@@ -65,10 +65,10 @@ const chunkRoom = 18
 type directConn struct {
 	conn net.Conn
 	leftover
-	out      []byte        // chunkRoom bytes, then the batch being built
-	deadline lazyDeadline  // write_idle_timeout; none without it
-	abort    bool          // close without the last chunk (the stream fell behind)
-	gone     chan struct{} // closed when the client closes or sends an error
+	out      []byte       // chunkRoom bytes, then the batch being built
+	deadline lazyDeadline // write_idle_timeout; none without it
+	abort    bool         // close without the last chunk (the stream fell behind)
+	gone     *leaving     // the client closed, or sent an error
 }
 
 // goDirect takes over w's connection when the stream may go direct (see
@@ -84,7 +84,7 @@ func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
 	if err != nil {
 		return nil
 	}
-	d := &directConn{conn: conn, leftover: leftover{raw: rawOf(conn)}, gone: make(chan struct{})}
+	d := &directConn{conn: conn, leftover: leftover{raw: rawOf(conn)}, gone: newLeaving()}
 	if _, iw := caddyhttp.IdleTimeoutsFromContext(r.Context()); iw != nil {
 		d.deadline.timeout = iw.Deadline.Timeout // write_min_rate is not applied
 	}
@@ -241,7 +241,7 @@ func innermost(w http.ResponseWriter) http.ResponseWriter {
 // watch reads the connection until it ends: a client sends nothing on a
 // stream, so what it reads is dropped and its end is the client leaving.
 func (d *directConn) watch() {
-	defer close(d.gone)
+	defer d.gone.leave()
 	var b [64]byte
 	for {
 		if _, err := d.conn.Read(b[:]); err != nil {

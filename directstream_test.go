@@ -120,7 +120,7 @@ func TestDirectStreamAccessLog(t *testing.T) {
 // last chunk.
 func TestDirectChunks(t *testing.T) {
 	server, client := net.Pipe()
-	d := &directConn{conn: server, gone: make(chan struct{})}
+	d := &directConn{conn: server, gone: newLeaving()}
 	sizes := []int{1, 15, 16, 255, 256, 4095, 4097, 70000}
 	go func() {
 		for i, n := range sizes {
@@ -238,7 +238,7 @@ func TestDirectChunksWithoutBlocking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &directConn{conn: server, gone: make(chan struct{})}
+	d := &directConn{conn: server, gone: newLeaving()}
 	d.raw, _ = server.(*net.TCPConn).SyscallConn()
 	const size = 64 << 10
 	chunk := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, size) }
@@ -295,7 +295,7 @@ func TestParkedSendWritesTheMemo(t *testing.T) {
 		var frame []byte
 		switch tr {
 		case "eventsource":
-			d := &directConn{conn: server, leftover: leftover{raw: raw}, gone: make(chan struct{})}
+			d := &directConn{conn: server, leftover: leftover{raw: raw}, gone: newLeaving()}
 			sw := &sseWriter{httpStream: httpStream{w: d, direct: d}}
 			fs, frame = sw, framesOf(msg).chunk
 		case "websocket":

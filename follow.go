@@ -79,18 +79,16 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 	}
 	sw, hs, ping := s.openHTTPStream(t, w, r)
 	if hs.direct == nil {
-		defer ended()
-		s.pumpHTTP(sw, hs, sub, len(keys), ping, st)
+		s.pumpHTTP(sw, hs, sub, len(keys), ping, st, ended)
 		return nil
 	}
 	// A direct stream goes on in a goroutine of its own, and the handler
 	// returns: the request's memory and the handler's deep stack are not
 	// kept for as long as the stream lasts.
-	go func() {
-		defer hijacked.Done()
-		defer ended()
-		s.pumpHTTP(sw, hs, sub, len(keys), ping, st)
-	}()
+	go s.pumpHTTP(sw, hs, sub, len(keys), ping, st, func() {
+		ended()
+		hijacked.Done()
+	})
 	return nil
 }
 

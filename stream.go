@@ -109,126 +109,6 @@ func endOf(e pushstore.End) streamEnd {
 // /push/stats show them).
 var streams [numTransports]atomic.Int64
 
-// pump sends the deliveries of sub through sw until the subscription ends,
-// the timeout passes without a message, or gone is closed (the client
-// left). Deliveries queued together are written together and flushed once.
-// It cancels sub when it returns.
-func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels int, ping time.Duration, gone <-chan struct{}) {
-	defer sub.Cancel()
-	var ids *runningID
-	if channels > 1 {
-		ids = newRunningID(channels)
-	}
-	var pingC <-chan time.Time
-	if ping > 0 {
-		t := time.NewTicker(ping)
-		defer t.Stop()
-		pingC = t.C
-	}
-	var timeoutC <-chan time.Time
-	var timeout *time.Timer
-	if s.Timeout > 0 {
-		timeout = time.NewTimer(time.Duration(s.Timeout))
-		defer timeout.Stop()
-		timeoutC = timeout.C
-	}
-	// While it waits with nothing queued, the stream is parked: the
-	// goroutine that publishes a message writes it, without blocking,
-	// instead of waking this one (a direct stream of one channel on TCP).
-	// What such a write leaves, or a message that comes while it is not
-	// parked, goes through the queue as before.
-	var park pushstore.Parker
-	var sink func(pushstore.Delivery) bool
-	var sent atomic.Int64 // when a parked write last sent a message, ns (for the timeout)
-	if iw, ok := sw.(inlineWriter); ok && ids == nil && iw.canInline() {
-		park, _ = sub.(pushstore.Parker)
-		send := func(m *pushstore.Message) bool { return sendBatched(iw, m) }
-		if fs, ok := iw.(frameSender); ok {
-			send = fs.sendNow
-		}
-		sink = func(d pushstore.Delivery) bool {
-			if timeout != nil {
-				sent.Store(time.Now().UnixNano())
-			}
-			return send(d.Message)
-		}
-	}
-	parked := false
-	unpark := func() {
-		if parked {
-			park.Unpark()
-			parked = false
-			if countParked {
-				parkedStreams.Add(-1)
-			}
-		}
-	}
-	defer unpark() // before sub.Cancel, and before the connection is closed
-	armed := time.Now().UnixNano()
-	// What the stream took counts against its queue until it is written
-	// (Sent), and the messages are let go once their frames are in the
-	// batch: a client that takes nothing holds its batch, and a queue that
-	// then fills ends the stream.
-	var buf []pushstore.Delivery
-	for {
-		if park != nil && !parked && park.Park(sink) {
-			parked = true
-			if countParked {
-				parkedStreams.Add(1)
-			}
-		}
-		select {
-		case <-sub.Ready():
-			unpark()
-			ds, end := sub.Take(buf[:0])
-			for _, d := range ds {
-				if ids != nil {
-					ids.advance(d.Channel, d.Message.ID)
-				}
-				if sw.message(d.Message, ids) != nil {
-					return
-				}
-			}
-			clear(ds)
-			buf = ds[:0]
-			if len(ds) > 0 && timeout != nil {
-				timeout.Reset(time.Duration(s.Timeout)) // as nchan: a message restarts it
-				armed = time.Now().UnixNano()
-			}
-			if end != pushstore.Open {
-				_ = sw.end(endOf(end))
-				_ = sw.flush()
-				if end == pushstore.Behind {
-					sw.closeAfter()
-				}
-				return
-			}
-			if sw.flush() != nil {
-				return
-			}
-			sub.Sent()
-		case <-pingC:
-			unpark()
-			if sw.ping() != nil || sw.flush() != nil {
-				return
-			}
-			sub.Sent() // the flush sent what a parked write left
-		case <-timeoutC:
-			unpark()
-			if last := sent.Load(); last > armed { // a parked write sent a message since
-				armed = last
-				timeout.Reset(time.Duration(s.Timeout) - time.Duration(time.Now().UnixNano()-last))
-				continue
-			}
-			_ = sw.end(endTimeout)
-			_ = sw.flush()
-			return
-		case <-gone:
-			return
-		}
-	}
-}
-
 // A stream whose queue ends Behind normally sees it at its next Take and
 // ends with its reason. One whose client takes no bytes at all is stuck in
 // a write and would see it only when Caddy's write_idle_timeout (1 minute
@@ -302,6 +182,7 @@ type httpStream struct {
 	rc     *http.ResponseController
 	direct *directConn
 	gone   <-chan struct{} // closed when the client leaves
+	lv     *leaving        // direct: gone's, which also wakes a detached stream
 	cut    func()          // makes a blocked write fail, from any goroutine
 }
 
@@ -311,7 +192,7 @@ func startHTTPStream(w http.ResponseWriter, r *http.Request) httpStream {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	if d := goDirect(w, r); d != nil {
-		return httpStream{w: d, direct: d, gone: d.gone, cut: d.cut}
+		return httpStream{w: d, direct: d, gone: d.gone.c, lv: d.gone, cut: d.cut}
 	}
 	return httpStream{w: w, rc: rc, gone: r.Context().Done(), cut: deadlineCut(w)}
 }
@@ -350,14 +231,19 @@ func (hs httpStream) closeAfter() {
 }
 
 // pumpHTTP runs an HTTP stream: it names how to cut it (st), pumps sub
-// into it until it ends, and closes a direct connection.
+// into it until it ends, closes a direct connection and runs ended. A
+// direct stream may go on after pumpHTTP returns (see pump).
 func (s *Subscriber) pumpHTTP(sw streamWriter, hs httpStream, sub pushstore.Subscription, channels int,
-	ping time.Duration, st *stall) {
+	ping time.Duration, st *stall, ended func()) {
 	st.open(hs.cut)
+	done := ended
 	if hs.direct != nil {
-		defer hs.direct.close()
+		done = func() {
+			hs.direct.close()
+			ended()
+		}
 	}
-	s.pump(sw, sub, channels, ping, hs.gone)
+	s.pump(sw, sub, channels, ping, hs.gone, hs.lv, done)
 }
 
 // deadlineCut cuts an HTTP stream by a write deadline in the past on its

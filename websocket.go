@@ -345,28 +345,27 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 		ww.lastPong.Store(time.Now().UnixNano())
 		return nil
 	})
-	gone := make(chan struct{})
+	gone := newLeaving()
 	go s.readWebSocket(conn, publishingHeader(r.Header), keys, gone)
 	ping := time.Duration(s.WebSocketPingInterval)
-	go func() {
-		defer hijacked.Done()
-		defer ended()
-		defer conn.Close()
-		s.pump(ww, sub, len(keys), ping, gone)
+	go s.pump(ww, sub, len(keys), ping, gone.c, gone, func() {
 		select { // the client's close frame, or its going away
-		case <-gone:
+		case <-gone.c:
 		case <-time.After(wsCloseWait):
 		}
-	}()
+		_ = conn.Close()
+		ended()
+		hijacked.Done()
+	})
 }
 
 // readWebSocket reads what the client sends until the connection ends,
-// then closes gone. Control frames are answered by the connection (a close
+// then says the client left (gone). Control frames are answered by the connection (a close
 // is echoed). On a pub/sub location each text or binary frame is
 // published; elsewhere a frame closes the connection with 1008, whatever
 // its size.
-func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, keys []string, gone chan<- struct{}) {
-	defer close(gone)
+func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, keys []string, gone *leaving) {
+	defer gone.leave()
 	// Most clients send nothing while they subscribe: wait for their first
 	// bytes in a shallow stack. Blocked in gorilla's read, this goroutine
 	// would keep a stack of twice the smallest size for as long as the

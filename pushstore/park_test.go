@@ -18,7 +18,7 @@ func TestQueuePark(t *testing.T) {
 		return sent
 	}
 	msg := func(b string) Delivery { return Delivery{Message: &Message{Body: []byte(b)}} }
-	if !q.Park(sink) {
+	if !q.Park(sink, nil) {
 		t.Fatal("an empty open queue did not park")
 	}
 	if ok, open := q.Push(msg("a")); !ok || !open {
@@ -46,11 +46,11 @@ func TestQueuePark(t *testing.T) {
 	q.Unpark()
 
 	q.Push(msg("d"))
-	if q.Park(sink) {
+	if q.Park(sink, nil) {
 		t.Fatal("parked with a delivery queued")
 	}
 	q.Take(nil)
-	if !q.Park(sink) {
+	if !q.Park(sink, nil) {
 		t.Fatal("did not park once emptied")
 	}
 	q.Preload([]Delivery{msg("old")})
@@ -60,7 +60,7 @@ func TestQueuePark(t *testing.T) {
 	}
 	q.Unpark()
 
-	if !q.Park(sink) {
+	if !q.Park(sink, nil) {
 		t.Fatal("did not park again")
 	}
 	q.PushQueued(msg("f")) // another core's share: the subscriber is woken
@@ -75,11 +75,11 @@ func TestQueuePark(t *testing.T) {
 
 	var once Queue
 	once.Init(true, 0)
-	if once.Park(sink) {
+	if once.Park(sink, nil) {
 		t.Fatal("a one-shot queue parked")
 	}
 	q.Close(Deleted)
-	if q.Park(sink) {
+	if q.Park(sink, nil) {
 		t.Fatal("an ended queue parked")
 	}
 }
@@ -116,7 +116,7 @@ func TestQueueCountsSending(t *testing.T) {
 
 	var p Queue // a parked write that left bytes
 	p.Init(false, 1000)
-	p.Park(func(Delivery) bool { return false })
+	p.Park(func(Delivery) bool { return false }, nil)
 	p.Push(sized(900))
 	p.Push(sized(80))
 	if ok, _ := p.Push(sized(100)); ok {
@@ -130,5 +130,44 @@ func TestQueueCountsSending(t *testing.T) {
 	b.Push(sized(500))
 	if ok, _ := b.Push(sized(500)); !ok {
 		t.Fatal("a taken backlog counted against the limit")
+	}
+}
+
+// TestQueueParkWakes: a parked queue calls its wake with each signal of
+// Ready (a short send, a delivery queued, the end), not for a delivery the
+// sink sent, and never after Unpark.
+func TestQueueParkWakes(t *testing.T) {
+	var q Queue
+	q.Init(false, 1<<20)
+	wakes := 0
+	wake := func() { wakes++ }
+	sent := true
+	sink := func(Delivery) bool { return sent }
+	msg := Delivery{Message: &Message{Body: []byte("m")}}
+	q.Park(sink, wake)
+	q.Push(msg)
+	if wakes != 0 {
+		t.Fatalf("a delivery the sink sent woke the subscriber %d times", wakes)
+	}
+	sent = false
+	q.Push(msg) // a short send
+	if wakes != 1 {
+		t.Fatalf("a short send woke it %d times, want 1", wakes)
+	}
+	q.Push(msg) // queued
+	if wakes != 2 {
+		t.Fatalf("a queued delivery woke it %d times in all, want 2", wakes)
+	}
+	q.Take(nil)
+	q.Unpark()
+	q.Push(msg)
+	if wakes != 2 {
+		t.Fatalf("a delivery after Unpark woke it (%d)", wakes)
+	}
+	q.Take(nil)
+	q.Park(sink, wake)
+	q.Close(Deleted)
+	if wakes != 3 {
+		t.Fatalf("the end woke it %d times in all, want 3", wakes)
 	}
 }

@@ -61,7 +61,7 @@ type Subscription interface {
 // in the pushing goroutine while it waits with nothing queued (Queue's
 // Park and Unpark).
 type Parker interface {
-	Park(sink func(Delivery) bool) bool
+	Park(sink func(Delivery) bool, wake func()) bool
 	Unpark()
 }
 
@@ -85,6 +85,8 @@ type Queue struct {
 	// sink, while the subscriber is parked with nothing queued (see
 	// Park), takes each delivery at once instead of the queue.
 	sink func(Delivery) bool
+	// wake, from Park until Unpark, is called with each signal of Ready.
+	wake func()
 
 	// OnBehind, when set, is run in a goroutine of its own when the queue
 	// ends Behind: the subscriber may be stuck writing to a client that
@@ -111,6 +113,9 @@ func (q *Queue) signal() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
+	}
+	if q.wake != nil {
+		q.wake()
 	}
 }
 
@@ -185,22 +190,25 @@ func (q *Queue) push(d Delivery, mayPark bool) (delivered, open bool) {
 // subscription is open (it reports whether it did). sink must not block:
 // it sends the delivery or takes it over to be sent later, and returns
 // false when it could not send it all, which ends the parking and signals
-// Ready (Unpark must still be called). Only a stream parks.
-func (q *Queue) Park(sink func(Delivery) bool) bool {
+// Ready (Unpark must still be called). Until Unpark, wake (when not nil)
+// is called, under the same lock, each time Ready is signalled: a
+// subscriber whose goroutine left while it was parked starts one there.
+// It must not block. Only a stream parks.
+func (q *Queue) Park(sink func(Delivery) bool, wake func()) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.once || len(q.items) > 0 || q.end != Open {
 		return false
 	}
-	q.sink = sink
+	q.sink, q.wake = sink, wake
 	return true
 }
 
-// Unpark ends Park: when it returns, sink is not running and is not
+// Unpark ends Park: when it returns, neither sink nor wake is running or
 // called again.
 func (q *Queue) Unpark() {
 	q.mu.Lock()
-	q.sink = nil
+	q.sink, q.wake = nil, nil
 	q.mu.Unlock()
 }
 
