@@ -334,6 +334,10 @@ func (d *directConn) close() {
 type lazyDeadline struct {
 	timeout time.Duration
 	armed   time.Time // when the deadline was last moved
+	// clean says the connection carries no write deadline: none was set
+	// since clear took the last one off (a new connection may carry the
+	// server's, from the writes before the stream took it over).
+	clean bool
 }
 
 // arm moves c's write deadline if half the timeout has passed since it
@@ -344,8 +348,20 @@ func (ld *lazyDeadline) arm(c net.Conn) {
 	}
 	if now := time.Now(); now.Sub(ld.armed) >= ld.timeout/2 {
 		ld.armed = now
+		ld.clean = false
 		_ = c.SetWriteDeadline(now.Add(ld.timeout))
 	}
+}
+
+// clear takes c's write deadline off, unless it has none; the next arm
+// sets one again.
+func (ld *lazyDeadline) clear(c net.Conn) {
+	if ld.clean {
+		return
+	}
+	ld.clean = true
+	ld.armed = time.Time{}
+	_ = c.SetWriteDeadline(time.Time{})
 }
 
 // reuseBatch returns a written batch buffer emptied to its first keep

@@ -116,6 +116,8 @@ func (cw *chunkedWriter) message(m *pushstore.Message, _ *runningID) error {
 // canInline is false: each message is flushed as it is written.
 func (cw *chunkedWriter) canInline() bool { return false }
 
+func (cw *chunkedWriter) idle() {}
+
 func (cw *chunkedWriter) ping() error         { return nil }
 func (cw *chunkedWriter) end(streamEnd) error { cw.boundEnd(); return nil } // the last chunk ends the response
 

@@ -77,6 +77,7 @@ type pump struct {
 	// What such a write leaves, or a message that comes while it is not
 	// parked, goes through the queue as before.
 	park   pushstore.Parker
+	iw     inlineWriter
 	sink   func(pushstore.Delivery) bool
 	parked bool
 
@@ -108,6 +109,7 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 	}
 	if iw, ok := sw.(inlineWriter); ok && p.ids == nil && iw.canInline() {
 		p.park, _ = sub.(pushstore.Parker)
+		p.iw = iw
 		send := func(m *pushstore.Message) bool { return sendBatched(iw, m) }
 		if fs, ok := iw.(frameSender); ok {
 			send = fs.sendNow
@@ -297,6 +299,7 @@ func (p *pump) detach() bool {
 	if p.buf != nil && cap(p.buf) > 16 {
 		p.buf = nil // an idle stream keeps no large buffer
 	}
+	p.iw.idle()
 	if countParked {
 		detachedStreams.Add(1)
 	}

@@ -43,6 +43,12 @@ type inlineWriter interface {
 	// flushNow is flush without blocking: it reports whether all of the
 	// batch went, and keeps the rest for the next flush.
 	flushNow() bool
+	// idle takes off the connection the write deadline that its blocking
+	// writes, or the server before them, left on it: once passed, it
+	// would fail the writes that must not block as well. The stream's
+	// next blocking write sets one again. It is called by the stream's
+	// goroutine when it leaves a parked stream.
+	idle()
 }
 
 // frameSender is an inlineWriter that sends a message of one channel
@@ -200,6 +206,8 @@ func startHTTPStream(w http.ResponseWriter, r *http.Request) httpStream {
 func (hs httpStream) canInline() bool { return hs.direct != nil && hs.direct.raw != nil }
 
 func (hs httpStream) flushNow() bool { return hs.direct.flushNow() }
+
+func (hs httpStream) idle() { hs.direct.deadline.clear(hs.direct.conn) }
 
 func (hs httpStream) flush() error {
 	if hs.direct != nil {

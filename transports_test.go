@@ -579,7 +579,11 @@ func idleWSReaders() int {
 // wsConn kept gorilla's deadlines to gorilla's writes, the stream's next
 // frame after that second failed and the stream ended). The test pings,
 // lets that second pass (a deadline, not an event: there is nothing to
-// wait on), then publishes: the message arrives.
+// wait on), then publishes: the message arrives, and the publisher's
+// write that must not block sent it whole (before gorilla's deadlines
+// were taken off a parking connection after its writes, that write failed
+// on the passed deadline and the stream's goroutine had to be woken to
+// send it).
 func TestWebSocketAfterClientPing(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "wspong")
@@ -604,8 +608,38 @@ func TestWebSocketAfterClientPing(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1200 * time.Millisecond) // past the pong's write deadline
+	waitFor(t, "the WebSocket to park", func() bool { return parkedStreams.Load() > 0 })
+	short := parkedShort.Load()
 	publish(t, "/pub", ch, "after the pong")
 	if m := <-got; m != "after the pong" {
 		t.Fatalf("got %q", m)
+	}
+	if n := parkedShort.Load() - short; n != 0 {
+		t.Fatalf("%d parked writes failed after the pong's deadline passed", n)
+	}
+}
+
+// TestParkedStreamAfterWriteIdle: the write_idle deadline a stream sets
+// on its connection before its own writes (here, of its backlog) is taken
+// off when it detaches: a message after that deadline passed is still
+// sent whole by the publisher (before, its write failed on the deadline,
+// and the stream's goroutine was woken to send it).
+func TestParkedStreamAfterWriteIdle(t *testing.T) {
+	tester := startMain(t)
+	load(tester, strings.Replace(mainConfig, "read_body 2s", "read_body 2s\n\t\t\twrite_idle 1s", 1))
+	defer load(tester, mainConfig)
+	ch := chanName(t, "wi")
+	publish(t, "/pub", ch, "backlog")
+	detached := detachedStreams.Load()
+	c := rawStream(t, "GET /sub?id="+ch+" HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nLast-Event-ID: 1:0\r\n\r\n")
+	c.head()
+	c.until(t, "data: backlog\n\n")
+	waitFor(t, "the stream to detach", func() bool { return detachedStreams.Load() > detached })
+	time.Sleep(1200 * time.Millisecond) // past the deadline (nothing to wait on)
+	short := parkedShort.Load()
+	publish(t, "/pub", ch, "after write_idle")
+	c.until(t, "data: after write_idle\n\n")
+	if n := parkedShort.Load() - short; n != 0 {
+		t.Fatalf("%d parked writes failed after write_idle passed", n)
 	}
 }

@@ -253,6 +253,8 @@ func (ww *wsWriter) closeAfter() {}
 // publisher: raw frames on a TCP connection.
 func (ww *wsWriter) canInline() bool { return ww.wc != nil && ww.wc.raw != nil }
 
+func (ww *wsWriter) idle() { ww.wc.idle(&ww.lazy) }
+
 // rawFrame returns m's memoized raw frame, with its own id under
 // ws+meta.nchan.
 func (ww *wsWriter) rawFrame(m *pushstore.Message) []byte {
@@ -338,6 +340,11 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	if !offersDeflate(r.Header) {
 		ww.wc, _ = conn.NetConn().(*wsConn) // hijacker's
 		ww.lazy.timeout = wsWriteTimeout
+		if ww.wc != nil {
+			ww.wc.mu.Lock()
+			ww.wc.parks = ww.wc.raw != nil
+			ww.wc.mu.Unlock()
+		}
 	}
 	// A client that takes nothing cannot read a close frame either.
 	st.open(func() { _ = conn.UnderlyingConn().Close() })
@@ -474,6 +481,7 @@ type wsConn struct {
 	leftover
 	theirs time.Time // gorilla's deadline for its next write
 	moved  bool      // a write of gorilla's moved the connection's deadline
+	parks  bool      // the stream may park: gorilla's deadlines are taken off after its writes
 }
 
 // SetWriteDeadline is gorilla's: it applies to gorilla's next write.
@@ -494,7 +502,13 @@ func (c *wsConn) Write(p []byte) (int, error) {
 	if err := c.writePending(); err != nil {
 		return 0, err
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if c.parks && !c.theirs.IsZero() {
+		// A parked write would fail once the deadline passed (a
+		// pong's is a second away).
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // writeOwn is the stream's write of raw frames, under its lazy deadline
@@ -512,6 +526,19 @@ func (c *wsConn) writeOwn(p []byte, ld *lazyDeadline) error {
 	}
 	_, err := c.Conn.Write(p)
 	return err
+}
+
+// idle takes the connection's write deadline off (see
+// inlineWriter.idle): the stream's lazy one, or one a write of gorilla's
+// set.
+func (c *wsConn) idle(ld *lazyDeadline) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.moved {
+		c.moved = false
+		ld.clean = false
+	}
+	ld.clear(c.Conn)
 }
 
 // writePending writes what a parked write left; c.mu is held. If it
