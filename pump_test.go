@@ -1,6 +1,7 @@
 package caddypush
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strings"
@@ -96,4 +97,75 @@ func pumpGoroutines() int {
 		}
 	}
 	return n
+}
+
+// TestDetachedStreamsUnderLoad: thirty EventSource streams with a ping
+// every 100 ms (their timer takes a detached stream over while publishers
+// write to it or wake it), on four cores, and four publishers publishing
+// forty messages each at once: every subscriber gets all 160, each
+// publisher's in order, none twice.
+func TestDetachedStreamsUnderLoad(t *testing.T) {
+	startMain(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	ch := chanName(t, "load")
+	const subs, pubs, each = 30, 4, 40
+	conns := make([]*rawConn, subs)
+	for i := range conns {
+		conns[i] = rawStream(t, "GET /s/ping?id="+ch+" HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+		conns[i].head()
+	}
+	waitFor(t, "the subscribers", func() bool { return waiters(t, "/"+ch) == subs })
+	attached := attachedStreams.Load()
+	errs := make(chan error, subs+pubs)
+	for p := range pubs {
+		go func() {
+			for i := range each {
+				r, err := doCtx(context.Background(), h1Client, "POST", base+"/pub?id="+ch,
+					strings.NewReader(fmt.Sprintf("p%d-%d", p, i)), "Content-Type", "text/plain")
+				if err != nil || r.status >= 300 {
+					errs <- fmt.Errorf("publish: %v %v", r.status, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for _, c := range conns {
+		go func() {
+			next := make([]int, pubs)
+			got, buf, line := 0, make([]byte, 4096), ""
+			for got < pubs*each {
+				n, err := c.body.Read(buf)
+				for _, b := range buf[:n] {
+					if b != '\n' {
+						line += string(b)
+						continue
+					}
+					var p, i int
+					if _, e := fmt.Sscanf(line, "data: p%d-%d", &p, &i); e == nil {
+						if p < 0 || p >= pubs || i != next[p] {
+							errs <- fmt.Errorf("got p%d-%d, want p%d-%d", p, i, p, next[min(max(p, 0), pubs-1)])
+							return
+						}
+						next[p]++
+						got++
+					}
+					line = ""
+				}
+				if err != nil {
+					errs <- fmt.Errorf("after %d messages: %v", got, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range subs + pubs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := attachedStreams.Load() - attached; a < subs {
+		t.Fatalf("detached streams were taken over %d times, want at least one each (%d)", a, subs)
+	}
 }
