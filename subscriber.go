@@ -102,8 +102,11 @@ type Subscriber struct {
 	// StreamQueueSize is how far a stream's client may fall behind, in
 	// bytes of messages sent to it and not yet written to its connection;
 	// one further behind is ended (a close naming it), its connection
-	// closed, and resumes from its last id. nchan has no equivalent (it
-	// holds whatever a client cannot take). Default: 1 MiB.
+	// closed, and resumes from its last id. The bytes counted are the
+	// messages' bodies (plus 64 each), not the frames each message is
+	// encoded into once for all subscribers, so a stream far behind may
+	// keep about twice this alive. nchan has no equivalent (it holds
+	// whatever a client cannot take). Default: 1 MiB.
 	StreamQueueSize int64 `json:"stream_queue_size,omitempty"`
 
 	// HTTPRawStreamSeparator follows each message of an http-raw-stream
