@@ -367,10 +367,10 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 }
 
 // readWebSocket reads what the client sends until the connection ends,
-// then says the client left (gone). Control frames are answered by the connection (a close
-// is echoed). On a pub/sub location each text or binary frame is
-// published; elsewhere a frame closes the connection with 1008, whatever
-// its size.
+// then says the client left (gone). Control frames are answered by the
+// connection (a close is echoed). On a pub/sub location each text or
+// binary frame is published; elsewhere a frame closes the connection with
+// 1008, whatever its size.
 func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, keys []string, gone *leaving) {
 	defer gone.leave()
 	// Most clients send nothing while they subscribe: wait for their first
