@@ -81,9 +81,10 @@ type pump struct {
 	sink   func(pushstore.Delivery) bool
 	parked bool
 
-	// A stream that may detach: how the goroutine that ends it finishes
-	// it (nil: it may not), its state, the wake the queue calls, and when
-	// a queued delivery last woke it (unix ns).
+	// What the goroutine that ends the stream runs last (done). A stream
+	// that may detach has the wake the queue calls (wakeFn, nil for one
+	// that may not), its state, and when a queued delivery last woke it
+	// (unix ns).
 	done      func()
 	state     atomic.Int32
 	wakeFn    func()
@@ -96,11 +97,10 @@ type pump struct {
 // When the stream is over, it cancels sub and runs done.
 //
 // With lv (the client's leaving, for a connection the stream has to
-// itself) and done, the goroutine that runs pump may leave while the
-// stream is parked with nothing to do, and pump returns then; the stream
-// goes on in a goroutine started when it has something to do again, which
-// runs done at its end. Without them, pump returns once the stream is
-// over.
+// itself), the goroutine that runs pump may leave while the stream is
+// parked with nothing to do, and pump returns then; the stream goes on in
+// a goroutine started when it has something to do again, which runs done
+// at its end. Without it, pump returns once the stream is over.
 func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels int, ping time.Duration,
 	gone <-chan struct{}, lv *leaving, done func()) {
 	p := &pump{sw: sw, sub: sub, gone: gone, ping: ping, timeout: time.Duration(s.Timeout), done: done}
@@ -121,11 +121,9 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 			return send(d.Message)
 		}
 	}
-	if p.park != nil && lv != nil && done != nil {
+	if p.park != nil && lv != nil {
 		p.wakeFn = p.wake
 		lv.pump.Store(p)
-	} else {
-		p.done = nil
 	}
 	now := time.Now().UnixNano()
 	p.armed = now
@@ -137,9 +135,6 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 	}
 	p.arm(now)
 	p.run()
-	if p.wakeFn == nil && done != nil {
-		done()
-	}
 }
 
 // run is the stream's loop, in whichever goroutine runs the stream.

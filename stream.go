@@ -188,7 +188,6 @@ type httpStream struct {
 	rc     *http.ResponseController
 	direct *directConn
 	gone   <-chan struct{} // closed when the client leaves
-	lv     *leaving        // direct: gone's, which also wakes a detached stream
 	cut    func()          // makes a blocked write fail, from any goroutine
 }
 
@@ -198,7 +197,7 @@ func startHTTPStream(w http.ResponseWriter, r *http.Request) httpStream {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	if d := goDirect(w, r); d != nil {
-		return httpStream{w: d, direct: d, gone: d.gone.c, lv: d.gone, cut: d.cut}
+		return httpStream{w: d, direct: d, gone: d.gone.c, cut: d.cut}
 	}
 	return httpStream{w: w, rc: rc, gone: r.Context().Done(), cut: deadlineCut(w)}
 }
@@ -244,14 +243,14 @@ func (hs httpStream) closeAfter() {
 func (s *Subscriber) pumpHTTP(sw streamWriter, hs httpStream, sub pushstore.Subscription, channels int,
 	ping time.Duration, st *stall, ended func()) {
 	st.open(hs.cut)
-	done := ended
-	if hs.direct != nil {
-		done = func() {
-			hs.direct.close()
-			ended()
-		}
+	if hs.direct == nil {
+		s.pump(sw, sub, channels, ping, hs.gone, nil, ended)
+		return
 	}
-	s.pump(sw, sub, channels, ping, hs.gone, hs.lv, done)
+	s.pump(sw, sub, channels, ping, hs.gone, hs.direct.gone, func() {
+		hs.direct.close()
+		ended()
+	})
 }
 
 // deadlineCut cuts an HTTP stream by a write deadline in the past on its
