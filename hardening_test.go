@@ -11,10 +11,13 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddypush/caddy-push/pushstore"
+
+	"github.com/coder/websocket"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -285,5 +288,113 @@ func testHeaderRewriteDoesNotLeak(t *testing.T) {
 	}
 	if r := do(t, h1Client, "GET", base+"/sub?id="+ch, nil); r.header.Get("Etag") != "0" || r.header.Get("Vary") != "If-None-Match, If-Modified-Since" {
 		t.Fatalf("plain route after a rewrite: Etag %q Vary %q", r.header.Get("Etag"), r.header.Get("Vary"))
+	}
+}
+
+// TestPanicInStreamIsContained makes a stream's goroutine panic (in its
+// timer's tick, the goroutine of a detached stream or a WebSocket's, which
+// no handler recovers) and a WebSocket's reader panic (in a frame a client
+// publishes): each ends its own stream, its subscription is cancelled, and
+// the process goes on serving the same channels.
+func TestPanicInStreamIsContained(t *testing.T) {
+	startMain(t)
+	var armed atomic.Bool
+	tick := func(p *pump) {
+		if p.ping == 77*time.Millisecond && armed.CompareAndSwap(true, false) {
+			panic("a test's panic in a stream's tick")
+		}
+	}
+	testHookTick.Store(&tick)
+	defer testHookTick.Store(nil)
+
+	// ended reads what a stream sends until it ends; pings and the
+	// opening comment are all it may send first.
+	ended := func(what string, read func() error) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() {
+			for {
+				if err := read(); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: still open after its goroutine panicked", what)
+		}
+	}
+	subscribers := func(ch string) int { return waiters(t, "/"+ch) }
+
+	ch := chanName(t, "es")
+	armed.Store(true)
+	victim := openSSE(t, h1Client, base+"/s/panic?id="+ch)
+	ended("an EventSource stream", func() error {
+		ev, err := victim.next()
+		if err == nil && (ev.event != "ping" && len(ev.comments) == 0 || ev.hasData) {
+			t.Errorf("the victim got %+v", ev)
+		}
+		return err
+	})
+	waitFor(t, "the victim's subscription cancelled", func() bool { return subscribers(ch) == 0 })
+	s := openSSE(t, h1Client, base+"/s/panic?id="+ch)
+	publish(t, "/pub", ch, "after the panic")
+	if ev := s.message(t); ev.data != "after the panic" {
+		t.Fatalf("after the panic: %+v", ev)
+	}
+	s.close() // the next tick's panic is the WebSocket's
+	waitFor(t, "the stream closed", func() bool { return subscribers(ch) == 0 })
+
+	ch = chanName(t, "ws")
+	armed.Store(true)
+	wv := openWS(t, base+"/s/panic?id="+ch, nil)
+	ended("a WebSocket", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, data, err := wv.Read(ctx)
+		if err == nil {
+			t.Errorf("the victim got %q", data)
+		}
+		return err
+	})
+	waitFor(t, "the victim's subscription cancelled", func() bool { return subscribers(ch) == 0 })
+	w := openWS(t, base+"/s/panic?id="+ch, nil)
+	publish(t, "/pub", ch, "after the panic")
+	if _, got := wsRead(t, w); got != "after the panic" {
+		t.Fatalf("after the panic: %q", got)
+	}
+
+	// A frame that makes the reader panic ends that publisher's
+	// connection; another publishes on the channel as before.
+	ch = chanName(t, "reader")
+	frame := func(data []byte) {
+		if string(data) == "panic now" {
+			panic("a test's panic in a websocket's reader")
+		}
+	}
+	testHookFrame.Store(&frame)
+	defer testHookFrame.Store(nil)
+	sub := openSSE(t, h1Client, base+"/sub?id="+ch)
+	pv := openWS(t, base+"/ps/ws?id="+ch, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pv.Write(ctx, websocket.MessageText, []byte("panic now")); err != nil {
+		t.Fatal(err)
+	}
+	ended("a publishing WebSocket", func() error {
+		_, data, err := pv.Read(ctx)
+		if err == nil {
+			t.Errorf("the publisher got %q", data)
+		}
+		return err
+	})
+	pw := openWS(t, base+"/ps/ws?id="+ch, nil)
+	if err := pw.Write(ctx, websocket.MessageText, []byte("published after the panic")); err != nil {
+		t.Fatal(err)
+	}
+	if ev := sub.message(t); ev.data != "published after the panic" {
+		t.Fatalf("the subscriber got %+v", ev)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddypush/caddy-push/pushstore"
 )
 
@@ -32,6 +34,10 @@ const (
 // was taken over again (counted when countParked is set, as the parked
 // ones).
 var detachedStreams, attachedStreams atomic.Int64
+
+// testHookTick, set by the tests, is called by each tick of a stream's
+// timer, in the goroutine running the stream (a test makes it panic).
+var testHookTick atomic.Pointer[func(*pump)]
 
 // leaving is closed when a stream's client leaves, by the goroutine that
 // reads the connection, which then wakes the stream if it is detached.
@@ -81,11 +87,15 @@ type pump struct {
 	sink   func(pushstore.Delivery) bool
 	parked bool
 
-	// What the goroutine that ends the stream runs last (done). A stream
+	finished bool // finish ran (see contain)
+
+	// What the goroutine that ends the stream runs last (done); where a
+	// panic in the stream is logged (log). A stream
 	// that may detach has the wake the queue calls (wakeFn, nil for one
 	// that may not), its state, and when a queued delivery last woke it
 	// (unix ns).
 	done      func()
+	log       *zap.Logger
 	state     atomic.Int32
 	wakeFn    func()
 	lastWoken int64
@@ -100,10 +110,11 @@ type pump struct {
 // itself), the goroutine that runs pump may leave while the stream is
 // parked with nothing to do, and pump returns then; the stream goes on in
 // a goroutine started when it has something to do again, which runs done
-// at its end. Without it, pump returns once the stream is over.
+// at its end. Without it, pump returns once the stream is over. A panic in
+// whichever goroutine runs the stream ends the stream alone (contain).
 func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels int, ping time.Duration,
 	gone <-chan struct{}, lv *leaving, done func()) {
-	p := &pump{sw: sw, sub: sub, gone: gone, ping: ping, timeout: time.Duration(s.Timeout), done: done}
+	p := &pump{sw: sw, sub: sub, gone: gone, ping: ping, timeout: time.Duration(s.Timeout), done: done, log: s.logger}
 	if channels > 1 {
 		p.ids = newRunningID(channels)
 	}
@@ -139,6 +150,7 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels 
 
 // run is the stream's loop, in whichever goroutine runs the stream.
 func (p *pump) run() {
+	defer p.contain()
 	for {
 		if p.park != nil && !p.parked && p.park.Park(p.sink, p.wakeFn) {
 			p.parked = true
@@ -209,6 +221,9 @@ func (p *pump) deliver() bool {
 // tick is the timer's: a ping that is due is sent, a timeout that passed
 // ends the stream; it reports whether the stream goes on.
 func (p *pump) tick() bool {
+	if h := testHookTick.Load(); h != nil {
+		(*h)(p)
+	}
 	now := time.Now().UnixNano()
 	p.timerAt = 0
 	if p.ping > 0 && now >= p.pingAt {
@@ -363,6 +378,7 @@ func (p *pump) unpark() {
 // finish ends the stream: the parking first, before the subscription is
 // cancelled and the connection closed.
 func (p *pump) finish() {
+	p.finished = true
 	p.unpark()
 	if p.timer != nil {
 		p.timer.Stop()
@@ -371,4 +387,28 @@ func (p *pump) finish() {
 	if p.done != nil {
 		p.done()
 	}
+}
+
+// contain keeps a panic in the goroutine running the stream to the stream:
+// most of them (a detached stream's, a WebSocket's) are no handler's, and
+// a panic that left them would end the process with every connection in
+// it. As net/http does for a handler, it logs the panic with its stack;
+// then it ends the stream without writing to it again (its connection is
+// closed, its subscription cancelled), unless the panic was in its end.
+func (p *pump) contain() {
+	r := recover()
+	if r == nil {
+		return
+	}
+	p.log.Error("panic in a stream; the stream ends", zap.Any("panic", r), zap.Stack("stack"))
+	if p.finished {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("panic ending a stream", zap.Any("panic", r))
+		}
+	}()
+	p.sw.closeAfter()
+	p.finish()
 }

@@ -286,6 +286,10 @@ const mainConfig = globalOptions + `	push {
 		eventsource_ping_interval 100ms
 		websocket_ping_interval 100ms
 	}
+	push_subscriber /s/panic {
+		eventsource_ping_interval 77ms
+		websocket_ping_interval 77ms
+	}
 	push_subscriber /s/tail {
 		first_message -2
 	}

@@ -373,6 +373,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 // 1008, whatever its size.
 func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, keys []string, gone *leaving) {
 	defer gone.leave()
+	defer s.containReader()
 	// Most clients send nothing while they subscribe: wait for their first
 	// bytes in a shallow stack. Blocked in gorilla's read, this goroutine
 	// would keep a stack of twice the smallest size for as long as the
@@ -399,6 +400,9 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 		if err != nil {
 			return // closed, gone, or over the read limit (gorilla closed it with 1009)
 		}
+		if h := testHookFrame.Load(); h != nil {
+			(*h)(data)
+		}
 		if len(keys) != 1 {
 			s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.")
 			return
@@ -416,6 +420,19 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 			status = http.StatusCreated
 		}
 		countPublish(status)
+	}
+}
+
+// testHookFrame, set by the tests, is called with each frame a client
+// sends on a pub/sub location (a test makes it panic).
+var testHookFrame atomic.Pointer[func([]byte)]
+
+// containReader keeps a panic in a WebSocket's reader (no handler's
+// goroutine) to its connection, as pump.contain does for the stream: it is
+// logged with its stack, and the stream ends as when the client leaves.
+func (s *Subscriber) containReader() {
+	if r := recover(); r != nil {
+		s.logger.Error("panic reading a websocket; the stream ends", zap.Any("panic", r), zap.Stack("stack"))
 	}
 }
 

@@ -18,8 +18,11 @@ import (
 // buffer through the Redis store (a redis-server of its own, without
 // persistence), from 4 goroutines. Besides the round
 // trip (ns/op) it reports what the publish script costs inside
-// redis-server per publication (redis-µs/op, from INFO commandstats; the
-// publications that meet in Redis share a call).
+// redis-server per publication (redis-µs/op, from INFO commandstats: the
+// wall time of the calls, which counts the time redis-server waits for a
+// core on a busy machine; the publications that meet in Redis share a
+// call) and redis-server's own CPU per publication, its network included
+// (redis-cpu-µs/op, from INFO cpu).
 func BenchmarkPublish(b *testing.B) {
 	benchRedisScript(b, "evalsha", func(rs *Store, i int) error {
 		opts := pub()
@@ -53,6 +56,7 @@ func benchRedisScript(b *testing.B, command string, op func(rs *Store, i int) er
 		b.Fatal(err)
 	}
 	admin.ConfigResetStat(b.Context())
+	cpu0 := redisCPU(b, admin)
 	b.SetParallelism(2) // 2 x GOMAXPROCS goroutines
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -64,6 +68,7 @@ func benchRedisScript(b *testing.B, command string, op func(rs *Store, i int) er
 		}
 	})
 	b.StopTimer()
+	b.ReportMetric((redisCPU(b, admin)-cpu0)*1e6/float64(b.N), "redis-cpu-µs/op")
 	info, _ := admin.Info(b.Context(), "commandstats").Result()
 	for _, line := range strings.Split(info, "\n") {
 		if v, ok := strings.CutPrefix(line, "cmdstat_"+command+":"); ok {
@@ -76,4 +81,21 @@ func benchRedisScript(b *testing.B, command string, op func(rs *Store, i int) er
 			}
 		}
 	}
+}
+
+// redisCPU is redis-server's CPU time so far, in seconds (INFO cpu).
+func redisCPU(b *testing.B, admin *redis.Client) float64 {
+	info, err := admin.Info(b.Context(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_user" || k == "used_cpu_sys" {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return total
 }
