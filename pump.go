@@ -400,13 +400,17 @@ func (p *pump) contain() {
 	if r == nil {
 		return
 	}
-	p.log.Error("panic in a stream; the stream ends", zap.Any("panic", r), zap.Stack("stack"))
+	log := p.log
+	if log == nil {
+		log = zap.NewNop() // a pump made outside a provisioned handler
+	}
+	log.Error("panic in a stream; the stream ends", zap.Any("panic", r), zap.Stack("stack"))
 	if p.finished {
 		return
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			p.log.Error("panic ending a stream", zap.Any("panic", r))
+			log.Error("panic ending a stream", zap.Any("panic", r))
 		}
 	}()
 	p.sw.closeAfter()
