@@ -89,11 +89,10 @@ type pump struct {
 
 	finished bool // finish ran (see contain)
 
-	// What the goroutine that ends the stream runs last (done); where a
-	// panic in the stream is logged (log). A stream
-	// that may detach has the wake the queue calls (wakeFn, nil for one
-	// that may not), its state, and when a queued delivery last woke it
-	// (unix ns).
+	// What the goroutine that ends the stream runs last (done), and where
+	// a panic in the stream is logged (log). A stream that may detach has
+	// the wake the queue calls (wakeFn, nil for one that may not), its
+	// state, and when a queued delivery last woke it (unix ns).
 	done      func()
 	log       *zap.Logger
 	state     atomic.Int32
