@@ -62,6 +62,10 @@ type Store struct {
 	polls coalescer[pollKey, struct{}]
 	pubs  coalescer[pubKey, []byte]
 
+	// pipe sends the publications that come while others are in Redis
+	// together (pipeline.go).
+	pipe pipeline
+
 	// recent holds the newest ids this instance has seen per channel (its
 	// own publications and every notification) for a few seconds. A
 	// publication passes its channel's as the floor of the new id, so ids
@@ -195,7 +199,13 @@ func hasAnyPrefix(s string, prefixes ...string) bool {
 func (s *Store) run(ctx context.Context, sc *redis.Script, key string, args ...any) ([]any, error) {
 	argv := make([]any, 0, 1+len(scriptConstants)+len(args))
 	argv = append(append(append(argv, s.skewArg()), scriptConstants...), args...)
-	v, err := sc.Run(ctx, s.client, s.Keys(key), argv...).Result()
+	var v any
+	var err error
+	if sc == scriptPublish {
+		v, err = s.callPiped(ctx, sc, s.Keys(key), argv) // publications of many channels go together
+	} else {
+		v, err = sc.Run(ctx, s.client, s.Keys(key), argv...).Result()
+	}
 	if err != nil {
 		return nil, s.fail(err)
 	}

@@ -1,0 +1,58 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/caddypush/caddy-push/pushstore"
+)
+
+// TestPipelinedPublications: publications of many channels that come while
+// maxInFlight others are held in Redis wait, and go together, as one
+// pipeline, when one of those answers; each is published as if alone (its
+// own id, its channel holding its message). The scripts were flushed from
+// Redis first, so every call also goes through the NOSCRIPT fallback, in
+// flight and in the batch.
+func TestPipelinedPublications(t *testing.T) {
+	s, admin := coalesceStore(t)
+	if err := admin.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const n = maxInFlight + 10
+	gathered := func() int { // the calls in flight or waiting, but the first
+		s.pipe.mu.Lock()
+		defer s.pipe.mu.Unlock()
+		return s.pipe.inFlight + len(s.pipe.waiting) - 1
+	}
+	var next atomic.Int64
+	results, calls := together(t, admin, n, gathered, func() (pushstore.PublishResult, error) {
+		k := next.Add(1)
+		return s.Publish(fmt.Sprint("p", k), &pushstore.Message{Body: []byte(fmt.Sprint("m", k))}, pub())
+	})
+	if got := s.pipe.batched.Load(); got != n-maxInFlight {
+		t.Errorf("%d publications went in a batch, want the %d that waited", got, n-maxInFlight)
+	}
+	if calls < n {
+		t.Errorf("Redis ran %d scripts for %d publications, want one each", calls, n)
+	}
+	for i, r := range results {
+		if r.ID.Time == 0 || r.Delivered != 0 {
+			t.Errorf("publication %d: id %v, delivered to %d", i, r.ID, r.Delivered)
+		}
+		if r.Info.Messages != 1 {
+			t.Errorf("publication %d: %d stored, want 1", i, r.Info.Messages)
+		}
+	}
+	for k := 1; k <= n; k++ {
+		got, err := s.Subscribe(fmt.Sprint("p", k), pushstore.SubscribeRequest{HasCursor: true})
+		if err != nil || got.Message == nil || string(got.Message.Body) != fmt.Sprint("m", k) {
+			t.Fatalf("channel p%d: %+v, %v", k, got, err)
+		}
+		if got.Message.ID != results[k-1].ID {
+			// results are in the order the calls came, which is k's
+			t.Errorf("channel p%d holds %v, its publication answered %v", k, got.Message.ID, results[k-1].ID)
+		}
+	}
+}
