@@ -10,8 +10,8 @@ import (
 )
 
 // TestPipelinedPublications: publications of many channels that come while
-// maxInFlight others are held in Redis wait, and go together, as one
-// pipeline, when one of those answers; each is published as if alone (its
+// maxInFlight others are held in Redis wait, and go together, as
+// pipelines, when those answer; each is published as if alone (its
 // own id, its channel holding its message). The scripts were flushed from
 // Redis first, so every call also goes through the NOSCRIPT fallback, in
 // flight and in the batch.
@@ -31,8 +31,11 @@ func TestPipelinedPublications(t *testing.T) {
 		k := next.Add(1)
 		return s.Publish(fmt.Sprint("p", k), &pushstore.Message{Body: []byte(fmt.Sprint("m", k))}, pub())
 	})
-	if got := s.pipe.batched.Load(); got != n-maxInFlight {
-		t.Errorf("%d publications went in a batch, want the %d that waited", got, n-maxInFlight)
+	// The 10 that waited go in at most maxInFlight batches, one per turn
+	// that ends (the turns end about together once Redis lets go), so at
+	// least 10-(maxInFlight-1) of them in batches of more than one.
+	if got, least := s.pipe.batched.Load(), uint64(n-maxInFlight-(maxInFlight-1)); got < least || got > n-maxInFlight {
+		t.Errorf("%d publications went in a batch of more than one, want %d to %d", got, least, n-maxInFlight)
 	}
 	if calls < n {
 		t.Errorf("Redis ran %d scripts for %d publications, want one each", calls, n)
