@@ -27,8 +27,8 @@ import (
 // maxInFlight is how many publish calls (or batches) are in Redis at once
 // before the next wait to go together. One alone keeps a busy store's
 // publishers waiting on each other's round trips (the rate fell in the
-// bench); 4 took 0.85-0.91x the CPU per publication on 1000 channels at
-// the same or a better rate.
+// bench); 4 took 0.84-0.93x the CPU per publication on 1000 channels at
+// 0.99-1.09x the rate (bench/results/2026-11-28-redis.md).
 const maxInFlight = 4
 
 // maxBatch bounds a batch.
