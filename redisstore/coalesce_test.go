@@ -27,23 +27,35 @@ func coalesceStore(t *testing.T) (*Store, *redis.Client) {
 }
 
 // together runs call n times at once while Redis holds the first call's
-// script (CLIENT PAUSE WRITE holds scripts), until the other n-1 have
-// gathered behind it (gathered reports how many have, -1 before the first
-// is in Redis); then it lets Redis go and returns, in the order the calls
-// came, their answers, and how many scripts Redis ran for them.
-func together[R any](t *testing.T, admin *redis.Client, n int, gathered func() int, call func() (R, error)) ([]R, int64) {
+// script (CLIENT PAUSE WRITE holds scripts; on every node, with several
+// admins: a Cluster's), until the other n-1 have gathered behind it
+// (gathered reports how many have, -1 before the first is in Redis); then
+// it lets Redis go and returns, in the order the calls came, their
+// answers, and how many scripts Redis ran for them.
+func together[R any](t *testing.T, admins []*redis.Client, n int, gathered func() int, call func() (R, error)) ([]R, int64) {
 	t.Helper()
 	ctx := context.Background()
-	if err := admin.ConfigResetStat(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.Do(ctx, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
-		t.Fatal(err)
+	for _, admin := range admins {
+		if err := admin.ConfigResetStat(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.Do(ctx, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	paused := true
+	unpause := func() error {
+		var first error
+		for _, admin := range admins {
+			if err := admin.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
 	defer func() {
 		if paused {
-			admin.Do(ctx, "CLIENT", "UNPAUSE")
+			_ = unpause()
 		}
 	}()
 	out := make([]R, n)
@@ -61,7 +73,7 @@ func together[R any](t *testing.T, admin *redis.Client, n int, gathered func() i
 		start(i)
 		waitFor(t, "the next call to gather behind it", func() bool { return gathered() == i })
 	}
-	if err := admin.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+	if err := unpause(); err != nil {
 		t.Fatal(err)
 	}
 	paused = false
@@ -70,7 +82,11 @@ func together[R any](t *testing.T, admin *redis.Client, n int, gathered func() i
 			t.Fatal(err)
 		}
 	}
-	return out, scriptCalls(t, admin)
+	var calls int64
+	for _, admin := range admins {
+		calls += scriptCalls(t, admin)
+	}
+	return out, calls
 }
 
 // TestCoalescedLongPolls: long-polls of one channel and cursor that come
@@ -86,7 +102,7 @@ func TestCoalescedLongPolls(t *testing.T) {
 	const n = 20
 	poll := func(req pushstore.SubscribeRequest) ([]pushstore.SubscribeResult, int64) {
 		pk := pollKey{"c", cursorScore(req.HasCursor, req.Cursor, req.Start), req.Create}
-		return together(t, admin, n, func() int { return s.polls.waiting(pk) },
+		return together(t, []*redis.Client{admin}, n, func() int { return s.polls.waiting(pk) },
 			func() (pushstore.SubscribeResult, error) { return s.Subscribe("c", req) })
 	}
 
@@ -165,7 +181,7 @@ func TestCoalescedPublications(t *testing.T) {
 	defer poll.Sub.Cancel()
 
 	var next atomic.Int64
-	results, calls := together(t, admin, n, func() int { return s.pubs.waiting(pubKey{"c", encodeOptions(opts)}) },
+	results, calls := together(t, []*redis.Client{admin}, n, func() int { return s.pubs.waiting(pubKey{"c", encodeOptions(opts)}) },
 		func() (pushstore.PublishResult, error) {
 			body := fmt.Sprint(next.Add(1))
 			return s.Publish("c", &pushstore.Message{Body: []byte(body)}, opts)

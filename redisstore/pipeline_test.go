@@ -6,6 +6,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddypush/caddy-push/internal/redistest"
 	"github.com/caddypush/caddy-push/pushstore"
 )
 
@@ -17,8 +20,42 @@ import (
 // flight and in the batch.
 func TestPipelinedPublications(t *testing.T) {
 	s, admin := coalesceStore(t)
-	if err := admin.ScriptFlush(context.Background()).Err(); err != nil {
-		t.Fatal(err)
+	testPipelined(t, s, []*redis.Client{admin})
+}
+
+// TestPipelinedPublicationsOnCluster: the same on a 3-node Cluster, where
+// go-redis splits a batch by node and each node answers its part.
+func TestPipelinedPublicationsOnCluster(t *testing.T) {
+	nodes := redistest.Cluster(t)
+	var addrs []string
+	var admins []*redis.Client
+	for _, n := range nodes {
+		addrs = append(addrs, n.Addr())
+		admin := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		t.Cleanup(func() { _ = admin.Close() })
+		admins = append(admins, admin)
+	}
+	s := NewFromClient(redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs}), "pipe:", 0, nil)
+	s.Start()
+	t.Cleanup(func() { _ = s.Close() })
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	testPipelined(t, s, admins)
+	holding := 0
+	for _, admin := range admins {
+		if n, err := admin.DBSize(context.Background()).Result(); err == nil && n > 0 {
+			holding++
+		}
+	}
+	if holding < 2 {
+		t.Errorf("the channels are on %d node(s), want them spread", holding)
+	}
+}
+
+func testPipelined(t *testing.T, s *Store, admins []*redis.Client) {
+	for _, admin := range admins {
+		if err := admin.ScriptFlush(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	const n = maxInFlight + 10
 	gathered := func() int { // the calls in flight or waiting, but the first
@@ -27,7 +64,7 @@ func TestPipelinedPublications(t *testing.T) {
 		return s.pipe.inFlight + len(s.pipe.waiting) - 1
 	}
 	var next atomic.Int64
-	results, calls := together(t, admin, n, gathered, func() (pushstore.PublishResult, error) {
+	results, calls := together(t, admins, n, gathered, func() (pushstore.PublishResult, error) {
 		k := next.Add(1)
 		return s.Publish(fmt.Sprint("p", k), &pushstore.Message{Body: []byte(fmt.Sprint("m", k))}, pub())
 	})
