@@ -101,18 +101,22 @@ type pump struct {
 }
 
 // pump sends the deliveries of sub through sw until the subscription ends,
-// the timeout passes without a message, or gone is closed (the client
-// left). Deliveries queued together are written together and flushed once.
-// When the stream is over, it cancels sub and runs done.
+// the timeout passes without a message, or the client leaves: gone is
+// closed, or for a connection the stream has to itself, lv (gone is then
+// nil: lv's channel is taken). Deliveries queued together are written
+// together and flushed once. When the stream is over, it cancels sub and
+// runs done.
 //
-// With lv (the client's leaving, for a connection the stream has to
-// itself), the goroutine that runs pump may leave while the stream is
+// With lv, the goroutine that runs pump may leave while the stream is
 // parked with nothing to do, and pump returns then; the stream goes on in
 // a goroutine started when it has something to do again, which runs done
 // at its end. Without it, pump returns once the stream is over. A panic in
 // whichever goroutine runs the stream ends the stream alone (contain).
 func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels int, ping time.Duration,
 	gone <-chan struct{}, lv *leaving, done func()) {
+	if lv != nil {
+		gone = lv.c
+	}
 	p := &pump{sw: sw, sub: sub, gone: gone, ping: ping, timeout: time.Duration(s.Timeout), done: done, log: s.logger}
 	if channels > 1 {
 		p.ids = newRunningID(channels)
@@ -182,6 +186,8 @@ func (p *pump) deliver() bool {
 	var now int64
 	if p.timeout > 0 || p.wakeFn != nil {
 		now = time.Now().UnixNano()
+	}
+	if p.wakeFn != nil {
 		p.lastWoken = now
 	}
 	ds, end := p.sub.Take(p.buf[:0])

@@ -88,16 +88,7 @@ func dataLines(body string) []string {
 }
 
 // pumpGoroutines counts the goroutines running a stream's pump.
-func pumpGoroutines() int {
-	buf := make([]byte, 8<<20)
-	n := 0
-	for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, ".(*pump).run(") {
-			n++
-		}
-	}
-	return n
-}
+func pumpGoroutines() int { return goroutinesIn(".(*pump).run(") }
 
 // TestDetachedStreamsUnderLoad: thirty EventSource streams with a ping
 // every 100 ms (their timer takes a detached stream over while publishers

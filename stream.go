@@ -247,7 +247,7 @@ func (s *Subscriber) pumpHTTP(sw streamWriter, hs httpStream, sub pushstore.Subs
 		s.pump(sw, sub, channels, ping, hs.gone, nil, ended)
 		return
 	}
-	s.pump(sw, sub, channels, ping, hs.gone, hs.direct.gone, func() {
+	s.pump(sw, sub, channels, ping, nil, hs.direct.gone, func() {
 		hs.direct.close()
 		ended()
 	})

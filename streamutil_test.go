@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -330,4 +331,21 @@ func readLongPoll(t *testing.T, i int, url string, total int, got *[]string) {
 		*got = append(*got, r.body)
 		cur = r.cursor()
 	}
+}
+
+// goroutinesIn counts the goroutines whose stacks hold every one of calls
+// (runtime.Stack's "pkg.func(" forms).
+func goroutinesIn(calls ...string) int {
+	buf := make([]byte, 8<<20)
+	n := 0
+	for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		all := true
+		for _, c := range calls {
+			all = all && strings.Contains(g, c)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }

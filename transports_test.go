@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -562,16 +561,7 @@ func TestWebSocketIdleReader(t *testing.T) {
 }
 
 // idleWSReaders counts the WebSocket readers waiting in waitReadable.
-func idleWSReaders() int {
-	buf := make([]byte, 8<<20)
-	n := 0
-	for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, ".readWebSocket(") && strings.Contains(g, ".waitReadable(") {
-			n++
-		}
-	}
-	return n
-}
+func idleWSReaders() int { return goroutinesIn(".readWebSocket(", ".waitReadable(") }
 
 // TestWebSocketAfterClientPing: gorilla answers a client's ping with a
 // pong written under a one-second write deadline, which it leaves on the

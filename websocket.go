@@ -355,7 +355,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	gone := newLeaving()
 	go s.readWebSocket(conn, publishingHeader(r.Header), keys, gone)
 	ping := time.Duration(s.WebSocketPingInterval)
-	go s.pump(ww, sub, len(keys), ping, gone.c, gone, func() {
+	go s.pump(ww, sub, len(keys), ping, nil, gone, func() {
 		select { // the client's close frame, or its going away
 		case <-gone.c:
 		case <-time.After(wsCloseWait):

@@ -69,33 +69,16 @@ func benchRedisScript(b *testing.B, command string, op func(rs *Store, i int) er
 	})
 	b.StopTimer()
 	b.ReportMetric((redisCPU(b, admin)-cpu0)*1e6/float64(b.N), "redis-cpu-µs/op")
-	info, _ := admin.Info(b.Context(), "commandstats").Result()
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(line, "cmdstat_"+command+":"); ok {
-			for _, f := range strings.Split(v, ",") {
-				if total, ok := strings.CutPrefix(f, "usec="); ok {
-					// per operation, not per call: alike calls are coalesced
-					us, _ := strconv.ParseFloat(strings.TrimSpace(total), 64)
-					b.ReportMetric(us/float64(b.N), "redis-µs/op")
-				}
-			}
-		}
+	// per operation, not per call: alike calls are coalesced
+	if us, ok := cmdStat(infoFields(b, admin, "commandstats"), command, "usec"); ok {
+		b.ReportMetric(us/float64(b.N), "redis-µs/op")
 	}
 }
 
 // redisCPU is redis-server's CPU time so far, in seconds (INFO cpu).
 func redisCPU(b *testing.B, admin *redis.Client) float64 {
-	info, err := admin.Info(b.Context(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if k == "used_cpu_user" || k == "used_cpu_sys" {
-			f, _ := strconv.ParseFloat(v, 64)
-			total += f
-		}
-	}
-	return total
+	f := infoFields(b, admin, "cpu")
+	user, _ := strconv.ParseFloat(f["used_cpu_user"], 64)
+	sys, _ := strconv.ParseFloat(f["used_cpu_sys"], 64)
+	return user + sys
 }

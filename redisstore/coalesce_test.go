@@ -230,19 +230,8 @@ func TestCoalescedPublications(t *testing.T) {
 // reset.
 func scriptCalls(t *testing.T, c *redis.Client) int64 {
 	t.Helper()
-	info, err := c.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var calls int64
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
-			continue
-		}
-		v, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
-		n, _ := strconv.ParseInt(v, 10, 64)
-		calls += n
-	}
-	return calls
+	f := infoFields(t, c, "commandstats")
+	evalsha, _ := cmdStat(f, "evalsha", "calls")
+	eval, _ := cmdStat(f, "eval", "calls")
+	return int64(evalsha + eval)
 }

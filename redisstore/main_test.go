@@ -1,8 +1,11 @@
 package redisstore
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,4 +58,33 @@ func TestRedisStoreConformance(t *testing.T) {
 		s.SetClockSkew(func() time.Duration { return time.Duration(skew.Load()) })
 		return &storetest.Harness{Store: s, Advance: func(d time.Duration) { skew.Add(int64(d)) }, Sweep: func() {}}
 	})
+}
+
+// infoFields reads a section of Redis's INFO into its fields, name to
+// value ("used_cpu_user" to "1.5", "cmdstat_eval" to "calls=3,usec=...").
+func infoFields(tb testing.TB, c *redis.Client, section string) map[string]string {
+	tb.Helper()
+	info, err := c.Info(context.Background(), section).Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			fields[k] = v
+		}
+	}
+	return fields
+}
+
+// cmdStat reads one figure ("calls", "usec") of a command's line in INFO
+// commandstats, and reports whether the command has one.
+func cmdStat(fields map[string]string, command, stat string) (float64, bool) {
+	for _, kv := range strings.Split(fields["cmdstat_"+command], ",") {
+		if v, ok := strings.CutPrefix(kv, stat+"="); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }

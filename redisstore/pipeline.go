@@ -42,7 +42,7 @@ type pcall struct {
 
 	v    any
 	err  error
-	lead chan bool // true: send the batch (it leads); false: answered
+	turn chan []*pcall // the batch it leads (itself first), or nil once answered
 }
 
 // pipeline holds the calls waiting for a turn.
@@ -66,17 +66,17 @@ func (s *Store) callPiped(ctx context.Context, sc *redis.Script, keys []string, 
 		s.handOff()
 		return v, err
 	}
-	c := &pcall{sc: sc, keys: keys, argv: argv, lead: make(chan bool, 1)}
+	c := &pcall{sc: sc, keys: keys, argv: argv, turn: make(chan []*pcall, 1)}
 	p.waiting = append(p.waiting, c)
 	p.mu.Unlock()
-	if <-c.lead {
-		s.sendBatch(c)
+	if batch := <-c.turn; batch != nil {
+		s.sendBatch(batch)
 	}
 	return c.v, c.err
 }
 
-// handOff ends a turn in Redis: the first call waiting takes it and leads
-// the next batch, or the turn is given back.
+// handOff ends a turn in Redis: the calls waiting (up to maxBatch) take it
+// as one batch, led by the first of them, or the turn is given back.
 func (s *Store) handOff() {
 	p := &s.pipe
 	p.mu.Lock()
@@ -85,37 +85,27 @@ func (s *Store) handOff() {
 		p.mu.Unlock()
 		return
 	}
-	first := p.waiting[0]
-	n := copy(p.waiting, p.waiting[1:])
-	p.waiting[n] = nil
-	p.waiting = p.waiting[:n]
-	p.mu.Unlock()
-	first.lead <- true
-}
-
-// sendBatch runs in the goroutine of the call that leads: it takes the
-// calls waiting behind it, sends them all as one pipeline, answers them
-// and hands the turn off. A call whose script Redis does not have
-// (NOSCRIPT: Redis restarted or its scripts were flushed) is sent again
-// alone, with the script's text.
-func (s *Store) sendBatch(first *pcall) {
-	p := &s.pipe
-	p.mu.Lock()
-	n := min(len(p.waiting), maxBatch-1)
-	batch := make([]*pcall, 1, 1+n)
-	batch[0] = first
-	batch = append(batch, p.waiting[:n]...)
+	n := min(len(p.waiting), maxBatch)
+	batch := append([]*pcall(nil), p.waiting[:n]...)
 	rest := copy(p.waiting, p.waiting[n:])
 	clear(p.waiting[rest:])
 	p.waiting = p.waiting[:rest]
 	p.mu.Unlock()
+	batch[0].turn <- batch
+}
 
+// sendBatch runs in the goroutine of the batch's first call: it sends the
+// calls as one pipeline, answers them and hands the turn off. A call whose
+// script Redis does not have (NOSCRIPT: Redis restarted or its scripts
+// were flushed) is sent again alone, with the script's text.
+func (s *Store) sendBatch(batch []*pcall) {
 	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 	defer cancel()
 	if len(batch) == 1 {
-		first.v, first.err = first.sc.Run(ctx, s.client, first.keys, first.argv...).Result()
+		c := batch[0]
+		c.v, c.err = c.sc.Run(ctx, s.client, c.keys, c.argv...).Result()
 	} else {
-		p.batched.Add(uint64(len(batch)))
+		s.pipe.batched.Add(uint64(len(batch)))
 		pipe := s.client.Pipeline()
 		cmds := make([]*redis.Cmd, len(batch))
 		for i, c := range batch {
@@ -130,7 +120,7 @@ func (s *Store) sendBatch(first *pcall) {
 		}
 	}
 	for _, c := range batch[1:] {
-		c.lead <- false
+		c.turn <- nil
 	}
 	s.handOff()
 }

@@ -197,15 +197,23 @@ func hasAnyPrefix(s string, prefixes ...string) bool {
 // answer of another shape is this program's error, not Redis's, so it is
 // returned as a plain error and says nothing about Redis's availability.
 func (s *Store) run(ctx context.Context, sc *redis.Script, key string, args ...any) ([]any, error) {
+	return s.answer(sc.Run(ctx, s.client, s.Keys(key), s.argv(args)...).Result())
+}
+
+// runPiped is run through the pipeline (pipeline.go): publications of
+// many channels go together.
+func (s *Store) runPiped(ctx context.Context, sc *redis.Script, key string, args ...any) ([]any, error) {
+	return s.answer(s.callPiped(ctx, sc, s.Keys(key), s.argv(args)))
+}
+
+// argv is a script's arguments: the prelude's, then its own.
+func (s *Store) argv(args []any) []any {
 	argv := make([]any, 0, 1+len(scriptConstants)+len(args))
-	argv = append(append(append(argv, s.skewArg()), scriptConstants...), args...)
-	var v any
-	var err error
-	if sc == scriptPublish {
-		v, err = s.callPiped(ctx, sc, s.Keys(key), argv) // publications of many channels go together
-	} else {
-		v, err = sc.Run(ctx, s.client, s.Keys(key), argv...).Result()
-	}
+	return append(append(append(argv, s.skewArg()), scriptConstants...), args...)
+}
+
+// answer reads a script's answer (see run).
+func (s *Store) answer(v any, err error) ([]any, error) {
 	if err != nil {
 		return nil, s.fail(err)
 	}
@@ -378,7 +386,7 @@ func (s *Store) Publish(key string, msg *pushstore.Message, opts pushstore.Publi
 		for _, p := range payloads {
 			args = append(args, p)
 		}
-		res, err := s.run(ctx, scriptPublish, key, args...)
+		res, err := s.runPiped(ctx, scriptPublish, key, args...)
 		if err == nil && len(res) != 2+4*len(payloads) {
 			err = fmt.Errorf("redis store: publish answered %d values for %d publications", len(res), len(payloads))
 		}
