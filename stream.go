@@ -187,7 +187,7 @@ type httpStream struct {
 	w      io.Writer // the response, or direct
 	rc     *http.ResponseController
 	direct *directConn
-	gone   <-chan struct{} // closed when the client leaves
+	gone   <-chan struct{} // closed when the client leaves (not direct: direct.gone says it)
 	cut    func()          // makes a blocked write fail, from any goroutine
 }
 
@@ -197,7 +197,7 @@ func startHTTPStream(w http.ResponseWriter, r *http.Request) httpStream {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	if d := goDirect(w, r); d != nil {
-		return httpStream{w: d, direct: d, gone: d.gone.c, cut: d.cut}
+		return httpStream{w: d, direct: d, cut: d.cut}
 	}
 	return httpStream{w: w, rc: rc, gone: r.Context().Done(), cut: deadlineCut(w)}
 }
