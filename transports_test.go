@@ -229,8 +229,9 @@ func testWebSocket(t *testing.T) {
 // TestWebSocketPubSub publishes over a pub/sub location's WebSocket: a
 // text frame with the handshake's Content-Type, a binary frame as
 // application/octet-stream; the sender receives its own messages like any
-// subscriber; a frame over max_message_size closes with 1009; a frame sent
-// on a subscribe-only location closes with 1008.
+// subscriber; a frame over max_message_size closes with 1009, on the wire
+// or once inflated; a frame sent on a subscribe-only location closes with
+// 1008.
 func TestWebSocketPubSub(t *testing.T) { forEachStore(t, testWebSocketPubSub) }
 
 func testWebSocketPubSub(t *testing.T) {
@@ -266,6 +267,17 @@ func testWebSocketPubSub(t *testing.T) {
 	}
 	if code, _ := wsClosed(t, sender); code != websocket.StatusMessageTooBig {
 		t.Fatalf("an over-size frame closed with %d, want 1009", code)
+	}
+	// Compressed, 800 KiB of one byte is a frame of about 800 bytes on the
+	// wire: it is over max_message_size (1k) once inflated, and refused as
+	// it inflates (before, it was published whole).
+	bomb := openWS(t, base+"/ps?id="+chanName(t, "bomb"), &websocket.DialOptions{CompressionMode: websocket.CompressionNoContextTakeover})
+	bomb.SetReadLimit(1 << 20)
+	if err := bomb.Write(ctx, websocket.MessageText, []byte(strings.Repeat("a", 800<<10))); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := wsClosed(t, bomb); code != websocket.StatusMessageTooBig {
+		t.Fatalf("a compressed frame over max_message_size once inflated closed with %d, want 1009", code)
 	}
 
 	for _, size := range []int{8, 64 << 10} { // a frame over the old 4096-byte read limit got 1009
@@ -631,5 +643,56 @@ func TestParkedStreamAfterWriteIdle(t *testing.T) {
 	c.until(t, "data: after write_idle\n\n")
 	if n := parkedShort.Load() - short; n != 0 {
 		t.Fatalf("%d parked writes failed after write_idle passed", n)
+	}
+}
+
+// TestWebSocketPongWhileBehind: a client pings while the server's writes
+// to it are stuck on its full socket, then reads nothing for longer than
+// gorilla's default pong deadline (1 s). The pong waits within the
+// stream's write budget instead, so the ping is answered once the client
+// reads, later pings are answered, and a DELETE still ends the stream with
+// nchan's close frame (before, the pong's write timed out, gorilla's
+// writer failed for good, and no pong, ping or close frame was written on
+// the connection again while the stream's own frames still went).
+func TestWebSocketPongWhileBehind(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "wspb")
+	c := openWS(t, base+"/sub?id="+ch, nil)
+	c.SetReadLimit(1 << 20)
+	waitFor(t, "the WebSocket", func() bool { return waiters(t, "/"+ch) == 1 })
+	short := parkedShort.Load()
+	var sent []string
+	for i := 0; parkedShort.Load() == short; i++ { // until the client's socket is full
+		if i == 200 {
+			t.Fatal("no parked write was ever short")
+		}
+		sent = append(sent, strings.Repeat(string(rune('a'+i%26)), 256<<10))
+		publish(t, "/pub", ch, sent[i])
+	}
+	sent = append(sent, strings.Repeat("Z", 256<<10)) // for the stream's own write to block on
+	publish(t, "/pub", ch, sent[len(sent)-1])
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pinged := make(chan error, 1)
+	go func() { pinged <- c.Ping(ctx) }()
+	time.Sleep(1500 * time.Millisecond) // past gorilla's pong deadline (nothing to wait on)
+	for i, want := range sent {
+		typ, got, err := c.Read(ctx)
+		if err != nil || typ != websocket.MessageText || string(got) != want {
+			t.Fatalf("message %d of %d: %v, %d bytes, err %v", i+1, len(sent), typ, len(got), err)
+		}
+	}
+	readErr := make(chan error, 1)
+	go func() { _, _, err := c.Read(ctx); readErr <- err }() // reads the pongs, then the close
+	if err := <-pinged; err != nil {
+		t.Fatalf("the ping sent while behind: %v", err)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("a ping after it: %v", err)
+	}
+	do(t, h1Client, "DELETE", base+"/pub?id="+ch, nil)
+	var ce websocket.CloseError
+	if err := <-readErr; !asCloseError(err, &ce) || ce.Code != websocket.StatusGoingAway || ce.Reason != "410 Gone" {
+		t.Fatalf("after DELETE the stream ended with %v, want close 1001 \"410 Gone\"", err)
 	}
 }

@@ -352,6 +352,18 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 		ww.lastPong.Store(time.Now().UnixNano())
 		return nil
 	})
+	// A client's ping is answered within the stream's write budget, not
+	// gorilla's default second: a pong that times out leaves gorilla's
+	// writer failed for good, and with it every later ping, pong and close
+	// frame, while the stream's own frames would still go. A pong that
+	// fails ends the reader, and the stream with it.
+	conn.SetPingHandler(func(data string) error {
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(wsWriteTimeout))
+		if err == nil || errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 	gone := newLeaving()
 	go s.readWebSocket(conn, publishingHeader(r.Header), keys, gone)
 	ping := time.Duration(s.WebSocketPingInterval)
@@ -394,9 +406,17 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 		}
 		return
 	}
+	// The read limit refuses a frame whose length on the wire is over
+	// max_message_size before any of it is read; a compressed frame is
+	// limited again as it inflates, so memory grows with what was sent,
+	// not with what the compression announces.
 	conn.SetReadLimit(pub.MaxMessageSize)
 	for {
-		op, data, err := conn.ReadMessage()
+		op, data, err := readFrame(conn, pub.MaxMessageSize)
+		if errors.Is(err, errFrameTooBig) {
+			s.closeWebSocket(conn, websocket.CloseMessageTooBig, "")
+			return
+		}
 		if err != nil {
 			return // closed, gone, or over the read limit (gorilla closed it with 1009)
 		}
@@ -460,6 +480,24 @@ func publishingHeader(h http.Header) http.Header {
 		}
 	}
 	return kept
+}
+
+// errFrameTooBig is readFrame's refusal of a message that inflates past
+// its limit.
+var errFrameTooBig = errors.New("websocket message over max_message_size")
+
+// readFrame reads the next message of conn, at most limit bytes once
+// inflated (conn's read limit bounds only its bytes on the wire).
+func readFrame(conn *websocket.Conn, limit int64) (int, []byte, error) {
+	op, rd, err := conn.NextReader()
+	if err != nil {
+		return op, nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(rd, limit+1))
+	if err == nil && int64(len(data)) > limit {
+		err = errFrameTooBig
+	}
+	return op, data, err
 }
 
 // closeWebSocket sends a close frame; the read loop then ends.
