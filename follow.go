@@ -73,19 +73,22 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 		st.finish()
 		s.streamEnded(t, opened)
 	}
+	// A stream's compound ids go on from the one it resumed from: the
+	// channels it had no message of keep their cursors' tags.
+	ids := streamIDs(cursors, len(keys))
 	if t == tWebSocket {
-		s.serveWebSocket(w, r, keys, sub, st, ended)
+		s.serveWebSocket(w, r, keys, sub, ids, st, ended)
 		return nil
 	}
 	sw, hs, ping := s.openHTTPStream(t, w, r)
 	if hs.direct == nil {
-		s.pumpHTTP(sw, hs, sub, len(keys), ping, st, ended)
+		s.pumpHTTP(sw, hs, sub, ids, ping, st, ended)
 		return nil
 	}
 	// A direct stream goes on in a goroutine of its own, and the handler
 	// returns: the request's memory and the handler's deep stack are not
 	// kept for as long as the stream lasts.
-	go s.pumpHTTP(sw, hs, sub, len(keys), ping, st, func() {
+	go s.pumpHTTP(sw, hs, sub, ids, ping, st, func() {
 		ended()
 		hijacked.Done()
 	})
@@ -197,4 +200,13 @@ func (s *Subscriber) writeCompound(w http.ResponseWriter, r *http.Request, m *pu
 	h.Set("Content-Length", itoa(len(m.Body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(m.Body)
+}
+
+// streamIDs is a stream's compound id at its start, its cursors' (nil
+// for one channel).
+func streamIDs(cursors []pushstore.MessageID, channels int) *runningID {
+	if channels < 2 {
+		return nil
+	}
+	return runningFrom(cursors, channels)
 }

@@ -12,7 +12,8 @@ import (
 // TestMultiplexedStreams: one EventSource on three channels gets their
 // backlog in publication order (nchan would sort it by time, tag and
 // channel position), then live messages, with compound ids to resume
-// from; a DELETE of any one channel ends it. A WebSocket with
+// from, which a resumed stream's ids go on from; a DELETE of any one
+// channel ends it. A WebSocket with
 // ws+meta.nchan gets the same ids.
 func TestMultiplexedStreams(t *testing.T) { forEachStore(t, testMultiplexedStreams) }
 
@@ -41,13 +42,24 @@ func testMultiplexedStreams(t *testing.T) {
 	}
 	s.close()
 
-	// Resume after a1: b1 then a2.
+	// Resume after a1: b1 then a2, the resumed stream's ids going on from
+	// the one it resumed from (before, they started afresh, dropping the
+	// other channels' tags, and a client resuming from one got a1 and c1
+	// again).
 	r := openSSE(t, h1Client, url, "Last-Event-ID", ids[1])
+	var resumed []string
 	for _, want := range []string{"b1", "a2"} {
-		if ev := r.message(t); ev.data != want {
+		ev := r.message(t)
+		if ev.data != want {
 			t.Fatalf("resumed after %s: got %+v, want %q", ids[1], ev, want)
 		}
+		resumed = append(resumed, ev.id)
 	}
+	r2 := openSSE(t, h1Client, url, "Last-Event-ID", resumed[0])
+	if ev := r2.message(t); ev.data != "a2" {
+		t.Fatalf("resumed after %s (b1's id in a resumed stream): got %+v, want a2", resumed[0], ev)
+	}
+	r2.close()
 	w := openWS(t, url+"&last_event_id="+queryEscape(ids[2]), &websocket.DialOptions{Subprotocols: []string{"ws+meta.nchan"}})
 	if _, got := wsRead(t, w); !strings.HasPrefix(got, "id: ") || !strings.HasSuffix(got, "\n\na2") {
 		t.Fatalf("WebSocket resumed after %s: %q", ids[2], got)

@@ -105,22 +105,20 @@ type pump struct {
 // closed, or for a connection the stream has to itself, lv (gone is then
 // nil: lv's channel is taken). Deliveries queued together are written
 // together and flushed once. When the stream is over, it cancels sub and
-// runs done.
+// runs done. ids is the compound id a stream of several channels starts
+// from (its cursors'), nil for one channel.
 //
 // With lv, the goroutine that runs pump may leave while the stream is
 // parked with nothing to do, and pump returns then; the stream goes on in
 // a goroutine started when it has something to do again, which runs done
 // at its end. Without it, pump returns once the stream is over. A panic in
 // whichever goroutine runs the stream ends the stream alone (contain).
-func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, channels int, ping time.Duration,
+func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, ids *runningID, ping time.Duration,
 	gone <-chan struct{}, lv *leaving, done func()) {
 	if lv != nil {
 		gone = lv.c
 	}
-	p := &pump{sw: sw, sub: sub, gone: gone, ping: ping, timeout: time.Duration(s.Timeout), done: done, log: s.logger}
-	if channels > 1 {
-		p.ids = newRunningID(channels)
-	}
+	p := &pump{sw: sw, sub: sub, ids: ids, gone: gone, ping: ping, timeout: time.Duration(s.Timeout), done: done, log: s.logger}
 	if iw, ok := sw.(inlineWriter); ok && p.ids == nil && iw.canInline() {
 		p.park, _ = sub.(pushstore.Parker)
 		p.iw = iw

@@ -240,14 +240,14 @@ func (hs httpStream) closeAfter() {
 // pumpHTTP runs an HTTP stream: it names how to cut it (st), pumps sub
 // into it until it ends, closes a direct connection and runs ended. A
 // direct stream may go on after pumpHTTP returns (see pump).
-func (s *Subscriber) pumpHTTP(sw streamWriter, hs httpStream, sub pushstore.Subscription, channels int,
+func (s *Subscriber) pumpHTTP(sw streamWriter, hs httpStream, sub pushstore.Subscription, ids *runningID,
 	ping time.Duration, st *stall, ended func()) {
 	st.open(hs.cut)
 	if hs.direct == nil {
-		s.pump(sw, sub, channels, ping, hs.gone, nil, ended)
+		s.pump(sw, sub, ids, ping, hs.gone, nil, ended)
 		return
 	}
-	s.pump(sw, sub, channels, ping, nil, hs.direct.gone, func() {
+	s.pump(sw, sub, ids, ping, nil, hs.direct.gone, func() {
 		hs.direct.close()
 		ended()
 	})

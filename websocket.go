@@ -324,7 +324,7 @@ func (s *Subscriber) wsHandshakeOK(r *http.Request) bool {
 // handler's deep stack are not kept for as long as the stream lasts.
 // ended is called when the stream is over.
 func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys []string, sub pushstore.Subscription,
-	st *stall, ended func()) {
+	ids *runningID, st *stall, ended func()) {
 	header := http.Header{}
 	if o := r.Header.Get("Origin"); o != "" {
 		s.setCORS(header, r)
@@ -367,7 +367,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	gone := newLeaving()
 	go s.readWebSocket(conn, publishingHeader(r.Header), keys, gone)
 	ping := time.Duration(s.WebSocketPingInterval)
-	go s.pump(ww, sub, len(keys), ping, nil, gone, func() {
+	go s.pump(ww, sub, ids, ping, nil, gone, func() {
 		select { // the client's close frame, or its going away
 		case <-gone.c:
 		case <-time.After(wsCloseWait):
