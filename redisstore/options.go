@@ -51,9 +51,12 @@ func (o Options) universal() (*redis.UniversalOptions, error) {
 	u := &redis.UniversalOptions{
 		Username: o.Username, Password: o.Password, DB: o.DB, MasterName: o.Sentinel,
 		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout, PoolSize: o.PoolSize,
-		// Fail fast when Redis is down: a request gets 503 in a few
-		// milliseconds rather than after seconds of retries.
-		MaxRetries: 2, MinRetryBackoff: 8 * time.Millisecond, MaxRetryBackoff: 256 * time.Millisecond,
+		// No retries: a call whose answer is late or lost may have run in
+		// Redis, and a script that runs twice publishes twice (or counts
+		// a subscriber twice). A call that fails is answered 503 at once;
+		// go-redis checks a pooled connection before it sends on it, so a
+		// Redis restart costs no failed call.
+		MaxRetries:      -1,
 		DialerRetries:   1,
 		DisableIdentity: true,
 		// RESP2: the plain pub/sub path; nothing here needs RESP3's push

@@ -57,6 +57,9 @@ type pipeline struct {
 // callPiped runs a script call through the pipeline and returns its
 // answer.
 func (s *Store) callPiped(ctx context.Context, sc *redis.Script, keys []string, argv []any) (any, error) {
+	if s.cluster { // go-redis would retry a batch's calls (once.go)
+		return sc.Run(ctx, s.client, keys, argv...).Result()
+	}
 	p := &s.pipe
 	p.mu.Lock()
 	if p.inFlight < maxInFlight {

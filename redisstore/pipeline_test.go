@@ -8,7 +8,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/caddypush/caddy-push/internal/redistest"
 	"github.com/caddypush/caddy-push/pushstore"
 )
 
@@ -21,34 +20,6 @@ import (
 func TestPipelinedPublications(t *testing.T) {
 	s, admin := coalesceStore(t)
 	testPipelined(t, s, []*redis.Client{admin})
-}
-
-// TestPipelinedPublicationsOnCluster: the same on a 3-node Cluster, where
-// go-redis splits a batch by node and each node answers its part.
-func TestPipelinedPublicationsOnCluster(t *testing.T) {
-	nodes := redistest.Cluster(t)
-	var addrs []string
-	var admins []*redis.Client
-	for _, n := range nodes {
-		addrs = append(addrs, n.Addr())
-		admin := redis.NewClient(&redis.Options{Addr: n.Addr()})
-		t.Cleanup(func() { _ = admin.Close() })
-		admins = append(admins, admin)
-	}
-	s := NewFromClient(redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs}), "pipe:", 0, nil)
-	s.Start()
-	t.Cleanup(func() { _ = s.Close() })
-	waitFor(t, "the notes subscription", s.subscribed.Load)
-	testPipelined(t, s, admins)
-	holding := 0
-	for _, admin := range admins {
-		if n, err := admin.DBSize(context.Background()).Result(); err == nil && n > 0 {
-			holding++
-		}
-	}
-	if holding < 2 {
-		t.Errorf("the channels are on %d node(s), want them spread", holding)
-	}
 }
 
 func testPipelined(t *testing.T, s *Store, admins []*redis.Client) {

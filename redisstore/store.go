@@ -30,6 +30,7 @@ import (
 // safe for concurrent use.
 type Store struct {
 	client   redis.UniversalClient
+	cluster  bool // client is a Cluster's: no pipelined publications (once.go)
 	prefix   string
 	notes    string // the pub/sub channel of notifications
 	instance string // this store's id in subscriber counts and notifications
@@ -116,6 +117,7 @@ func NewFromClient(client redis.UniversalClient, prefix string, maxBytes int64, 
 		ctx: ctx, cancel: cancel, listenDone: make(chan struct{}), pubs: coalescer[pubKey, []byte]{max: maxPublications},
 	}
 	s.maxBytes.Store(maxBytes)
+	s.cluster = onceOnCluster(client)
 	return s
 }
 

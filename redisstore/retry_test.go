@@ -1,0 +1,98 @@
+package redisstore
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddypush/caddy-push/internal/redistest"
+	"github.com/caddypush/caddy-push/pushstore"
+)
+
+// TestPublishNotRetried: a publication whose answer is late (Redis busy
+// past read_timeout) fails, and is not sent again. go-redis retried it on
+// other connections of the pool, and Redis ran each attempt, storing the
+// message once per attempt (three times) while the publisher got 503.
+func TestPublishNotRetried(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := New(Options{Addresses: []string{srv.Addr()}, KeyPrefix: "retry:", ReadTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() { _ = s.Close() })
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	if _, err := s.Touch("c", time.Hour); err != nil { // the scripts loaded, the channel made
+		t.Fatal(err)
+	}
+	testNotRetried(t, s, srv.Addr())
+}
+
+// testNotRetried publishes on channel c of s while Redis at addr (the
+// node that holds c) is busy, then checks the publication ran once at most.
+func testNotRetried(t *testing.T, s *Store, addr string) {
+	var wg sync.WaitGroup
+	for range 8 { // idle connections in the pool, as a store that served some load has
+		wg.Go(func() { _, _ = s.Info("c") })
+	}
+	wg.Wait()
+	admin := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = admin.Close() })
+	ctx := context.Background()
+	busy := make(chan error, 1)
+	go func() { // Redis busy for 600 ms: a slow script of another application, say
+		busy <- admin.Eval(ctx, `local t = redis.call('TIME') local s = t[1] * 1000000 + t[2]
+			repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - s > 600000 return 1`, nil).Err()
+	}()
+	probe := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: 20 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = probe.Close() })
+	waitFor(t, "Redis to be busy", func() bool { return probe.Ping(ctx).Err() != nil })
+	if _, err := s.Publish("c", &pushstore.Message{Body: []byte("once")}, pub()); err == nil {
+		t.Fatal("a publication was answered while Redis was busy past read_timeout")
+	}
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
+	// The calls Redis could not read while busy run now, in the order they
+	// came, before a publication that comes after.
+	if _, err := s.Publish("c", &pushstore.Message{Body: []byte("marker")}, pub()); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := admin.ZRange(ctx, s.Keys("c")[1], 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) > 2 {
+		t.Fatalf("one publication that failed was stored %d times", len(ids)-1)
+	}
+}
+
+// TestPublishNotRetriedOnCluster: the same on a Cluster, where go-redis
+// retries a call that failed on its own (on the same node, then another)
+// however many retries the client is given.
+func TestPublishNotRetriedOnCluster(t *testing.T) {
+	nodes := redistest.Cluster(t)
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.Addr())
+	}
+	s, err := New(Options{Addresses: addrs, KeyPrefix: "retry:", ReadTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() { _ = s.Close() })
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	if _, err := s.Touch("c", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	cc := s.client.(*redis.ClusterClient)
+	node, err := cc.MasterForKey(context.Background(), s.Keys("c")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	testNotRetried(t, s, node.Options().Addr)
+}
