@@ -53,25 +53,35 @@ func parseNote(p string) (n note, ok bool) {
 	return n, true
 }
 
+// How the listener tells a quiet notes connection from a dead one: after
+// notesQuiet without a notification it sends a PING, and a connection
+// whose PONG (or anything else) does not come within pongWait is broken
+// (a Redis host gone without a reset, a partition, a middlebox that
+// dropped the flow): go-redis reconnects it. Tests shorten both.
+var notesQuiet, pongWait = 15 * time.Second, 5 * time.Second
+
 // listen receives notifications until the store is destroyed. When the
-// subscription breaks it reconnects with backoff; each confirmed
-// (re)subscription rechecks the parked waiters, so none stays deaf to what
-// was published while it was not listening.
+// subscription breaks, or goes silent, it reconnects with backoff; each
+// confirmed (re)subscription rechecks the parked waiters, so none stays
+// deaf to what was published while it was not listening.
 func (s *Store) listen() {
 	defer close(s.listenDone)
 	backoff := 50 * time.Millisecond
+	pinged := false
 	for {
-		msg, err := s.pubsub.ReceiveTimeout(s.ctx, 15*time.Second)
+		msg, err := s.receive(pinged)
 		if s.ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if !pinged && errors.As(err, &ne) && ne.Timeout() {
 				if err = s.pubsub.Ping(s.ctx); err == nil {
-					continue // a quiet connection, alive
+					pinged = true // a quiet connection: alive if the PONG comes
+					continue
 				}
 			}
+			pinged = false
 			s.subscribed.Store(false)
 			_ = s.fail(err)
 			select {
@@ -82,6 +92,7 @@ func (s *Store) listen() {
 			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
+		pinged = false // anything received, the PONG included, shows it alive
 		switch m := msg.(type) {
 		case *redis.Message:
 			if n, ok := parseNote(m.Payload); ok {
@@ -99,6 +110,19 @@ func (s *Store) listen() {
 			}
 		}
 	}
+}
+
+// receive waits for the next notification, for at most notesQuiet, or
+// once a PING is sent, for pongWait: a read that times out then is the
+// connection's failure, which makes go-redis close it and subscribe again
+// on a new one (a timeout within ReceiveTimeout's own time is not).
+func (s *Store) receive(pinged bool) (any, error) {
+	if !pinged {
+		return s.pubsub.ReceiveTimeout(s.ctx, notesQuiet)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, pongWait)
+	defer cancel()
+	return s.pubsub.ReceiveTimeout(ctx, 0)
 }
 
 // resubscribed records a confirmed notes subscription, loads the scripts
@@ -154,7 +178,15 @@ func (s *Store) loadScripts() {
 type recheck struct {
 	m      *member
 	missed *note
+	retry  time.Duration // how long after this one fails to try again (0: recheckRetry)
 }
+
+// A recheck that fails (Redis not answering scripts yet, or a dead pooled
+// connection) is tried again after recheckRetry, then twice as long each
+// time up to maxRecheckRetry, while its member stays registered: on a
+// quiet channel no notification would show the member what it missed.
+// Tests shorten the first.
+var recheckRetry, maxRecheckRetry = time.Second, 30 * time.Second
 
 // recheck looks up again in Redis, for each member still registered, what
 // it may have missed. A stream is sent every stored message after its
@@ -166,8 +198,8 @@ type recheck struct {
 // unchanged, and gets 304 (Retry) if the channel changed in a way no
 // longer visible (deleted, or a broadcast with store_messages off), so the
 // client asks again. A member whose recheck fails (Redis down again) stays
-// parked, and is rechecked again by the next resubscription or
-// notification.
+// parked, open to notifications, and is rechecked again later
+// (retryRechecks), or sooner by a notification that shows a gap.
 func (s *Store) recheck(list []recheck) {
 	type parked struct {
 		recheck
@@ -187,13 +219,22 @@ func (s *Store) recheck(list []recheck) {
 	s.mu.Unlock()
 
 	var wg sync.WaitGroup
+	var failedMu sync.Mutex
+	var failed []recheck
+	fail := func(r recheck) {
+		failedMu.Lock()
+		failed = append(failed, r)
+		failedMu.Unlock()
+	}
 	work := make(chan parked)
 	for range min(16, len(all)) {
 		wg.Go(func() {
 			for p := range work {
 				ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 				if p.m.stream {
-					s.catchUp(ctx, p.m, p.cursor, p.missed)
+					if !s.catchUp(ctx, p.m, p.cursor, p.missed) {
+						fail(p.recheck)
+					}
 					cancel()
 					continue
 				}
@@ -202,6 +243,7 @@ func (s *Store) recheck(list []recheck) {
 				switch {
 				case err != nil:
 					s.endRecheck(p.m)
+					fail(p.recheck)
 				case str(res[0]) == "msg":
 					msg, seq := newMessage(parseID(str(res[1])), str(res[2]))
 					s.wakeOne(p.m, msg, seq, pushstore.Open)
@@ -220,6 +262,36 @@ func (s *Store) recheck(list []recheck) {
 	}
 	close(work)
 	wg.Wait()
+	if len(failed) > 0 {
+		go s.retryRechecks(failed)
+	}
+}
+
+// retryRechecks rechecks again, after their retry time, the members whose
+// recheck failed and that are still registered and not being rechecked
+// already.
+func (s *Store) retryRechecks(failed []recheck) {
+	wait := max(failed[0].retry, recheckRetry)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-s.ctx.Done():
+		return
+	case <-t.C:
+	}
+	var again []recheck
+	s.mu.Lock()
+	for _, r := range failed {
+		if r.m.Listed() && !r.m.pending && !r.m.rechecking {
+			s.setRechecking(r.m, true)
+			r.retry = min(2*wait, maxRecheckRetry)
+			again = append(again, r)
+		}
+	}
+	s.mu.Unlock()
+	if len(again) > 0 {
+		s.recheck(again)
+	}
 }
 
 // catchUp sends a stream what it missed: every stored message after its
@@ -227,8 +299,9 @@ func (s *Store) recheck(list []recheck) {
 // that was not stored, that message; the stream then takes the channel's
 // gen, so the notifications after it apply as they come (those that
 // arrived meanwhile, at or below that gen, are in what was fetched). A
-// channel that is gone ends the stream as deleted.
-func (s *Store) catchUp(ctx context.Context, m *member, cursor string, missed *note) {
+// channel that is gone ends the stream as deleted. It reports false when
+// the fetch failed (the member is open to notifications again).
+func (s *Store) catchUp(ctx context.Context, m *member, cursor string, missed *note) bool {
 	res, err := s.run(ctx, scriptFetch, m.key, cursor)
 	if h := testHookFetched.Load(); h != nil {
 		(*h)()
@@ -237,14 +310,14 @@ func (s *Store) catchUp(ctx context.Context, m *member, cursor string, missed *n
 	defer s.mu.Unlock()
 	if err != nil || !m.Listed() {
 		s.setRechecking(m, false)
-		return // a failure is retried by the next notification or resubscription
+		return err == nil // a failure is tried again (retryRechecks)
 	}
 	if str(res[0]) == "nf" {
 		s.unpark(m)
 		s.setRechecking(m, false)
 		m.counted = false
 		m.Queue.Close(pushstore.Deleted)
-		return
+		return true
 	}
 	defer s.endRecheckLocked(m)
 	last := parseCursorScore(cursor)
@@ -252,18 +325,19 @@ func (s *Store) catchUp(ctx context.Context, m *member, cursor string, missed *n
 		id := parseID(str(res[i]))
 		msg, seq := newMessage(id, str(res[i+1]))
 		if !s.catchUpSend(m, msg, seq) {
-			return
+			return true
 		}
 		last = id
 	}
 	if missed != nil && missed.kind == 'm' && missed.msg.ID.After(last) {
 		if !s.catchUpSend(m, missed.msg, missed.seq) {
-			return
+			return true
 		}
 	}
 	if gen := num(res[1]); gen > m.gen {
 		m.gen = gen
 	}
+	return true
 }
 
 // catchUpSend queues one caught-up message; s.mu is held. It reports

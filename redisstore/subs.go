@@ -239,7 +239,7 @@ func (s *Store) replay(lc *localChannel, m *member) (again *recheck) {
 		}
 		if n.kind == 'm' && n.gen != m.gen+1 {
 			missed := *n
-			return &recheck{m, &missed}
+			return &recheck{m: m, missed: &missed}
 		}
 		if !s.apply(m, n, nil) {
 			s.unpark(m)
@@ -344,7 +344,7 @@ func (s *Store) deliver(n note) {
 			return true
 		case n.kind == 'm' && n.gen != m.gen+1:
 			s.setRechecking(m, true)
-			missed = append(missed, recheck{m, &n})
+			missed = append(missed, recheck{m: m, missed: &n})
 			return true
 		}
 		keep := s.apply(m, &n, &fan)

@@ -1,0 +1,132 @@
+package redisstore
+
+import (
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddypush/caddy-push/internal/redistest"
+	"github.com/caddypush/caddy-push/pushstore"
+)
+
+// TestSilentNotesConnection: an instance's connections to Redis go silent
+// (the Redis host gone without a reset, a partition): nothing comes back
+// and nothing is closed, while new connections work. A long-poll parked
+// there still gets the next publication, made by another instance: the
+// listener's PING after a quiet spell gets no PONG, so its connection is
+// dropped and the subscription made again on a new one, and the recheck
+// that follows, which first fails on a silent pooled connection, is tried
+// again. Before, the PONG was never awaited and the long-poll stayed deaf
+// (until the kernel gave up on the connection, about 15 minutes), and a
+// failed recheck was not tried again until some later notification.
+func TestSilentNotesConnection(t *testing.T) {
+	quiet, pong, retry := notesQuiet, pongWait, recheckRetry
+	notesQuiet, pongWait, recheckRetry = 200*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
+	t.Cleanup(func() { notesQuiet, pongWait, recheckRetry = quiet, pong, retry })
+	srv := redistest.Start(t)
+	px := newSilencer(t, srv.Addr())
+	a := NewFromClient(redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), MaxRetries: -1,
+		ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}), "silent:", 0, nil)
+	a.Start()
+	t.Cleanup(func() { _ = a.Close() })
+	b := startOn(t, srv, "silent:")
+	waitFor(t, "a subscribed", a.subscribed.Load)
+	waitFor(t, "b subscribed", b.subscribed.Load)
+	res, err := a.Subscribe("c", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || res.Sub == nil {
+		t.Fatal(res, err)
+	}
+	defer res.Sub.Cancel()
+	var wg sync.WaitGroup
+	for range 4 { // idle connections in a's pool, silent too: the recheck's call fails on one
+		wg.Go(func() { _, _ = a.Info("c") })
+	}
+	wg.Wait()
+	px.silence()
+	if _, err := b.Publish("c", &pushstore.Message{Body: []byte("m1")}, pub()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-res.Sub.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the long-poll is deaf 20 s after the publication (subscribed %v)", a.subscribed.Load())
+	}
+	if ds, end := res.Sub.Take(nil); len(ds) != 1 || string(ds[0].Message.Body) != "m1" {
+		t.Fatalf("the long-poll got %d deliveries (end %v), want m1", len(ds), end)
+	}
+}
+
+// silencer is a TCP proxy to Redis whose connections open at silence go
+// silent: what they carry is dropped both ways and they are never closed.
+// Connections opened after work.
+type silencer struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	epoch int // connections opened before it are silent
+	conns []net.Conn
+}
+
+func newSilencer(t *testing.T, target string) *silencer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &silencer{ln: ln}
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			_ = c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			born := p.epoch
+			p.mu.Unlock()
+			go p.pipe(u, c, born)
+			go p.pipe(c, u, born)
+		}
+	}()
+	return p
+}
+
+func (p *silencer) silence() {
+	p.mu.Lock()
+	p.epoch++
+	p.mu.Unlock()
+}
+
+func (p *silencer) pipe(dst, src net.Conn, born int) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			_ = dst.Close()
+			return
+		}
+		p.mu.Lock()
+		silent := p.epoch > born
+		p.mu.Unlock()
+		if silent {
+			continue // dropped, and the connection kept open
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
