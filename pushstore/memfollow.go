@@ -1,5 +1,7 @@
 package pushstore
 
+import "errors"
+
 // This file holds the memory store's Follow: subscriptions on one or more
 // channels that stay registered (streams) or end with their first message
 // (multiplexed long-polls and interval-polls).
@@ -25,6 +27,10 @@ func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, er
 		var err error
 		if backlog, err = s.join(ms, i, key, req, cursor, backlog); err != nil {
 			ms.Cancel()
+			if err == errReleased {
+				ms.Close(Shutdown)
+				return ms, nil
+			}
 			return nil, err
 		}
 	}
@@ -40,6 +46,9 @@ func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, er
 	}
 	return ms, nil
 }
+
+// errReleased is join's answer once ReleaseAll has begun.
+var errReleased = errors.New("pushstore: store released")
 
 func fromBacklog(d Delivery, backlog []Delivery) bool {
 	for _, b := range backlog {
@@ -97,6 +106,12 @@ func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cur
 	}
 	if req.NoWait {
 		return backlog, nil
+	}
+	if s.closing.Load() {
+		// Checked again under the channel's lock: ReleaseAll sets closing
+		// before it locks a channel to end its subscribers, so one added
+		// after it passed would be left open on a released store.
+		return backlog, errReleased
 	}
 	ms.chans[i] = c
 	c.subs.Add(&ms.members[i])

@@ -1,6 +1,9 @@
 package pushstore
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestQueuePark: a parked queue hands each delivery to its sink and
 // neither queues nor signals it; a sink that could not send all ends the
@@ -169,5 +172,36 @@ func TestQueueParkWakes(t *testing.T) {
 	q.Close(Deleted)
 	if wakes != 3 {
 		t.Fatalf("the end woke it %d times in all, want 3", wakes)
+	}
+}
+
+// TestFollowDuringReleaseAll: a stream that registers while ReleaseAll
+// runs (here from inside its registration, between its first check of
+// the store's closing and the channel's lock) ends with Shutdown; before,
+// it stayed open on the released store, reached by no publisher and told
+// by nothing to reconnect.
+func TestFollowDuringReleaseAll(t *testing.T) {
+	var s *MemoryStore
+	var hook func()
+	s = NewMemoryStore(1<<20, func() time.Time {
+		if h := hook; h != nil {
+			hook = nil
+			h()
+		}
+		return time.Now()
+	})
+	if _, err := s.Touch("g/a", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	hook = func() { s.ReleaseAll() } // join reads the clock before it locks the channel
+	sub, err := s.Follow([]string{"g/a"}, FollowRequest{QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, end := sub.Take(nil); end != Shutdown {
+		t.Fatalf("a stream registered while the store was released: end %v, want Shutdown", end)
+	}
+	if st, _ := s.Stats(); st.Waiters != 0 {
+		t.Fatalf("%d waiters left on a released store", st.Waiters)
 	}
 }
