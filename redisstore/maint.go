@@ -61,14 +61,18 @@ func (s *Store) connect() {
 // keeps counting this instance's streams. It returns the number of
 // keepalives sent.
 func (s *Store) Sweep() int {
-	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
-	defer cancel()
 	if s.maxBytes.Load() > 0 {
+		ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 		_ = s.sampleMemory(ctx)
+		cancel()
 	}
 	now := time.Now()
 	s.forgetRecent(now)
-	var due []string
+	type keep struct {
+		key          string
+		streams, reg int64 // the streams counted here, the least gen they registered at
+	}
+	var due []keep
 	s.mu.Lock()
 	for key, lc := range s.local {
 		every := lc.ct / 3
@@ -82,17 +86,38 @@ func (s *Store) Sweep() int {
 			lc.kept = now
 		}
 		if lc.subs.Len() > 0 && now.Sub(lc.kept) >= every {
-			lc.kept = now
-			due = append(due, key)
+			k := keep{key: key}
+			lc.subs.Each(func(m *member) {
+				if m.stream && m.counted {
+					if k.streams == 0 || m.regGen < k.reg {
+						k.reg = m.regGen
+					}
+					k.streams++
+				}
+			})
+			due = append(due, k)
 		}
 	}
 	s.mu.Unlock()
-	for _, key := range due {
-		if _, err := s.run(ctx, scriptKeepalive, key, s.instance); err != nil {
+	// Each call has its own time, and a channel is kept (not due again for
+	// a period) once its call succeeded: the first that fails (Redis down)
+	// ends the round, and the rest stay due for the next.
+	sent := 0
+	for _, k := range due {
+		ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
+		_, err := s.run(ctx, scriptKeepalive, k.key, s.instance, k.streams, k.reg)
+		cancel()
+		sent++
+		if err != nil {
 			break
 		}
+		s.mu.Lock()
+		if lc := s.local[k.key]; lc != nil {
+			lc.kept = now
+		}
+		s.mu.Unlock()
 	}
-	return len(due)
+	return sent
 }
 
 // ReleaseAll ends every subscription of this process with Shutdown and

@@ -59,7 +59,7 @@ func TestScriptReplies(t *testing.T) {
 		{scriptRecheck, func() []any {
 			return []any{cursorScore(true, pushstore.MessageID{Time: 1 << 40}, pushstore.Start{}), gen() - 1, rs.instance}
 		}, []string{"changed"}},
-		{scriptKeepalive, func() []any { return []any{rs.instance} }, []string{"ok"}},
+		{scriptKeepalive, func() []any { return []any{rs.instance, 0, 0} }, []string{"ok"}},
 		{scriptCancel, func() []any { return []any{rs.instance, gen(), 1, "w"} }, []string{"ok"}},
 		{scriptCancel, func() []any { return []any{rs.instance, gen() - 1, 1, "w"} }, []string{"stale"}},
 		{scriptFollow, func() []any {
@@ -73,7 +73,7 @@ func TestScriptReplies(t *testing.T) {
 		{scriptInfo, func() []any { return nil }, []string{"ok"}},
 		{scriptDelete, func() []any { return []any{rs.notes, keyHeader(key)} }, []string{"ok"}},
 		{scriptInfo, func() []any { return nil }, []string{"nf"}},
-		{scriptKeepalive, func() []any { return []any{rs.instance} }, []string{"nf"}},
+		{scriptKeepalive, func() []any { return []any{rs.instance, 0, 0} }, []string{"nf"}},
 		{scriptFetch, func() []any { return []any{"-1"} }, []string{"nf"}},
 		{scriptDelete, func() []any { return []any{rs.notes, keyHeader(key)} }, []string{"nf"}},
 	}

@@ -1,12 +1,25 @@
 -- keepalive.lua marks a channel with subscribers here used, so its keys
--- do not expire under them, and refreshes this instance's stream count
--- (streams of an instance that stops refreshing them stop counting after
--- STREAM_TTL). Arguments: instance. Returns {ok}, or {nf}.
+-- do not expire under them, and sets this instance's stream count to the
+-- streams it counts here (streams of an instance that stops refreshing
+-- them stop counting after STREAM_TTL; a count that lapsed while Redis was
+-- out of reach is restored). A count a `last` displacement wiped after the
+-- earliest of those streams registered (sw newer than its gen) is only
+-- refreshed: they are being displaced. A stream registered or cancelled
+-- while this call was on its way is counted right by the next keepalive.
+-- Arguments: instance, streams counted here, the least gen they
+-- registered at. Returns {ok}, or {nf}.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then return {'nf'} end
 redis.call('HSET', m, 'lu', fmt(now))
 M.lu = fmt(now)
-local c = streamsOf(redis.call('HGET', s, ARGV[7]))
-if c > 0 then redis.call('HSET', s, ARGV[7], fmt(c) .. ' ' .. fmt(now)) end
-settl({})
+local n = tonumber(ARGV[8])
+local written = {}
+if n > 0 and tonumber(M.sw or '0') <= tonumber(ARGV[9]) then
+  redis.call('HSET', s, ARGV[7], fmt(n) .. ' ' .. fmt(now))
+  written = {s} -- s may be new
+else
+  local c = streamsOf(redis.call('HGET', s, ARGV[7]))
+  if c > 0 then redis.call('HSET', s, ARGV[7], fmt(c) .. ' ' .. fmt(now)) end
+end
+settl(written)
 return {'ok'}
