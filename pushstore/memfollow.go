@@ -37,6 +37,9 @@ func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, er
 	if req.NoWait && len(backlog) == 0 {
 		return nil, nil
 	}
+	if !req.OneShot && !req.NoWait {
+		s.receivedBacklog(keys, backlog)
+	}
 	ms.Preload(backlog)
 	if (req.OneShot || req.NoWait) && len(backlog) > 0 {
 		ms.Cancel() // answered: off every channel now
@@ -62,10 +65,10 @@ func fromBacklog(d Delivery, backlog []Delivery) bool {
 // join registers subscription ms on the channel of key as its channel i,
 // after the concurrency and limit checks, and appends the channel's
 // backlog for cursor to backlog: every stored message after the cursor
-// for a stream (counted as delivered, with the recipient rules applied),
-// the first one only for a one-shot subscription (counted once it is
-// known to be the one sent, by received). An interval-poll (NoWait) is
-// registered nowhere.
+// for a stream (counted as delivered, with the recipient rules applied,
+// by receivedBacklog once every channel took the stream), the first one
+// only for a one-shot subscription (counted once it is known to be the one
+// sent, by received). An interval-poll (NoWait) is registered nowhere.
 func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cursor MessageID, backlog []Delivery) ([]Delivery, error) {
 	now := s.now()
 	c, err := s.locked(key, req.Create, now)
@@ -96,12 +99,8 @@ func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cur
 			backlog = append(backlog, Delivery{Message: st.Message, Channel: i, Seq: st.seq})
 		}
 	} else {
-		sent := append([]*stored(nil), c.msgs[from:]...) // afterDelivery may remove from c.msgs
-		for _, st := range sent {
+		for _, st := range c.msgs[from:] {
 			backlog = append(backlog, Delivery{Message: st.Message, Channel: i, Seq: st.seq})
-			st.received++
-			s.delivered.Add(1)
-			s.afterDelivery(c, st)
 		}
 	}
 	if req.NoWait {
@@ -116,6 +115,51 @@ func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cur
 	ms.chans[i] = c
 	c.subs.Add(&ms.members[i])
 	return backlog, nil
+}
+
+// receivedBacklog counts a stream's backlog as delivered, with the
+// recipient rules of each message still stored, once the stream is on
+// every channel: a stream refused by a later channel (404, 403, 409) takes
+// nothing from the earlier ones. The backlog is in channel order, each
+// channel's in the order its buffer holds them.
+func (s *MemoryStore) receivedBacklog(keys []string, backlog []Delivery) {
+	s.delivered.Add(uint64(len(backlog)))
+	for i := 0; i < len(backlog); {
+		j := i
+		for j < len(backlog) && backlog[j].Channel == backlog[i].Channel {
+			j++
+		}
+		s.receivedAll(keys[backlog[i].Channel], backlog[i:j])
+		i = j
+	}
+}
+
+// receivedAll counts ds, messages of key's channel in its buffer's order,
+// as received, and applies their recipient rules.
+func (s *MemoryStore) receivedAll(key string, ds []Delivery) {
+	c, _ := s.locked(key, false, s.now())
+	if c == nil {
+		return
+	}
+	defer s.done(c)
+	var got []*stored
+	k := 0
+	for _, st := range c.msgs { // both in buffer order: one pass
+		for k < len(ds) && ds[k].Seq < st.seq {
+			k++ // no longer stored
+		}
+		if k == len(ds) {
+			break
+		}
+		if ds[k].Message == st.Message {
+			got = append(got, st)
+			k++
+		}
+	}
+	for _, st := range got { // afterDelivery may remove from c.msgs
+		st.received++
+		s.afterDelivery(c, st)
+	}
 }
 
 // received counts m, the message a one-shot subscription was answered

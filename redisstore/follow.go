@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -58,7 +59,9 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 			msg, seq := newMessage(parseID(str(res[j])), str(res[j+1]))
 			backlog = append(backlog, pushstore.Delivery{Message: msg, Channel: i, Seq: seq})
 		}
-		s.delivered.Add(uint64(len(backlog) - n))
+		if !oneShot {
+			s.delivered.Add(uint64(len(backlog) - n))
+		}
 		if req.NoWait {
 			continue
 		}
@@ -78,8 +81,33 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 	sub.Preload(backlog)
 	if oneShot && len(backlog) > 0 {
 		sub.Cancel() // answered from a backlog: off every channel now
+		if d, ok := sub.Peek(); ok && fromBacklog(d, backlog) {
+			s.received(keys[d.Channel], d.Message.ID)
+		}
 	}
 	return sub, nil
+}
+
+// fromBacklog reports whether d is one of backlog's (not a live message
+// that came while the channels were registered).
+func fromBacklog(d pushstore.Delivery, backlog []pushstore.Delivery) bool {
+	for _, b := range backlog {
+		if b.Message == d.Message {
+			return true
+		}
+	}
+	return false
+}
+
+// received counts the message a one-shot subscription was answered with
+// from the backlog of key's channel, and applies its recipient rules
+// (only the one sent is counted: the others' channels had one too). A
+// failure leaves it uncounted, as if it had not been received.
+func (s *Store) received(key string, id pushstore.MessageID) {
+	s.delivered.Add(1)
+	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
+	defer cancel()
+	_, _ = s.run(ctx, scriptReceived, key, id.String())
 }
 
 // followRefusal reads a refusal of the follow script.

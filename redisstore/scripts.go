@@ -80,12 +80,13 @@ var (
 	scriptDelete    = script("delete")
 	scriptFollow    = script("follow")
 	scriptFetch     = script("fetch")
+	scriptReceived  = script("received")
 )
 
 // scripts are all the scripts, for loading them ahead of their first use
 // (see Store.loadScripts).
 var scripts = []*redis.Script{scriptPublish, scriptSubscribe, scriptRecheck, scriptCancel,
-	scriptKeepalive, scriptTouch, scriptInfo, scriptDelete, scriptFollow, scriptFetch}
+	scriptKeepalive, scriptTouch, scriptInfo, scriptDelete, scriptFollow, scriptFetch, scriptReceived}
 
 // streamTTL is how long an instance's stream count in Redis lasts without
 // a keepalive: the streams of an instance that died without releasing

@@ -35,6 +35,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 		{"CursorTraversal", cursorTraversal},
 		{"BufferRules", bufferRules},
 		{"RecipientRules", recipientRules},
+		{"OneShotCountsOnlyWhatItSends", oneShotCounts},
 		{"ExpiryAndChannelTimeout", expiryAndChannelTimeout},
 		{"SubscriptionsBroadcastDeleteAndConcurrency", subscriptions},
 		{"AuthorizedOnlyAndStartNewest", authorizedAndNewest},
@@ -217,6 +218,39 @@ func recipientRules(t *testing.T, h *Harness) {
 	Next(t, s, "/d", pushstore.MessageID{}) // oldest delivered: kept (2 = min)
 	if info, _ := s.Info("/d"); info.Messages != 2 {
 		t.Fatalf("delete_oldest: %d messages, want 2", info.Messages)
+	}
+}
+
+// oneShotCounts: a multiplexed one-shot subscription (long-poll) or
+// interval-poll whose channels both have a message after the cursor is
+// answered with the earlier, and only that one counts as received: the
+// other channel's, under min_message_recipients 1, stays for the next
+// subscriber (the Redis store counted both, and removed one nobody got).
+func oneShotCounts(t *testing.T, h *Harness) {
+	s := h.Store
+	o := Pub
+	o.MinRecipients = 1
+	o.MinBufferLength = 0
+	for _, req := range []pushstore.FollowRequest{{OneShot: true}, {NoWait: true}} {
+		a, b := fmt.Sprint("/oa", req.NoWait), fmt.Sprint("/ob", req.NoWait)
+		Publish(t, s, a, "a1", o)
+		Publish(t, s, b, "b1", o)
+		Publish(t, s, b, "b2", o)
+		req.Start = pushstore.Start{At: 1}
+		sub, err := s.Follow([]string{a, b}, req)
+		if err != nil || sub == nil {
+			t.Fatalf("%+v: %v, %v", req, sub, err)
+		}
+		got, _ := Await(t, sub)
+		if got != "a1" {
+			t.Fatalf("%+v answered %q, want a1", req, got)
+		}
+		if info, _ := s.Info(a); info.Messages != 0 {
+			t.Errorf("%+v: %s holds %d, want a1 received and removed", req, a, info.Messages)
+		}
+		if info, _ := s.Info(b); info.Messages != 2 {
+			t.Errorf("%+v: %s holds %d, want b1 and b2, sent to nobody", req, b, info.Messages)
+		}
 	}
 }
 

@@ -7,8 +7,9 @@
 -- subscribers, instance, notes channel, key header, key cost. Returns
 -- {nf}, {conflict, expired}, {toomany, expired}, or {ok, expired, gen,
 -- cursor, channel timeout} followed by the id and stored message of each
--- stored message after the cursor (the first only, but for a stream), all
--- counted as delivered.
+-- stored message after the cursor (the first only, but for a stream). A
+-- stream's are counted as delivered; a one-shot's first is counted by
+-- received.lua once it is the one sent.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 local cur = enter()
 if not cur then return {'nf'} end
@@ -26,7 +27,9 @@ for _, id in ipairs(ids) do
   out[#out + 1] = id
   out[#out + 1] = redis.call('HGET', d, id)
 end
-for _, id in ipairs(ids) do delivered(id, 1) end
+if mode == 's' then
+  for _, id in ipairs(ids) do delivered(id, 1) end
+end
 local written = {}
 if mode == 's' then
   streamCount(ARGV[12], 1)
