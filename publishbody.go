@@ -94,19 +94,19 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	defer bodies.receiving.Add(-1)
 	if timeout > 0 {
 		lift := bodyDeadline(w, r, timeout)
-		bd, err := readInto(r, limit)
+		bd, err := readInto(r.Body, r.ContentLength, limit)
 		if err == nil {
 			lift() // a refused body keeps its deadline: nothing waits for the rest
 		}
 		return bd, err
 	}
-	return readInto(r, limit)
+	return readInto(r.Body, r.ContentLength, limit)
 }
 
-// readInto reads r's body into a buffer that grows as bytes arrive.
-func readInto(r *http.Request, limit int64) (*body, error) {
+// readInto reads src, want bytes (-1: unknown, to EOF), into a buffer
+// that grows as bytes arrive.
+func readInto(src io.Reader, want, limit int64) (*body, error) {
 	bd := &body{}
-	want := r.ContentLength // -1: unknown, read to EOF
 	for {
 		if len(bd.data) == cap(bd.data) {
 			if int64(len(bd.data)) > limit {
@@ -128,7 +128,7 @@ func readInto(r *http.Request, limit int64) (*body, error) {
 			copy(grown, bd.data)
 			bd.data = grown
 		}
-		n, err := r.Body.Read(bd.data[len(bd.data):cap(bd.data)])
+		n, err := src.Read(bd.data[len(bd.data):cap(bd.data)])
 		bd.data = bd.data[:len(bd.data)+n]
 		switch {
 		case err == io.EOF && (want < 0 || int64(len(bd.data)) == want):

@@ -2,14 +2,18 @@ package caddypush
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // bodyStats reads the body figures of /push/stats from an admin address.
@@ -41,6 +45,43 @@ func announce(t *testing.T, addr, path string, size, send int) net.Conn {
 		t.Fatal(err)
 	}
 	return conn
+}
+
+// stalledFrame opens a WebSocket to path on addr, sends the header of a
+// 100-byte text frame and 10 of its bytes, then nothing, and returns the
+// code and reason of the close frame the server sends.
+func stalledFrame(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path, addr)
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", res, err)
+	}
+	frame := append([]byte{0x81, 0x80 | 100, 0, 0, 0, 0}, strings.Repeat("x", 10)...) // masked with zeros
+	if _, err := conn.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		var head [2]byte
+		if _, err := io.ReadFull(br, head[:]); err != nil {
+			t.Fatalf("no close frame: %v", err)
+		}
+		payload := make([]byte, head[1]&0x7f) // a server's control frames are short and unmasked
+		if _, err := io.ReadFull(br, payload); err != nil {
+			t.Fatal(err)
+		}
+		if head[0]&0x0f == 8 && len(payload) >= 2 {
+			return int(payload[0])<<8 | int(payload[1]), string(payload[2:])
+		}
+	}
 }
 
 func heapInUse() uint64 {
@@ -89,7 +130,8 @@ func TestAnnouncedBodiesCostNothing(t *testing.T) {
 func TestBodyLimitsOnAFreshServer(t *testing.T) {
 	t.Parallel()
 	p := runCaddyGlobal(t, "\tpush {\n\t\tmax_body_memory 64k\n\t}",
-		"\troute /pub {\n\t\tpush_publisher {\n\t\t\tbody_timeout 1s\n\t\t}\n\t}")
+		"\troute /pub {\n\t\tpush_publisher {\n\t\t\tbody_timeout 1s\n\t\t}\n\t}\n"+
+			"\troute /ps {\n\t\tpush_pubsub {\n\t\t\tbody_timeout 1s\n\t\t}\n\t}")
 	addr := strings.TrimPrefix(p.url, "http://")
 
 	conn := announce(t, addr, "/pub?id=trickle", 100, 1)
@@ -116,6 +158,9 @@ func TestBodyLimitsOnAFreshServer(t *testing.T) {
 	}
 	t.Logf("a body trickling a byte every 200 ms cut after %v", time.Since(start).Round(time.Millisecond))
 	<-done
+	if code, reason := stalledFrame(t, addr, "/ps?id=trickle"); code != 1011 || reason != "408 Request Timeout" {
+		t.Fatalf("a WebSocket frame that stalls: close %d %q, want 1011 \"408 Request Timeout\"", code, reason)
+	}
 
 	big := announce(t, addr, "/pub?id=big", 100<<10, 40<<10)
 	waitFor(t, "the big body's first 40 KiB received", func() bool {
@@ -125,6 +170,13 @@ func TestBodyLimitsOnAFreshServer(t *testing.T) {
 	r := post(t, p.url+"/pub?id=small", "hello")
 	if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "max_body_memory") {
 		t.Fatalf("publish while max_body_memory is held: %d %v %q, want 503 with Retry-After", r.status, r.header, r.body)
+	}
+	ws := openWS(t, "ws://"+addr+"/ps?id=small", nil)
+	if err := ws.Write(context.Background(), websocket.MessageText, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if code, reason := wsClosed(t, ws); code != websocket.StatusInternalError || reason != "503 Service Unavailable" {
+		t.Fatalf("a WebSocket frame while max_body_memory is held: close %d %q, want 1011 \"503 Service Unavailable\"", code, reason)
 	}
 	big.Close()
 	waitFor(t, "the big body's memory released", func() bool {

@@ -409,25 +409,38 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 	// The read limit refuses a frame whose length on the wire is over
 	// max_message_size before any of it is read; a compressed frame is
 	// limited again as it inflates, so memory grows with what was sent,
-	// not with what the compression announces.
+	// not with what the compression announces. A message is read as a
+	// POST's body is: within body_timeout from its first frame's header,
+	// charged to max_body_memory as it arrives.
 	conn.SetReadLimit(pub.MaxMessageSize)
 	for {
-		op, data, err := readFrame(conn, pub.MaxMessageSize)
-		if errors.Is(err, errFrameTooBig) {
+		op, bd, err := readFrame(conn, pub.MaxMessageSize, time.Duration(pub.BodyTimeout))
+		switch {
+		case errors.Is(err, errFrameTooBig):
 			s.closeWebSocket(conn, websocket.CloseMessageTooBig, "")
 			return
-		}
-		if err != nil {
+		case errors.Is(err, errBodyMemory), errors.Is(err, errBodyTimeout):
+			status := http.StatusServiceUnavailable
+			if errors.Is(err, errBodyTimeout) {
+				status = http.StatusRequestTimeout
+			}
+			countPublish(status)
+			s.closeWebSocket(conn, websocket.CloseInternalServerErr, itoa(status)+" "+http.StatusText(status))
+			return
+		case err != nil:
 			return // closed, gone, or over the read limit (gorilla closed it with 1009)
 		}
+		data := bd.data
 		if h := testHookFrame.Load(); h != nil {
 			(*h)(data)
 		}
 		if len(keys) != 1 {
+			bd.release()
 			s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.")
 			return
 		}
 		res, err := s.store.Publish(keys[0], frameMessage(op, data, handshake), pub.opts)
+		bd.release()
 		if err != nil {
 			status, _ := refusal(err)
 			countPublish(status)
@@ -487,17 +500,32 @@ func publishingHeader(h http.Header) http.Header {
 var errFrameTooBig = errors.New("websocket message over max_message_size")
 
 // readFrame reads the next message of conn, at most limit bytes once
-// inflated (conn's read limit bounds only its bytes on the wire).
-func readFrame(conn *websocket.Conn, limit int64) (int, []byte, error) {
+// inflated (conn's read limit bounds only its bytes on the wire), within
+// timeout of its first frame's header (0: none), into a body charged to
+// max_body_memory, which the caller releases. Between messages a
+// connection may be idle for as long as it likes.
+func readFrame(conn *websocket.Conn, limit int64, timeout time.Duration) (int, *body, error) {
 	op, rd, err := conn.NextReader()
 	if err != nil {
 		return op, nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(rd, limit+1))
-	if err == nil && int64(len(data)) > limit {
-		err = errFrameTooBig
+	if timeout > 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(timeout))
 	}
-	return op, data, err
+	bodies.receiving.Add(1)
+	defer bodies.receiving.Add(-1)
+	bd, err := readInto(rd, -1, limit)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return op, nil, errFrameTooBig
+	case err != nil:
+		return op, nil, err
+	}
+	if timeout > 0 {
+		_ = conn.SetReadDeadline(time.Time{})
+	}
+	return op, bd, nil
 }
 
 // closeWebSocket sends a close frame; the read loop then ends.
