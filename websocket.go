@@ -430,30 +430,37 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 		case err != nil:
 			return // closed, gone, or over the read limit (gorilla closed it with 1009)
 		}
-		data := bd.data
-		if h := testHookFrame.Load(); h != nil {
-			(*h)(data)
-		}
-		if len(keys) != 1 {
-			bd.release()
-			s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.")
+		if !s.publishFrame(conn, handshake, keys, op, bd) {
 			return
 		}
-		res, err := s.store.Publish(keys[0], frameMessage(op, data, handshake), pub.opts)
-		bd.release()
-		if err != nil {
-			status, _ := refusal(err)
-			countPublish(status)
-			code := websocket.CloseInternalServerErr
-			s.closeWebSocket(conn, code, itoa(status)+" "+http.StatusText(status))
-			return
-		}
-		status := http.StatusAccepted
-		if res.Delivered > 0 {
-			status = http.StatusCreated
-		}
-		countPublish(status)
 	}
+}
+
+// publishFrame publishes a message a client sent on a pub/sub location,
+// and releases its body; it reports whether the connection stays open
+// (a refusal closes it).
+func (s *Subscriber) publishFrame(conn *websocket.Conn, handshake http.Header, keys []string, op int, bd *body) bool {
+	defer bd.release() // a panic included
+	if h := testHookFrame.Load(); h != nil {
+		(*h)(bd.data)
+	}
+	if len(keys) != 1 {
+		s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.")
+		return false
+	}
+	res, err := s.store.Publish(keys[0], frameMessage(op, bd.data, handshake), s.Publish.opts)
+	if err != nil {
+		status, _ := refusal(err)
+		countPublish(status)
+		s.closeWebSocket(conn, websocket.CloseInternalServerErr, itoa(status)+" "+http.StatusText(status))
+		return false
+	}
+	status := http.StatusAccepted
+	if res.Delivered > 0 {
+		status = http.StatusCreated
+	}
+	countPublish(status)
+	return true
 }
 
 // testHookFrame, set by the tests, is called with each frame a client
