@@ -206,12 +206,13 @@ func (s *Store) recheck(list []recheck) {
 		key    string
 		cursor string
 		gen    int64
+		regGen int64
 	}
 	var all []parked
 	s.mu.Lock()
 	for _, r := range list {
 		if r.m.Listed() && !r.m.pending {
-			all = append(all, parked{r, r.m.key, r.m.cursor, r.m.gen})
+			all = append(all, parked{r, r.m.key, r.m.cursor, r.m.gen, r.m.regGen})
 		} else {
 			s.setRechecking(r.m, false)
 		}
@@ -232,7 +233,7 @@ func (s *Store) recheck(list []recheck) {
 			for p := range work {
 				ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 				if p.m.stream {
-					if !s.catchUp(ctx, p.m, p.cursor, p.missed) {
+					if !s.catchUp(ctx, p.m, p.cursor, p.regGen, p.missed) {
 						fail(p.recheck)
 					}
 					cancel()
@@ -299,10 +300,13 @@ func (s *Store) retryRechecks(failed []recheck) {
 // that was not stored, that message; the stream then takes the channel's
 // gen, so the notifications after it apply as they come (those that
 // arrived meanwhile, at or below that gen, are in what was fetched). A
-// channel that is gone ends the stream as deleted. It reports false when
-// the fetch failed (the member is open to notifications again).
-func (s *Store) catchUp(ctx context.Context, m *member, cursor string, missed *note) bool {
-	res, err := s.run(ctx, scriptFetch, m.key, cursor)
+// channel that is gone, or was made again, since the stream registered (at
+// regGen) ends the stream as deleted, and a displacement since as
+// displaced: the notification that would have ended it was missed. It
+// reports false when the fetch failed (the member is open to
+// notifications again).
+func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen int64, missed *note) bool {
+	res, err := s.run(ctx, scriptFetch, m.key, cursor, regGen)
 	if h := testHookFetched.Load(); h != nil {
 		(*h)()
 	}
@@ -312,11 +316,15 @@ func (s *Store) catchUp(ctx context.Context, m *member, cursor string, missed *n
 		s.setRechecking(m, false)
 		return err == nil // a failure is tried again (retryRechecks)
 	}
-	if str(res[0]) == "nf" {
+	if kind := str(res[0]); kind == "nf" || kind == "displaced" {
 		s.unpark(m)
 		s.setRechecking(m, false)
 		m.counted = false
-		m.Queue.Close(pushstore.Deleted)
+		end := pushstore.Deleted
+		if kind == "displaced" {
+			end = pushstore.Displaced
+		}
+		m.Queue.Close(end)
 		return true
 	}
 	defer s.endRecheckLocked(m)

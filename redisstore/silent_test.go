@@ -130,3 +130,56 @@ func (p *silencer) pipe(dst, src net.Conn, born int) {
 		}
 	}
 }
+
+// TestStreamMissesDisplacement: a `last` subscriber on another instance
+// displaces a stream while the stream's instance hears nothing (its
+// connections silent): when that instance subscribes again and catches the
+// stream up, the stream ends Displaced. Before, the catch-up found the
+// channel there and the stream went on, displaced but streaming and
+// counted nowhere.
+func TestStreamMissesDisplacement(t *testing.T) {
+	quiet, pong, retry := notesQuiet, pongWait, recheckRetry
+	notesQuiet, pongWait, recheckRetry = 200*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
+	t.Cleanup(func() { notesQuiet, pongWait, recheckRetry = quiet, pong, retry })
+	srv := redistest.Start(t)
+	px := newSilencer(t, srv.Addr())
+	a := NewFromClient(redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), MaxRetries: -1,
+		ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}), "displace:", 0, nil)
+	a.Start()
+	t.Cleanup(func() { _ = a.Close() })
+	b := startOn(t, srv, "displace:")
+	waitFor(t, "a subscribed", a.subscribed.Load)
+	waitFor(t, "b subscribed", b.subscribed.Load)
+	subA, err := a.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subA.Cancel()
+	px.silence()
+	subB, err := b.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20, Concurrency: pushstore.Last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subB.Cancel()
+	if _, err := b.Publish("c", &pushstore.Message{Body: []byte("after")}, pub()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case <-subA.Ready():
+		case <-deadline:
+			t.Fatal("a's stream neither ended nor got anything 20 s after it was displaced")
+		}
+		ds, end := subA.Take(nil)
+		if len(ds) > 0 {
+			t.Fatalf("a's stream, displaced, got %q (end %v)", ds[0].Message.Body, end)
+		}
+		if end != pushstore.Open {
+			if end != pushstore.Displaced {
+				t.Fatalf("a's stream ended %v, want Displaced", end)
+			}
+			return
+		}
+	}
+}

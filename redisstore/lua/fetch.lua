@@ -1,10 +1,17 @@
 -- fetch.lua returns what a stream missed: the stored messages after its
 -- cursor, counted as delivered, and the channel's gen, so the stream takes
--- the notifications after that gen. Arguments: cursor score. Returns {nf}
--- (the channel is gone), or {ok, gen} followed by the id and stored
--- message of each message.
+-- the notifications after that gen. Arguments: cursor score, the gen the
+-- stream registered at. Returns {nf} (the channel is gone, or was made
+-- again since the stream registered: deleted, or lost by Redis),
+-- {displaced} (a `last` subscriber displaced it, a notification its
+-- instance missed), or {ok, gen} followed by the id and stored message of
+-- each message.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then return {'nf'} end
+if tonumber(M.sw or '0') > tonumber(ARGV[8]) then -- the stream counts were wiped since it registered
+  if redis.call('HGET', m, 'sx') == M.sw then return {'displaced'} end
+  return {'nf'}
+end
 local ids = redis.call('ZRANGEBYSCORE', q, '(' .. ARGV[7], '+inf')
 local out = {'ok', M.gen}
 for _, id in ipairs(ids) do

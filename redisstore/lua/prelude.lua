@@ -201,7 +201,7 @@ end
 local function displace(notes, keyheader)
   local g = fmt(redis.call('HINCRBY', m, 'gen', 1))
   redis.call('DEL', w, s)
-  redis.call('HSET', m, 'sw', g)
+  redis.call('HSET', m, 'sw', g, 'sx', g) -- sx: the gen of the last displacement
   M.gen, M.sw = g, g
   redis.call('PUBLISH', notes, 'x' .. g .. ' ' .. keyheader)
   return g
