@@ -23,18 +23,7 @@ import (
 // (until the kernel gave up on the connection, about 15 minutes), and a
 // failed recheck was not tried again until some later notification.
 func TestSilentNotesConnection(t *testing.T) {
-	quiet, pong, retry := notesQuiet, pongWait, recheckRetry
-	notesQuiet, pongWait, recheckRetry = 200*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
-	t.Cleanup(func() { notesQuiet, pongWait, recheckRetry = quiet, pong, retry })
-	srv := redistest.Start(t)
-	px := newSilencer(t, srv.Addr())
-	a := NewFromClient(redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), MaxRetries: -1,
-		ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}), "silent:", 0, nil)
-	a.Start()
-	t.Cleanup(func() { _ = a.Close() })
-	b := startOn(t, srv, "silent:")
-	waitFor(t, "a subscribed", a.subscribed.Load)
-	waitFor(t, "b subscribed", b.subscribed.Load)
+	a, b, px := silentPair(t, "silent:")
 	res, err := a.Subscribe("c", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
 	if err != nil || res.Sub == nil {
 		t.Fatal(res, err)
@@ -57,6 +46,25 @@ func TestSilentNotesConnection(t *testing.T) {
 	if ds, end := res.Sub.Take(nil); len(ds) != 1 || string(ds[0].Message.Body) != "m1" {
 		t.Fatalf("the long-poll got %d deliveries (end %v), want m1", len(ds), end)
 	}
+}
+
+// silentPair starts two stores on one redis-server, a (its connections
+// through a silencer, its listener and rechecks on short times) and b,
+// both subscribed.
+func silentPair(t *testing.T, prefix string) (a, b *Store, px *silencer) {
+	quiet, pong, retry := notesQuiet, pongWait, recheckRetry
+	notesQuiet, pongWait, recheckRetry = 200*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
+	t.Cleanup(func() { notesQuiet, pongWait, recheckRetry = quiet, pong, retry })
+	srv := redistest.Start(t)
+	px = newSilencer(t, srv.Addr())
+	a = NewFromClient(redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), MaxRetries: -1,
+		ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}), prefix, 0, nil)
+	a.Start()
+	t.Cleanup(func() { _ = a.Close() })
+	b = startOn(t, srv, prefix)
+	waitFor(t, "a subscribed", a.subscribed.Load)
+	waitFor(t, "b subscribed", b.subscribed.Load)
+	return a, b, px
 }
 
 // silencer is a TCP proxy to Redis whose connections open at silence go
@@ -138,18 +146,7 @@ func (p *silencer) pipe(dst, src net.Conn, born int) {
 // channel there and the stream went on, displaced but streaming and
 // counted nowhere.
 func TestStreamMissesDisplacement(t *testing.T) {
-	quiet, pong, retry := notesQuiet, pongWait, recheckRetry
-	notesQuiet, pongWait, recheckRetry = 200*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
-	t.Cleanup(func() { notesQuiet, pongWait, recheckRetry = quiet, pong, retry })
-	srv := redistest.Start(t)
-	px := newSilencer(t, srv.Addr())
-	a := NewFromClient(redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), MaxRetries: -1,
-		ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}), "displace:", 0, nil)
-	a.Start()
-	t.Cleanup(func() { _ = a.Close() })
-	b := startOn(t, srv, "displace:")
-	waitFor(t, "a subscribed", a.subscribed.Load)
-	waitFor(t, "b subscribed", b.subscribed.Load)
+	a, b, px := silentPair(t, "displace:")
 	subA, err := a.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
