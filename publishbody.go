@@ -90,8 +90,6 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	if r.ContentLength == 0 {
 		return &body{}, nil
 	}
-	bodies.receiving.Add(1)
-	defer bodies.receiving.Add(-1)
 	if timeout > 0 {
 		lift := bodyDeadline(w, r, timeout)
 		bd, err := readInto(r.Body, r.ContentLength, limit)
@@ -104,8 +102,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 }
 
 // readInto reads src, want bytes (-1: unknown, to EOF), into a buffer
-// that grows as bytes arrive.
+// that grows as bytes arrive, counted among the bodies being received.
 func readInto(src io.Reader, want, limit int64) (*body, error) {
+	bodies.receiving.Add(1)
+	defer bodies.receiving.Add(-1)
 	bd := &body{}
 	for {
 		if len(bd.data) == cap(bd.data) {

@@ -415,8 +415,9 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 	conn.SetReadLimit(pub.MaxMessageSize)
 	for {
 		op, bd, err := readFrame(conn, pub.MaxMessageSize, time.Duration(pub.BodyTimeout))
+		var tooBig *http.MaxBytesError
 		switch {
-		case errors.Is(err, errFrameTooBig):
+		case errors.As(err, &tooBig):
 			s.closeWebSocket(conn, websocket.CloseMessageTooBig, "")
 			return
 		case errors.Is(err, errBodyMemory), errors.Is(err, errBodyTimeout):
@@ -502,15 +503,12 @@ func publishingHeader(h http.Header) http.Header {
 	return kept
 }
 
-// errFrameTooBig is readFrame's refusal of a message that inflates past
-// its limit.
-var errFrameTooBig = errors.New("websocket message over max_message_size")
-
 // readFrame reads the next message of conn, at most limit bytes once
 // inflated (conn's read limit bounds only its bytes on the wire), within
 // timeout of its first frame's header (0: none), into a body charged to
-// max_body_memory, which the caller releases. Between messages a
-// connection may be idle for as long as it likes.
+// max_body_memory, which the caller releases; it fails as readInto does
+// (an *http.MaxBytesError past limit). Between messages a connection may
+// be idle for as long as it likes.
 func readFrame(conn *websocket.Conn, limit int64, timeout time.Duration) (int, *body, error) {
 	op, rd, err := conn.NextReader()
 	if err != nil {
@@ -519,14 +517,8 @@ func readFrame(conn *websocket.Conn, limit int64, timeout time.Duration) (int, *
 	if timeout > 0 {
 		_ = conn.SetReadDeadline(time.Now().Add(timeout))
 	}
-	bodies.receiving.Add(1)
-	defer bodies.receiving.Add(-1)
 	bd, err := readInto(rd, -1, limit)
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return op, nil, errFrameTooBig
-	case err != nil:
+	if err != nil {
 		return op, nil, err
 	}
 	if timeout > 0 {

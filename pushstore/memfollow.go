@@ -43,8 +43,8 @@ func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, er
 	ms.Preload(backlog)
 	if (req.OneShot || req.NoWait) && len(backlog) > 0 {
 		ms.Cancel() // answered: off every channel now
-		if d, ok := ms.Peek(); ok && fromBacklog(d, backlog) {
-			s.received(keys[d.Channel], d.Message)
+		if d, ok := ms.AnsweredFrom(backlog); ok {
+			s.receivedBacklog(keys, []Delivery{d})
 		}
 	}
 	return ms, nil
@@ -53,22 +53,14 @@ func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, er
 // errReleased is join's answer once ReleaseAll has begun.
 var errReleased = errors.New("pushstore: store released")
 
-func fromBacklog(d Delivery, backlog []Delivery) bool {
-	for _, b := range backlog {
-		if b.Message == d.Message {
-			return true
-		}
-	}
-	return false
-}
-
 // join registers subscription ms on the channel of key as its channel i,
 // after the concurrency and limit checks, and appends the channel's
 // backlog for cursor to backlog: every stored message after the cursor
 // for a stream (counted as delivered, with the recipient rules applied,
 // by receivedBacklog once every channel took the stream), the first one
 // only for a one-shot subscription (counted once it is known to be the one
-// sent, by received). An interval-poll (NoWait) is registered nowhere.
+// sent, by receivedBacklog too). An interval-poll (NoWait) is registered
+// nowhere.
 func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cursor MessageID, backlog []Delivery) ([]Delivery, error) {
 	now := s.now()
 	c, err := s.locked(key, req.Create, now)
@@ -117,11 +109,12 @@ func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cur
 	return backlog, nil
 }
 
-// receivedBacklog counts a stream's backlog as delivered, with the
-// recipient rules of each message still stored, once the stream is on
-// every channel: a stream refused by a later channel (404, 403, 409) takes
-// nothing from the earlier ones. The backlog is in channel order, each
-// channel's in the order its buffer holds them.
+// receivedBacklog counts a stream's backlog (or the one message a one-shot
+// subscription was answered with) as delivered, with the recipient rules
+// of each message still stored, once the subscription is on every
+// channel: one refused by a later channel (404, 403, 409) takes nothing
+// from the earlier ones. The backlog is in channel order, each channel's
+// in the order its buffer holds them.
 func (s *MemoryStore) receivedBacklog(keys []string, backlog []Delivery) {
 	s.delivered.Add(uint64(len(backlog)))
 	for i := 0; i < len(backlog); {
@@ -159,24 +152,5 @@ func (s *MemoryStore) receivedAll(key string, ds []Delivery) {
 	for _, st := range got { // afterDelivery may remove from c.msgs
 		st.received++
 		s.afterDelivery(c, st)
-	}
-}
-
-// received counts m, the message a one-shot subscription was answered
-// with from the backlog of key's channel, and applies its recipient rules
-// if it is still stored.
-func (s *MemoryStore) received(key string, m *Message) {
-	s.delivered.Add(1)
-	c, _ := s.locked(key, false, s.now())
-	if c == nil {
-		return
-	}
-	defer s.done(c)
-	for _, st := range c.msgs {
-		if st.Message == m {
-			st.received++
-			s.afterDelivery(c, st)
-			return
-		}
 	}
 }

@@ -212,6 +212,22 @@ func (q *Queue) Unpark() {
 	q.mu.Unlock()
 }
 
+// AnsweredFrom returns what a one-shot queue was answered with when that
+// is one of backlog's deliveries (not a live message pushed while it was
+// being registered): the message its store counts as received.
+func (q *Queue) AnsweredFrom(backlog []Delivery) (Delivery, bool) {
+	d, ok := q.Peek()
+	if !ok {
+		return d, false
+	}
+	for _, b := range backlog {
+		if b.Message == d.Message {
+			return d, true
+		}
+	}
+	return d, false
+}
+
 // Preload queues a subscription's backlog, merged with what was pushed
 // while it was being registered on its channels, all in Seq order (a
 // one-shot queue keeps the first). The backlog does not count against the

@@ -81,22 +81,11 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 	sub.Preload(backlog)
 	if oneShot && len(backlog) > 0 {
 		sub.Cancel() // answered from a backlog: off every channel now
-		if d, ok := sub.Peek(); ok && fromBacklog(d, backlog) {
+		if d, ok := sub.AnsweredFrom(backlog); ok {
 			s.received(keys[d.Channel], d.Message.ID)
 		}
 	}
 	return sub, nil
-}
-
-// fromBacklog reports whether d is one of backlog's (not a live message
-// that came while the channels were registered).
-func fromBacklog(d pushstore.Delivery, backlog []pushstore.Delivery) bool {
-	for _, b := range backlog {
-		if b.Message == d.Message {
-			return true
-		}
-	}
-	return false
 }
 
 // received counts the message a one-shot subscription was answered with
