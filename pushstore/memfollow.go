@@ -60,7 +60,7 @@ var errReleased = errors.New("pushstore: store released")
 // by receivedBacklog once every channel took the stream), the first one
 // only for a one-shot subscription (counted once it is known to be the one
 // sent, by receivedBacklog too). An interval-poll (NoWait) is registered
-// nowhere.
+// nowhere, nor is a one-shot subscription once it has a backlog.
 func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cursor MessageID, backlog []Delivery) ([]Delivery, error) {
 	now := s.now()
 	c, err := s.locked(key, req.Create, now)
@@ -95,7 +95,12 @@ func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cur
 			backlog = append(backlog, Delivery{Message: st.Message, Channel: i, Seq: st.seq})
 		}
 	}
-	if req.NoWait {
+	if req.NoWait || req.OneShot && len(backlog) > 0 {
+		// An interval-poll waits nowhere, nor does a one-shot one that
+		// has its answer: a later message of this channel pushed to it
+		// would be counted as received and not sent (Preload answers
+		// the older one). A message pushed from a channel joined before
+		// is the answer (Preload), and this backlog stays stored.
 		return backlog, nil
 	}
 	if s.closing.Load() {

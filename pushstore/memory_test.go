@@ -371,3 +371,76 @@ func TestRefusedStreamTakesNothing(t *testing.T) {
 		t.Fatalf("after it: %d messages, %d delivered; want 0, 1", info.Messages, s.Counters().Delivered)
 	}
 }
+
+// TestOneShotKeepsWhatWasCounted publishes on a multiplexed long-poll's
+// first channel while it registers on its second, which has a stored
+// message: the poll must not answer with one message while the other was
+// counted as received (and, with min_message_recipients 1, removed).
+func TestOneShotKeepsWhatWasCounted(t *testing.T) {
+	keep := PublishOptions{StoreMessages: true, MaxBufferLength: 10, ChannelTimeout: time.Hour}
+	rule := keep
+	rule.MinRecipients = 1
+	for _, tc := range []struct {
+		name       string
+		stored     []string // channel/body published before the poll
+		wantAnswer string
+		wantLeft   map[string]int // messages each channel still holds
+	}{
+		// a has nothing: the poll waits there, and a1 pushed to it is
+		// the answer; b0 stays for the next poll.
+		{"live", []string{"g/b/b0"}, "a1", map[string]int{"g/a": 0, "g/b": 1}},
+		// a has a0, the answer: the poll does not wait on a, and a1
+		// stays stored, uncounted.
+		{"backlog", []string{"g/a/a0", "g/b/b0"}, "a0", map[string]int{"g/a": 1, "g/b": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hook func()
+			clockCalls := 0
+			s := NewMemoryStore(1<<20, func() time.Time {
+				clockCalls++
+				if h := hook; h != nil {
+					hook = nil
+					h()
+				}
+				return time.Now()
+			})
+			for _, key := range []string{"g/a", "g/b"} {
+				if _, err := s.Touch(key, time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, p := range tc.stored {
+				if _, err := s.Publish(p[:3], &Message{Body: []byte(p[4:])}, rule); err != nil {
+					t.Fatal(err)
+				}
+			}
+			hook = func() { // the first channel's join reads the clock: arm the second's
+				hook = func() {
+					if _, err := s.Publish("g/a", &Message{Body: []byte("a1")}, rule); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			sub, err := s.Follow([]string{"g/a", "g/b"}, FollowRequest{OneShot: true, HasCursor: true, Cursors: []MessageID{{}, {}}})
+			if err != nil || sub == nil {
+				t.Fatalf("follow: %v %v", sub, err)
+			}
+			ds, end := sub.Take(nil)
+			sub.Cancel()
+			if hook != nil {
+				t.Fatalf("the publication during the second join did not run (%d clock reads)", clockCalls)
+			}
+			if len(ds) != 1 || end != Done || string(ds[0].Message.Body) != tc.wantAnswer {
+				t.Fatalf("answered %d messages (end %d), want %q", len(ds), end, tc.wantAnswer)
+			}
+			for key, want := range tc.wantLeft {
+				if info, _ := s.Info(key); info.Messages != want {
+					t.Errorf("%s holds %d messages, want %d", key, info.Messages, want)
+				}
+			}
+			if got := s.Counters().Delivered; got != 1 {
+				t.Errorf("delivered counter %d, want 1", got)
+			}
+		})
+	}
+}

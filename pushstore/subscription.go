@@ -229,8 +229,9 @@ func (q *Queue) AnsweredFrom(backlog []Delivery) (Delivery, bool) {
 }
 
 // Preload queues a subscription's backlog, merged with what was pushed
-// while it was being registered on its channels, all in Seq order (a
-// one-shot queue keeps the first). The backlog does not count against the
+// while it was being registered on its channels, all in Seq order. A
+// one-shot queue keeps the first, or the message pushed to it if that
+// message's channel has no backlog (the store counted it as sent). The backlog does not count against the
 // limit (it is bounded by the channels' buffers).
 func (q *Queue) Preload(backlog []Delivery) {
 	if len(backlog) == 0 {
@@ -242,10 +243,21 @@ func (q *Queue) Preload(backlog []Delivery) {
 		return
 	}
 	q.sink = nil // the backlog goes first, through the queue
-	merged := append(backlog, q.items...)
+	live := q.items
+	merged := append(backlog, live...)
 	slices.SortStableFunc(merged, func(a, b Delivery) int { return cmp.Compare(a.Seq, b.Seq) })
 	if q.once {
 		merged = merged[:1]
+		if len(live) > 0 && !slices.ContainsFunc(backlog, func(b Delivery) bool { return b.Channel == live[0].Channel }) {
+			// A message pushed while the subscription was being
+			// registered was counted as received (its recipient rules
+			// may have removed it): it is the answer. The older
+			// backlog stays stored, uncounted, for the next poll; only
+			// a backlog of the live message's own channel goes first
+			// (its store did not count that one: it does not wait on a
+			// channel it answers from).
+			merged = live[:1]
+		}
 		q.end = Done
 	}
 	q.items = merged

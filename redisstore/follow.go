@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddypush/caddy-push/pushstore"
@@ -74,6 +75,9 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 			continue
 		}
 		s.settle(m, num(res[2]), last, time.Duration(num(res[4]))*time.Millisecond)
+		if h := testHookFollowed.Load(); h != nil {
+			(*h)(i)
+		}
 	}
 	if req.NoWait && len(backlog) == 0 {
 		return nil, nil
@@ -87,6 +91,9 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 	}
 	return sub, nil
 }
+
+// testHookFollowed runs after a Follow's channel i waits for messages.
+var testHookFollowed atomic.Pointer[func(i int)]
 
 // received counts the message a one-shot subscription was answered with
 // from the backlog of key's channel, and applies its recipient rules
