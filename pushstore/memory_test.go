@@ -342,36 +342,6 @@ func TestIDsNeverGoBackwardsAcrossIncarnations(t *testing.T) {
 	}
 }
 
-// TestRefusedStreamTakesNothing: a stream on two channels refused by the
-// second (it does not exist, and subscribers may not make it) leaves the
-// first channel's backlog as it was: before, it was counted as received
-// while registering, and min_message_recipients 1 removed a message
-// nobody was sent.
-func TestRefusedStreamTakesNothing(t *testing.T) {
-	s := NewMemoryStore(1<<20, nil)
-	o := PublishOptions{StoreMessages: true, MaxBufferLength: 10, MinRecipients: 1, MessageTimeout: time.Hour, ChannelTimeout: time.Hour}
-	if _, err := s.Publish("g/a", &Message{Body: []byte("only copy")}, o); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Follow([]string{"g/a", "g/missing"}, FollowRequest{QueueBytes: 1 << 20}); err != ErrChannelNotFound {
-		t.Fatalf("follow: %v, want ErrChannelNotFound", err)
-	}
-	if info, _ := s.Info("g/a"); info.Messages != 1 || s.Counters().Delivered != 0 {
-		t.Fatalf("after the refused stream: %d messages, %d delivered; want 1, 0", info.Messages, s.Counters().Delivered)
-	}
-	sub, err := s.Follow([]string{"g/a"}, FollowRequest{QueueBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Cancel()
-	if ds, _ := sub.Take(nil); len(ds) != 1 || string(ds[0].Message.Body) != "only copy" {
-		t.Fatalf("the next stream got %d messages", len(ds))
-	}
-	if info, _ := s.Info("g/a"); info.Messages != 0 || s.Counters().Delivered != 1 {
-		t.Fatalf("after it: %d messages, %d delivered; want 0, 1", info.Messages, s.Counters().Delivered)
-	}
-}
-
 // TestOneShotKeepsWhatWasCounted publishes on a multiplexed long-poll's
 // first channel while it registers on its second, which has a stored
 // message: the poll must not answer with one message while the other was

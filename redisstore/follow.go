@@ -32,6 +32,7 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 		mode = "o"
 	}
 	var backlog []pushstore.Delivery
+	uncounted := 0 // the backlog of channels before the last, for a stream
 	for i, key := range keys {
 		m := &sub.members[i]
 		m.key = key
@@ -42,7 +43,11 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 		if !req.NoWait {
 			s.register(m)
 		}
-		res, err := s.run(s.ctx, scriptFollow, key, b01(req.Create), cursor, mode, int(req.Concurrency),
+		chMode := mode
+		if mode == "s" && i < len(keys)-1 {
+			chMode = "t" // counted once every channel took the stream
+		}
+		res, err := s.run(s.ctx, scriptFollow, key, b01(req.Create), cursor, chMode, int(req.Concurrency),
 			req.MaxWaiters, s.instance, s.notes, keyHeader(key), keyCost(key))
 		if err == nil {
 			err = followRefusal(res)
@@ -60,8 +65,10 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 			msg, seq := newMessage(parseID(str(res[j])), str(res[j+1]))
 			backlog = append(backlog, pushstore.Delivery{Message: msg, Channel: i, Seq: seq})
 		}
-		if !oneShot {
+		if chMode == "s" {
 			s.delivered.Add(uint64(len(backlog) - n))
+		} else if chMode == "t" {
+			uncounted = len(backlog)
 		}
 		if req.NoWait {
 			continue
@@ -82,11 +89,12 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 	if req.NoWait && len(backlog) == 0 {
 		return nil, nil
 	}
+	s.receivedBacklog(keys, backlog[:uncounted])
 	sub.Preload(backlog)
 	if oneShot && len(backlog) > 0 {
 		sub.Cancel() // answered from a backlog: off every channel now
 		if d, ok := sub.AnsweredFrom(backlog); ok {
-			s.received(keys[d.Channel], d.Message.ID)
+			s.received(keys[d.Channel], []pushstore.Delivery{d})
 		}
 	}
 	return sub, nil
@@ -95,15 +103,35 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 // testHookFollowed runs after a Follow's channel i waits for messages.
 var testHookFollowed atomic.Pointer[func(i int)]
 
-// received counts the message a one-shot subscription was answered with
-// from the backlog of key's channel, and applies its recipient rules
-// (only the one sent is counted: the others' channels had one too). A
-// failure leaves it uncounted, as if it had not been received.
-func (s *Store) received(key string, id pushstore.MessageID) {
-	s.delivered.Add(1)
+// receivedBacklog counts the backlog of a stream's channels before its
+// last (in channel order) as delivered once every channel took the
+// stream: one refused by a later channel (404, 403, 409) takes nothing
+// from the earlier ones. The last channel's script counted its own.
+func (s *Store) receivedBacklog(keys []string, backlog []pushstore.Delivery) {
+	for i := 0; i < len(backlog); {
+		j := i
+		for j < len(backlog) && backlog[j].Channel == backlog[i].Channel {
+			j++
+		}
+		s.received(keys[backlog[i].Channel], backlog[i:j])
+		i = j
+	}
+}
+
+// received counts ds, messages of key's channel in its order, as
+// delivered and applies their recipient rules: the backlog of a stream's
+// channel, or the message a one-shot subscription was answered with from
+// a backlog (only the one sent is counted: the others' channels had one
+// too). A failure leaves them uncounted, as if they had not been received.
+func (s *Store) received(key string, ds []pushstore.Delivery) {
+	s.delivered.Add(uint64(len(ds)))
+	args := make([]any, len(ds))
+	for i, d := range ds {
+		args[i] = d.Message.ID.String()
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 	defer cancel()
-	_, _ = s.run(ctx, scriptReceived, key, id.String())
+	_, _ = s.run(ctx, scriptReceived, key, args...)
 }
 
 // followRefusal reads a refusal of the follow script.

@@ -36,6 +36,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 		{"BufferRules", bufferRules},
 		{"RecipientRules", recipientRules},
 		{"OneShotCountsOnlyWhatItSends", oneShotCounts},
+		{"RefusedStreamTakesNothing", refusedStream},
 		{"ExpiryAndChannelTimeout", expiryAndChannelTimeout},
 		{"SubscriptionsBroadcastDeleteAndConcurrency", subscriptions},
 		{"AuthorizedOnlyAndStartNewest", authorizedAndNewest},
@@ -251,6 +252,75 @@ func oneShotCounts(t *testing.T, h *Harness) {
 		if info, _ := s.Info(b); info.Messages != 2 {
 			t.Errorf("%+v: %s holds %d, want b1 and b2, sent to nobody", req, b, info.Messages)
 		}
+	}
+}
+
+// refusedStream: a stream on several channels refused by a later one (not
+// found, or a conflict) counts nothing of the earlier ones' backlogs, so
+// min_message_recipients 1 removes nothing; the next stream gets it all.
+func refusedStream(t *testing.T, h *Harness) {
+	s := h.Store
+	o := Pub
+	o.MinRecipients = 1
+	o.MinBufferLength = 0
+	Publish(t, s, "/ra", "a1", o)
+	Publish(t, s, "/ra", "a2", o)
+	Publish(t, s, "/rb", "b1", o)
+	busy, err := s.Follow([]string{"/rc"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Cancel()
+	delivered := s.Counters().Delivered
+	for _, tc := range []struct {
+		keys []string
+		want error
+	}{
+		{[]string{"/ra", "/rb", "/missing"}, pushstore.ErrChannelNotFound},
+		{[]string{"/ra", "/rb", "/rc"}, pushstore.ErrConflict},
+	} {
+		sub, err := s.Follow(tc.keys, pushstore.FollowRequest{QueueBytes: 1 << 20, Concurrency: pushstore.First})
+		if err != tc.want {
+			if sub != nil {
+				sub.Cancel()
+			}
+			t.Fatalf("follow %v: %v, want %v", tc.keys, err, tc.want)
+		}
+		a, _ := s.Info("/ra")
+		b, _ := s.Info("/rb")
+		if a.Messages != 2 || b.Messages != 1 || s.Counters().Delivered != delivered {
+			t.Fatalf("after the stream refused (%v): /ra holds %d, /rb %d, %d delivered; want 2, 1, %d",
+				tc.want, a.Messages, b.Messages, s.Counters().Delivered, delivered)
+		}
+	}
+	sub, err := s.Follow([]string{"/ra", "/rb"}, pushstore.FollowRequest{QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	var got []string
+	for len(got) < 3 {
+		select {
+		case <-sub.Ready():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the next stream got %q within 10 s", got)
+		}
+		ds, end := sub.Take(nil)
+		for _, d := range ds {
+			got = append(got, string(d.Message.Body))
+		}
+		if end != pushstore.Open {
+			t.Fatalf("the next stream ended %v after %q", end, got)
+		}
+		sub.Sent()
+	}
+	if fmt.Sprint(got) != "[a1 a2 b1]" {
+		t.Fatalf("the next stream got %q, want a1 a2 b1", got)
+	}
+	a, _ := s.Info("/ra")
+	b, _ := s.Info("/rb")
+	if a.Messages != 0 || b.Messages != 0 {
+		t.Fatalf("after it: /ra holds %d, /rb %d; want both received and removed", a.Messages, b.Messages)
 	}
 }
 

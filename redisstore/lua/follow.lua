@@ -2,22 +2,24 @@
 -- stream, counted in s until it leaves; a one-shot subscriber (a
 -- multiplexed long-poll), counted in w as a parked long-poll when it has
 -- nothing to be sent now; or an interval-poll, not registered. Arguments:
--- create (0/1), cursor (see resolve), mode (s stream, o one-shot, n
--- interval-poll), concurrency (0 broadcast, 1 first, 2 last), max
+-- create (0/1), cursor (see resolve), mode (s stream, t stream whose
+-- backlog received.lua counts once its later channels took it too, o
+-- one-shot, n interval-poll), concurrency (0 broadcast, 1 first, 2 last), max
 -- subscribers, instance, notes channel, key header, key cost. Returns
 -- {nf}, {conflict, expired}, {toomany, expired}, or {ok, expired, gen,
 -- cursor, channel timeout} followed by the id and stored message of each
 -- stored message after the cursor (the first only, but for a stream). A
--- stream's are counted as delivered; a one-shot's first is counted by
--- received.lua once it is the one sent.
+-- stream's are counted as delivered (by received.lua for mode t); a
+-- one-shot's first is counted by received.lua once it is the one sent.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 local cur = enter()
 if not cur then return {'nf'} end
 local mode = ARGV[9]
+local stream = mode == 's' or mode == 't'
 local refused = admit()
 if refused then return {refused, expired} end
 local ids
-if mode == 's' then
+if stream then
   ids = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf')
 else
   ids = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 1)
@@ -31,7 +33,7 @@ if mode == 's' then
   for _, id in ipairs(ids) do delivered(id, 1) end
 end
 local written = {}
-if mode == 's' then
+if stream then
   streamCount(ARGV[12], 1)
   written = {s}
 elseif mode == 'o' and #ids == 0 and redis.call('HINCRBY', w, ARGV[12], 1) == 1 then
