@@ -25,7 +25,7 @@ func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, er
 			cursor = req.Cursors[i]
 		}
 		var err error
-		if backlog, err = s.join(ms, i, key, req, cursor, backlog); err != nil {
+		if backlog, err = s.join(ms, i, key, req.On(keys, i), cursor, backlog); err != nil {
 			ms.Cancel()
 			if err == errReleased {
 				ms.Close(Shutdown)

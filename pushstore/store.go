@@ -14,6 +14,7 @@ package pushstore
 
 import (
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -232,6 +233,18 @@ type FollowRequest struct {
 	OnBehind    func()
 	Concurrency Concurrency
 	MaxWaiters  int // 0: unlimited
+}
+
+// On returns req as it applies to the channel at position i of keys. A
+// channel named again (?ids=a,a) is followed again, as nchan does (each
+// message comes once per position), and the subscription is no second
+// subscriber of it for the concurrency and limit checks: it neither
+// refuses nor displaces itself.
+func (req FollowRequest) On(keys []string, i int) FollowRequest {
+	if (req.Concurrency != Broadcast || req.MaxWaiters > 0) && slices.Contains(keys[:i], keys[i]) {
+		req.Concurrency, req.MaxWaiters = Broadcast, 0
+	}
+	return req
 }
 
 // SubscribeResult is the outcome of Subscribe: an immediate message, a

@@ -47,8 +47,9 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 		if mode == "s" && i < len(keys)-1 {
 			chMode = "t" // counted once every channel took the stream
 		}
-		res, err := s.run(s.ctx, scriptFollow, key, b01(req.Create), cursor, chMode, int(req.Concurrency),
-			req.MaxWaiters, s.instance, s.notes, keyHeader(key), keyCost(key))
+		on := req.On(keys, i)
+		res, err := s.run(s.ctx, scriptFollow, key, b01(req.Create), cursor, chMode, int(on.Concurrency),
+			on.MaxWaiters, s.instance, s.notes, keyHeader(key), keyCost(key))
 		if err == nil {
 			err = followRefusal(res)
 		}

@@ -37,6 +37,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 		{"RecipientRules", recipientRules},
 		{"OneShotCountsOnlyWhatItSends", oneShotCounts},
 		{"RefusedStreamTakesNothing", refusedStream},
+		{"ChannelNamedTwice", channelNamedTwice},
 		{"ExpiryAndChannelTimeout", expiryAndChannelTimeout},
 		{"SubscriptionsBroadcastDeleteAndConcurrency", subscriptions},
 		{"AuthorizedOnlyAndStartNewest", authorizedAndNewest},
@@ -321,6 +322,44 @@ func refusedStream(t *testing.T, h *Harness) {
 	b, _ := s.Info("/rb")
 	if a.Messages != 0 || b.Messages != 0 {
 		t.Fatalf("after it: /ra holds %d, /rb %d; want both received and removed", a.Messages, b.Messages)
+	}
+}
+
+// channelNamedTwice: a stream naming one channel twice gets each message
+// once per position (as nchan), and with concurrency first or last, or a
+// subscriber limit of 1, it neither refuses nor displaces itself.
+func channelNamedTwice(t *testing.T, h *Harness) {
+	s := h.Store
+	for _, req := range []pushstore.FollowRequest{
+		{Concurrency: pushstore.First}, {Concurrency: pushstore.Last}, {MaxWaiters: 1},
+	} {
+		key := fmt.Sprintf("/twice%d-%d", req.Concurrency, req.MaxWaiters)
+		req.Create, req.QueueBytes = true, 1<<20
+		sub, err := s.Follow([]string{key, "/other", key}, req)
+		if err != nil {
+			t.Fatalf("%+v: %v", req, err)
+		}
+		Publish(t, s, key, "m", Pub)
+		var channels []int
+		for len(channels) < 2 {
+			select {
+			case <-sub.Ready():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%+v: got %v within 10 s, want positions 0 and 2", req, channels)
+			}
+			ds, end := sub.Take(nil)
+			for _, d := range ds {
+				channels = append(channels, d.Channel)
+			}
+			if end != pushstore.Open {
+				t.Fatalf("%+v: ended %v after %v", req, end, channels)
+			}
+			sub.Sent()
+		}
+		sub.Cancel()
+		if fmt.Sprint(channels) != "[0 2]" {
+			t.Fatalf("%+v: the message came at positions %v, want [0 2]", req, channels)
+		}
 	}
 }
 
