@@ -90,7 +90,7 @@ func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
 	}
 	// The connection is no longer the HTTP server's: the exit waits for
 	// the stream's end (the goroutine that runs it calls Done).
-	hijacked.Add(1)
+	hijacked.Add()
 	directStreams.Add(1)
 	go d.watch()
 	return d

@@ -207,7 +207,7 @@ func (h stoppingHandler) Handle(context.Context, caddy.Event) error {
 	// The streams on hijacked connections (WebSockets, direct HTTP/1.1
 	// streams) now write their ends; let them finish before the process
 	// goes.
-	if !waitHijacked(2 * time.Second) {
+	if !hijacked.wait(2 * time.Second) {
 		h.app.logger.Warn("hijacked streams still closing at exit")
 	}
 	return nil

@@ -70,28 +70,6 @@ const wsCloseWait = 250 * time.Millisecond
 // dropped) before the close.
 const wsRefusedDrain = 1 << 20
 
-// hijacked counts the streams running on connections taken over from the
-// HTTP server (WebSockets, and direct HTTP/1.1 streams): its shutdown does
-// not wait for them; the push app does, briefly, at exit (see
-// stoppingHandler).
-var hijacked sync.WaitGroup
-
-// waitHijacked waits up to d for every hijacked stream to end, and
-// reports whether they did.
-func waitHijacked(d time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		hijacked.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-time.After(d):
-		return false
-	}
-}
-
 // wsWriteBuffers is the write buffer pool of every connection: an idle
 // connection holds none.
 var wsWriteBuffers sync.Pool
@@ -335,7 +313,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 		ended()
 		return // the upgrader answered
 	}
-	hijacked.Add(1) // the exit waits for the stream's end
+	hijacked.Add() // the exit waits for the stream's end
 	ww := &wsWriter{conn: conn, meta: conn.Subprotocol() == metaProtocol}
 	if !offersDeflate(r.Header) {
 		ww.wc, _ = conn.NetConn().(*wsConn) // hijacker's
