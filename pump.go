@@ -69,12 +69,12 @@ type pump struct {
 	// end of its linger (one runtime timer, moved only when the next of
 	// them comes earlier than it is set for).
 	timer   *time.Timer
-	timerAt int64 // when it is set to fire, unix ns; 0: not set
+	timerAt int64 // when it is set to fire, nanotime; 0: not set
 	ping    time.Duration
-	pingAt  int64 // unix ns
+	pingAt  int64 // nanotime
 	timeout time.Duration
-	armed   int64        // when a message last restarted the timeout, unix ns
-	sent    atomic.Int64 // when a parked write last sent a message, unix ns
+	armed   int64        // when a message last restarted the timeout (nanotime)
+	sent    atomic.Int64 // when a parked write last sent a message, nanotime
 	kick    chan struct{}
 
 	// While it waits with nothing queued, the stream is parked: the
@@ -92,7 +92,7 @@ type pump struct {
 	// What the goroutine that ends the stream runs last (done), and where
 	// a panic in the stream is logged (log). A stream that may detach has
 	// the wake the queue calls (wakeFn, nil for one that may not), its
-	// state, and when a queued delivery last woke it (unix ns).
+	// state, and when a queued delivery last woke it (nanotime).
 	done      func()
 	log       *zap.Logger
 	state     atomic.Int32
@@ -128,7 +128,7 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, ids *runn
 		}
 		p.sink = func(d pushstore.Delivery) bool {
 			if p.timeout > 0 {
-				p.sent.Store(time.Now().UnixNano())
+				p.sent.Store(nanotime())
 			}
 			return send(d.Message)
 		}
@@ -137,7 +137,7 @@ func (s *Subscriber) pump(sw streamWriter, sub pushstore.Subscription, ids *runn
 		p.wakeFn = p.wake
 		lv.pump.Store(p)
 	}
-	now := time.Now().UnixNano()
+	now := nanotime()
 	p.armed = now
 	if ping > 0 {
 		p.pingAt = now + int64(ping)
@@ -183,7 +183,7 @@ func (p *pump) deliver() bool {
 	p.unpark()
 	var now int64
 	if p.timeout > 0 || p.wakeFn != nil {
-		now = time.Now().UnixNano()
+		now = nanotime()
 	}
 	if p.wakeFn != nil {
 		p.lastWoken = now
@@ -227,7 +227,7 @@ func (p *pump) tick() bool {
 	if h := testHookTick.Load(); h != nil {
 		(*h)(p)
 	}
-	now := time.Now().UnixNano()
+	now := nanotime()
 	p.timerAt = 0
 	if p.ping > 0 && now >= p.pingAt {
 		p.unpark()
@@ -304,7 +304,7 @@ func (p *pump) fire() {
 // Whatever came before the state says detached is seen here; whatever
 // comes after it finds the stream detached and wakes it.
 func (p *pump) detach() bool {
-	now := time.Now().UnixNano()
+	now := nanotime()
 	if p.lastWoken > 0 && now-p.lastWoken < int64(detachLinger) {
 		p.arm(now)
 		return false
@@ -419,3 +419,13 @@ func (p *pump) contain() {
 	p.sw.closeAfter()
 	p.finish()
 }
+
+// clockStart anchors nanotime.
+var clockStart = time.Now()
+
+// nanotime is the stream timers' clock: nanoseconds on the monotonic
+// clock since the process started, plus one (0 means none). A step of
+// the wall clock (a settime, an NTP step) does not move it: it would end
+// streams early with 408, hold their pings back, or end a WebSocket whose
+// pong seemed older than its ping.
+func nanotime() int64 { return int64(time.Since(clockStart)) + 1 }

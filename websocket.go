@@ -110,7 +110,7 @@ type wsWriter struct {
 	lazy     lazyDeadline // raw: wsWriteTimeout
 	deadline bool         // gorilla: set for the batch being written
 	lastPong atomic.Int64
-	pinged   int64 // when the last ping was sent, unix ns
+	pinged   int64 // when the last ping was sent (nanotime)
 	scratch  []byte
 }
 
@@ -199,7 +199,7 @@ func (ww *wsWriter) ping() error {
 	if ww.pinged != 0 && ww.lastPong.Load() < ww.pinged {
 		return errors.New("no pong")
 	}
-	ww.pinged = time.Now().UnixNano()
+	ww.pinged = nanotime()
 	return ww.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteTimeout))
 }
 
@@ -327,7 +327,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	// A client that takes nothing cannot read a close frame either.
 	st.open(func() { _ = conn.UnderlyingConn().Close() })
 	conn.SetPongHandler(func(string) error {
-		ww.lastPong.Store(time.Now().UnixNano())
+		ww.lastPong.Store(nanotime())
 		return nil
 	})
 	// A client's ping is answered within the stream's write budget, not
