@@ -78,3 +78,56 @@ func take(t *testing.T, sub pushstore.Subscription) string {
 	}
 	return string(ds[0].Message.Body)
 }
+
+// TestCatchUpSendsUnstoredMessages: a message that is not stored
+// (store_messages off) and whose notification the instance received while
+// a stream was being caught up must reach the stream: the fetch cannot
+// return it. It is published just before the catch-up's fetch, which
+// waits until its notification was held.
+func TestCatchUpSendsUnstoredMessages(t *testing.T) {
+	srv := redistest.Start(t)
+	s := startOn(t, srv, "unstored:")
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	sub, err := s.Follow([]string{"u"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	unstored := pub()
+	unstored.StoreMessages = false
+	if _, err := s.Publish("u", &pushstore.Message{Body: []byte("before")}, unstored); err != nil {
+		t.Fatal(err)
+	}
+	if got := take(t, sub); got != "before" {
+		t.Fatalf("first message: %q", got)
+	}
+
+	delivered := make(chan struct{}, 16)
+	onDelivered := func() { delivered <- struct{}{} }
+	var once sync.Once
+	onFetching := func() {
+		once.Do(func() {
+			if _, err := s.Publish("u", &pushstore.Message{Body: []byte("during")}, unstored); err != nil {
+				t.Error(err)
+				return
+			}
+			select {
+			case <-delivered:
+			case <-time.After(5 * time.Second):
+				t.Error("the notification of the message published during the catch-up never came")
+			}
+		})
+	}
+	testHookDelivered.Store(&onDelivered)
+	testHookFetching.Store(&onFetching)
+	t.Cleanup(func() { testHookDelivered.Store(nil); testHookFetching.Store(nil) })
+
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	if err := admin.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := take(t, sub); got != "during" {
+		t.Fatalf("after the catch-up: %q", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -306,6 +307,9 @@ func (s *Store) retryRechecks(failed []recheck) {
 // reports false when the fetch failed (the member is open to
 // notifications again).
 func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen int64, missed *note) bool {
+	if h := testHookFetching.Load(); h != nil {
+		(*h)()
+	}
 	res, err := s.run(ctx, scriptFetch, m.key, cursor, regGen)
 	if h := testHookFetched.Load(); h != nil {
 		(*h)()
@@ -337,15 +341,48 @@ func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen in
 		}
 		last = id
 	}
-	if missed != nil && missed.kind == 'm' && missed.msg.ID.After(last) {
-		if !s.catchUpSend(m, missed.msg, missed.seq) {
-			return true
+	gen := num(res[1])
+	for _, n := range heard(s.local[m.key], missed, m.gen, gen) {
+		if n.msg.ID.After(last) {
+			if !s.catchUpSend(m, n.msg, n.seq) {
+				return true
+			}
+			last = n.msg.ID
 		}
 	}
-	if gen := num(res[1]); gen > m.gen {
+	if gen > m.gen {
 		m.gen = gen
 	}
 	return true
+}
+
+// heard returns the messages a stream at gen from missed while the
+// instance heard them, up to gen to (the fetch's): the notification that
+// showed the gap and those held on lc while the stream was rechecked, in
+// id order. The fetch returned those still stored; the others (published
+// with store_messages off) are sent from here, after it.
+func heard(lc *localChannel, missed *note, from, to int64) []*note {
+	var ns []*note
+	if missed != nil && missed.kind == 'm' {
+		ns = append(ns, missed)
+	}
+	if lc != nil {
+		for i := range lc.notes {
+			if n := &lc.notes[i]; n.kind == 'm' && n.gen > from && n.gen <= to {
+				ns = append(ns, n)
+			}
+		}
+	}
+	slices.SortFunc(ns, func(a, b *note) int {
+		switch {
+		case a.msg.ID.After(b.msg.ID):
+			return 1
+		case b.msg.ID.After(a.msg.ID):
+			return -1
+		}
+		return 0
+	})
+	return ns
 }
 
 // catchUpSend queues one caught-up message; s.mu is held. It reports
@@ -363,9 +400,9 @@ func (s *Store) catchUpSend(m *member, msg *pushstore.Message, seq uint64) bool 
 	return open
 }
 
-// Test hooks: after a catch-up's fetch, and after a notification is
-// applied.
-var testHookFetched, testHookDelivered atomic.Pointer[func()]
+// Test hooks: before and after a catch-up's fetch, and after a
+// notification is applied.
+var testHookFetching, testHookFetched, testHookDelivered atomic.Pointer[func()]
 
 // parseCursorScore turns a sorted-set score back into the id it follows.
 func parseCursorScore(score string) pushstore.MessageID {
