@@ -40,12 +40,15 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 		if req.HasCursor && i < len(req.Cursors) {
 			cursor = cursorScore(true, req.Cursors[i], req.Start)
 		}
-		if !req.NoWait {
-			s.register(m)
-		}
 		chMode := mode
-		if mode == "s" && i < len(keys)-1 {
+		switch {
+		case mode == "s" && i < len(keys)-1:
 			chMode = "t" // counted once every channel took the stream
+		case mode == "o" && len(backlog) > 0:
+			chMode = "n" // answered: it looks, and waits nowhere
+		}
+		if chMode != "n" {
+			s.register(m)
 		}
 		on := req.On(keys, i)
 		res, err := s.run(s.ctx, scriptFollow, key, b01(req.Create), cursor, chMode, int(on.Concurrency),
@@ -54,7 +57,7 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 			err = followRefusal(res)
 		}
 		if err != nil {
-			if !req.NoWait {
+			if chMode != "n" {
 				s.unregister(m)
 			}
 			sub.Cancel()
@@ -71,7 +74,7 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 		} else if chMode == "t" {
 			uncounted = len(backlog)
 		}
-		if req.NoWait {
+		if chMode == "n" {
 			continue
 		}
 		last := str(res[3])
