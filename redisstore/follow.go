@@ -47,8 +47,10 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 		case mode == "o" && len(backlog) > 0:
 			chMode = "n" // answered: it looks, and waits nowhere
 		}
-		if chMode != "n" {
-			s.register(m)
+		if chMode != "n" && !s.register(m) {
+			sub.Cancel()
+			sub.Close(pushstore.Shutdown)
+			return sub, nil
 		}
 		on := req.On(keys, i)
 		res, err := s.run(s.ctx, scriptFollow, key, b01(req.Create), cursor, chMode, int(on.Concurrency),

@@ -404,6 +404,9 @@ func (s *Store) catchUpSend(m *member, msg *pushstore.Message, seq uint64) bool 
 // notification is applied.
 var testHookFetching, testHookFetched, testHookDelivered atomic.Pointer[func()]
 
+// testHookRegister runs as a subscriber's registration begins.
+var testHookRegister atomic.Pointer[func()]
+
 // parseCursorScore turns a sorted-set score back into the id it follows.
 func parseCursorScore(score string) pushstore.MessageID {
 	n, err := strconv.ParseInt(score, 10, 64)

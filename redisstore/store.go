@@ -432,7 +432,10 @@ func (s *Store) Subscribe(key string, req pushstore.SubscribeRequest) (pushstore
 		}
 		m = &sub.members[0]
 		m.key = key
-		s.register(m)
+		if !s.register(m) {
+			sub.Close(pushstore.Shutdown)
+			return pushstore.SubscribeResult{Sub: sub}, nil
+		}
 	}
 	var res []any
 	var err error

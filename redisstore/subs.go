@@ -166,13 +166,24 @@ func scoreOf(id pushstore.MessageID) string {
 }
 
 // register puts a new member on its channel's list, pending until its
-// registration script answers.
-func (s *Store) register(m *member) {
+// registration script answers, and reports whether it did: not once
+// ReleaseAll has begun.
+func (s *Store) register(m *member) bool {
+	if h := testHookRegister.Load(); h != nil {
+		(*h)()
+	}
 	if s.subscribed.Load() {
 		m.epoch = s.epoch.Load()
 	}
-	m.pending = true
 	s.mu.Lock()
+	if s.closing.Load() {
+		// Checked under s.mu: ReleaseAll sets closing before it takes
+		// s.mu to end the members, so one added after it would stay
+		// open on a released store.
+		s.mu.Unlock()
+		return false
+	}
+	m.pending = true
 	lc := s.local[m.key]
 	if lc == nil {
 		lc = &localChannel{}
@@ -184,6 +195,7 @@ func (s *Store) register(m *member) {
 		lc.streams++
 	}
 	s.mu.Unlock()
+	return true
 }
 
 // unpark takes a member off its channel's list and reports whether it was
