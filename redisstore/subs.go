@@ -386,7 +386,7 @@ func (s *Store) leave(m *member) {
 	}
 	m.counted = false
 	s.mu.Unlock()
-	if !counted || s.closing.Load() {
+	if !counted { // ReleaseAll uncounted those it ended
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
