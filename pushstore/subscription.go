@@ -231,8 +231,9 @@ func (q *Queue) AnsweredFrom(backlog []Delivery) (Delivery, bool) {
 // Preload queues a subscription's backlog, merged with what was pushed
 // while it was being registered on its channels, all in Seq order. A
 // one-shot queue keeps the first, or the message pushed to it if that
-// message's channel has no backlog (the store counted it as sent). The backlog does not count against the
-// limit (it is bounded by the channels' buffers).
+// message's channel has no backlog (the store counted it as sent). The
+// backlog does not count against the limit (it is bounded by the
+// channels' buffers).
 func (q *Queue) Preload(backlog []Delivery) {
 	if len(backlog) == 0 {
 		return
