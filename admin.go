@@ -151,7 +151,7 @@ func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
 	if v := q.Get("after"); v != "" {
 		after = group + "/" + v
 	}
-	page, more, err := insp.Channels(group+"/"+q.Get("prefix"), after, limit)
+	page, next, err := insp.Channels(group+"/"+q.Get("prefix"), after, limit)
 	if err != nil {
 		return adminStoreError(err)
 	}
@@ -162,8 +162,10 @@ func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
 	for _, st := range page {
 		out.Channels = append(out.Channels, toAdmin(st))
 	}
-	if more {
-		out.Next = out.Channels[len(out.Channels)-1].ID
+	if next != "" {
+		// The last channel looked at, which may be gone (as may every
+		// channel of the page: it is then empty, with a next).
+		out.Next = strings.TrimPrefix(next, group+"/")
 	}
 	return writeJSON(w, out)
 }

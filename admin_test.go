@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 const adminBase = "http://localhost:2999"
@@ -88,27 +89,20 @@ func testAdminListingAndStats(t *testing.T) {
 	for i := range 5 {
 		publish(t, "/pub", fmt.Sprintf("%s%d", prefix, i), "x")
 	}
-	var ids []string
-	after := ""
-	for page := 0; page < 10; page++ {
-		var out struct {
-			Channels []adminChannel `json:"channels"`
-			Next     string         `json:"next"`
-		}
-		q := "/push/channels?limit=2&prefix=" + url.QueryEscape(prefix) + "&after=" + url.QueryEscape(after)
-		if r := adminJSON(t, "GET", q, &out); r.status != 200 {
-			t.Fatalf("GET %s: %d %q", q, r.status, r.body)
-		}
-		for _, c := range out.Channels {
-			ids = append(ids, c.ID)
-		}
-		if out.Next == "" {
-			break
-		}
-		after = out.Next
-	}
-	if fmt.Sprint(ids) != fmt.Sprintf("[%[1]s0 %[1]s1 %[1]s2 %[1]s3 %[1]s4]", prefix) {
+	if ids := listAll(t, prefix, 2); fmt.Sprint(ids) != fmt.Sprintf("[%[1]s0 %[1]s1 %[1]s2 %[1]s3 %[1]s4]", prefix) {
 		t.Fatalf("paged listing: %v", ids)
+	}
+	// Channels past their channel_timeout that the store still holds (on
+	// Redis, until their keys expire, a few seconds later): a page may
+	// come out empty, and the listing still goes on past it (it panicked).
+	gone := chanName(t, "gone")
+	for i := range 3 {
+		publish(t, "/pub/short", fmt.Sprintf("%s%d", gone, i), "x")
+	}
+	defer testSkew.Store(0)
+	testSkew.Add(int64(20 * time.Second)) // the message expired at 10 s, the channel 5 s later
+	if ids := listAll(t, gone, 1); len(ids) > 3 {
+		t.Fatalf("listing past expired channels: %v", ids)
 	}
 	for _, bad := range []string{"limit=0", "limit=1001", "limit=x"} {
 		if r := adminJSON(t, "GET", "/push/channels?"+bad, nil); r.status != 400 {
@@ -120,6 +114,33 @@ func testAdminListingAndStats(t *testing.T) {
 		st.MaxBytes != 64<<20 || st.Bytes <= 0 || st.Publishes["202"] < 5 {
 		t.Fatalf("stats: %q", r.body)
 	}
+}
+
+// listAll lists the channels whose id starts with prefix, limit at a
+// time, following next (at most 10 pages), and returns their ids.
+func listAll(t *testing.T, prefix string, limit int) []string {
+	t.Helper()
+	var ids []string
+	after := ""
+	for range 10 {
+		var out struct {
+			Channels []adminChannel `json:"channels"`
+			Next     string         `json:"next"`
+		}
+		q := fmt.Sprintf("/push/channels?limit=%d&prefix=%s&after=%s", limit, url.QueryEscape(prefix), url.QueryEscape(after))
+		if r := adminJSON(t, "GET", q, &out); r.status != 200 {
+			t.Fatalf("GET %s: %d %q", q, r.status, r.body)
+		}
+		for _, c := range out.Channels {
+			ids = append(ids, c.ID)
+		}
+		if out.Next == "" {
+			return ids
+		}
+		after = out.Next
+	}
+	t.Fatalf("the listing of %s* went on past 10 pages: %v", prefix, ids)
+	return nil
 }
 
 // metricValue returns the value of one sample line of /metrics, or -1.

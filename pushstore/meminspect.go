@@ -25,8 +25,9 @@ func (s *MemoryStore) Stats() (Stats, error) {
 }
 
 // Channels returns up to limit channels whose key starts with prefix and
-// sorts after `after`, in key order, and whether more follow.
-func (s *MemoryStore) Channels(prefix, after string, limit int) ([]ChannelStat, bool, error) {
+// sorts after `after`, in key order, and the key to list after next; see
+// Inspector.
+func (s *MemoryStore) Channels(prefix, after string, limit int) ([]ChannelStat, string, error) {
 	now := s.now()
 	var picked []*channel
 	for _, c := range s.snapshot() {
@@ -35,9 +36,10 @@ func (s *MemoryStore) Channels(prefix, after string, limit int) ([]ChannelStat, 
 		}
 	}
 	slices.SortFunc(picked, func(a, b *channel) int { return strings.Compare(a.key, b.key) })
-	more := len(picked) > limit
-	if more {
+	next := ""
+	if len(picked) > limit {
 		picked = picked[:limit]
+		next = picked[limit-1].key
 	}
 	out := make([]ChannelStat, 0, len(picked))
 	for _, c := range picked {
@@ -48,7 +50,7 @@ func (s *MemoryStore) Channels(prefix, after string, limit int) ([]ChannelStat, 
 		}
 		s.done(c)
 	}
-	return out, more, nil
+	return out, next, nil
 }
 
 // Channel describes one channel, or answers ErrChannelNotFound.

@@ -81,8 +81,10 @@ type Inspector interface {
 	// Stats returns the store's size.
 	Stats() (Stats, error)
 	// Channels returns up to limit channels whose key starts with prefix
-	// and sorts after `after`, in key order, and whether more follow.
-	Channels(prefix, after string, limit int) ([]ChannelStat, bool, error)
+	// and sorts after `after`, in key order, and when more follow, the
+	// key to list after next (the last one it looked at, which may be
+	// gone, as may every channel of the page), or "".
+	Channels(prefix, after string, limit int) (page []ChannelStat, next string, err error)
 	// Channel describes one channel, or answers ErrChannelNotFound.
 	Channel(key string) (ChannelStat, error)
 	// LastPublishOptions returns the options of a channel's last

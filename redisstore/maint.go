@@ -261,22 +261,24 @@ func (s *Store) Stats() (pushstore.Stats, error) {
 }
 
 // Channels returns up to limit channels whose key starts with prefix and
-// sorts after `after`, in key order, and whether more follow.
-func (s *Store) Channels(prefix, after string, limit int) ([]pushstore.ChannelStat, bool, error) {
+// sorts after `after`, in key order, and the key to list after next; see
+// pushstore.Inspector.
+func (s *Store) Channels(prefix, after string, limit int) ([]pushstore.ChannelStat, string, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 	defer cancel()
 	keys, err := s.channelKeys(ctx, prefix)
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	i, _ := slices.BinarySearch(keys, after)
 	for i < len(keys) && keys[i] <= after {
 		i++
 	}
 	keys = keys[i:]
-	more := len(keys) > limit
-	if more {
+	next := ""
+	if len(keys) > limit {
 		keys = keys[:limit]
+		next = keys[limit-1]
 	}
 	out := make([]pushstore.ChannelStat, 0, len(keys))
 	for _, k := range keys {
@@ -285,11 +287,11 @@ func (s *Store) Channels(prefix, after string, limit int) ([]pushstore.ChannelSt
 			continue // expired meanwhile
 		}
 		if err != nil {
-			return nil, false, err
+			return nil, "", err
 		}
 		out = append(out, st)
 	}
-	return out, more, nil
+	return out, next, nil
 }
 
 // SetMaxBytes sets the budget on Redis's used_memory; 0 is none.
