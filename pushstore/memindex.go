@@ -71,12 +71,16 @@ func (s *MemoryStore) queueExpiry(c *channel) {
 }
 
 // done ends an operation on a locked channel: if the operation left it
-// idle, it is queued for removal at the end of its channel_timeout. Then
-// the channel is unlocked.
+// idle, it is queued for removal at the end of its channel_timeout, unless
+// it is queued for that time or earlier already (an entry that comes due
+// early is queued again by collect; one made stale by an earlier time is
+// skipped). Then the channel is unlocked.
 func (s *MemoryStore) done(c *channel) {
-	if !c.deleted && c.idleQueued.IsZero() && len(c.msgs) == 0 && c.subs.Len() == 0 {
-		c.idleQueued = c.lastUsed.Add(c.channelTimeout)
-		s.index.push(&s.index.idle, c.idleQueued, c)
+	if !c.deleted && len(c.msgs) == 0 && c.subs.Len() == 0 {
+		if due := c.lastUsed.Add(c.channelTimeout); c.idleQueued.IsZero() || due.Before(c.idleQueued) {
+			c.idleQueued = due
+			s.index.push(&s.index.idle, due, c)
+		}
 	}
 	c.mu.Unlock()
 }

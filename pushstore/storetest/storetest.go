@@ -38,6 +38,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 		{"OneShotCountsOnlyWhatItSends", oneShotCounts},
 		{"RefusedStreamTakesNothing", refusedStream},
 		{"ChannelNamedTwice", channelNamedTwice},
+		{"ShorterChannelTimeoutApplies", shorterChannelTimeout},
 		{"ExpiryAndChannelTimeout", expiryAndChannelTimeout},
 		{"SubscriptionsBroadcastDeleteAndConcurrency", subscriptions},
 		{"AuthorizedOnlyAndStartNewest", authorizedAndNewest},
@@ -360,6 +361,26 @@ func channelNamedTwice(t *testing.T, h *Harness) {
 		if fmt.Sprint(channels) != "[0 2]" {
 			t.Fatalf("%+v: the message came at positions %v, want [0 2]", req, channels)
 		}
+	}
+}
+
+// shorterChannelTimeout: a channel made by a subscriber (the default
+// channel_timeout, an hour) that a publisher location then gives 10 s goes
+// 10 s after its last use, not an hour after (the memory store had queued
+// it for removal at the hour, and kept it till then).
+func shorterChannelTimeout(t *testing.T, h *Harness) {
+	s := h.Store
+	if _, err := s.Subscribe("/short", pushstore.SubscribeRequest{Create: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.Advance(time.Second)
+	if _, err := s.Touch("/short", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.Advance(30 * time.Second)
+	h.Sweep()
+	if _, err := s.Info("/short"); err != pushstore.ErrChannelNotFound {
+		t.Fatalf("30 s after its last use, with channel_timeout 10 s: %v, want ErrChannelNotFound", err)
 	}
 }
 
