@@ -91,10 +91,13 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 		return &body{}, nil
 	}
 	if timeout > 0 {
+		deadline := time.Now().Add(timeout)
 		lift := bodyDeadline(w, r, timeout)
 		bd, err := readInto(r.Body, r.ContentLength, limit)
 		if err == nil {
 			lift() // a refused body keeps its deadline: nothing waits for the rest
+		} else if isTimeout(err) && !time.Now().Before(deadline) {
+			err = errBodyTimeout // one cut before it is Caddy's read_body
 		}
 		return bd, err
 	}
@@ -142,9 +145,6 @@ func readInto(src io.Reader, want, limit int64) (*body, error) {
 			return nil, io.ErrUnexpectedEOF
 		case err != nil:
 			bd.release()
-			if isTimeout(err) {
-				return nil, errBodyTimeout
-			}
 			return nil, err
 		case want >= 0 && int64(len(bd.data)) == want:
 			return bd, nil

@@ -187,3 +187,43 @@ func TestBodyLimitsOnAFreshServer(t *testing.T) {
 		t.Fatalf("publish after the big body went: %d %q", r.status, r.body)
 	}
 }
+
+// TestReadBodyCutGoesThroughHandleErrors: a body cut by the server's
+// read_body (2 s here, before body_timeout's 30 s) is Caddy's 408, through
+// handle_errors, as a short body's 400 is; before, the handler answered it
+// itself, blaming body_timeout (30s).
+func TestReadBodyCutGoesThroughHandleErrors(t *testing.T) {
+	tester := startMain(t)
+	load(tester, strings.Replace(mainConfig, ":9080 {\n", ":9080 {\n\thandle_errors {\n\t\trespond \"handled {err.status_code}\"\n\t}\n", 1))
+	defer load(tester, mainConfig)
+	ch := chanName(t, "a")
+	for _, tc := range []struct {
+		req        string
+		closeWrite bool
+		want       string
+	}{
+		{"POST /pub?id=" + ch + " HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nshort", true, "handled 400"},
+		{"POST /pub?id=" + ch + " HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789", false, "handled 408"},
+	} {
+		conn, err := net.Dial("tcp", "localhost:9080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.WriteString(conn, tc.req); err != nil {
+			t.Fatal(err)
+		}
+		if tc.closeWrite {
+			_ = conn.(*net.TCPConn).CloseWrite()
+		}
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		conn.Close()
+		if string(body) != tc.want {
+			t.Fatalf("%q: %s %q, want %q", tc.req[:30], res.Status, body, tc.want)
+		}
+	}
+}

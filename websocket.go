@@ -497,6 +497,9 @@ func readFrame(conn *websocket.Conn, limit int64, timeout time.Duration) (int, *
 	}
 	bd, err := readInto(rd, -1, limit)
 	if err != nil {
+		if timeout > 0 && isTimeout(err) {
+			err = errBodyTimeout
+		}
 		return op, nil, err
 	}
 	if timeout > 0 {
