@@ -568,6 +568,10 @@ func sizeArg(d *caddyfile.Dispenser) (int64, error) {
 	return n, nil
 }
 
+// maxSize is the largest byte size a setting takes (4 EiB): a size plus
+// one must not overflow.
+const maxSize = 1 << 62
+
 // parseSize reads a byte size: nginx's forms (a number with an optional k,
 // m or g suffix, binary units) or Caddy's (10MiB, 10MB, 1.5GB).
 func parseSize(v string) (int64, error) {
@@ -584,13 +588,13 @@ func parseSize(v string) (int64, error) {
 		}
 	}
 	if n, err := strconv.ParseInt(num, 10, 64); err == nil && !strings.HasPrefix(num, "+") {
-		if n < 0 || n > (1<<62)>>shift {
+		if n < 0 || n > maxSize>>shift {
 			return 0, strconv.ErrRange
 		}
 		return n << shift, nil
 	}
 	u, err := humanize.ParseBytes(v)
-	if err != nil || u > 1<<62 {
+	if err != nil || u > maxSize {
 		return 0, strconv.ErrSyntax
 	}
 	return int64(u), nil

@@ -125,6 +125,7 @@ func TestValidateRefusesBadJSON(t *testing.T) {
 		{"min > max", &Publisher{MinMessageBufferLength: &two, MaxMessageBufferLength: &one}},
 		{"negative max", &Publisher{MaxMessageBufferLength: &neg}},
 		{"negative size", &Publisher{MaxMessageSize: -1}},
+		{"size past 4 EiB", &Publisher{MaxMessageSize: 1<<63 - 1}}, // a body of unknown length panicked
 		{"bad mode", &Subscriber{Mode: "stream", FirstMessage: "oldest"}},
 		{"bad first_message", &Subscriber{Mode: ModeLongPoll, FirstMessage: "x"}},
 		{"negative subscribers", &Subscriber{Mode: ModeLongPoll, FirstMessage: "oldest", MaxChannelSubscribers: -1}},

@@ -139,6 +139,12 @@ func readInto(src io.Reader, want, limit int64) (*body, error) {
 				bd.release()
 				return nil, &http.MaxBytesError{Limit: limit}
 			}
+			if want < 0 && cap(bd.data)-len(bd.data) > len(bd.data)/8 {
+				// A body of unknown length ends in a buffer up to twice
+				// its size, which a store would keep while it charges
+				// the body's length: it keeps an exact copy instead.
+				bd.data = append([]byte(nil), bd.data...)
+			}
 			return bd, nil
 		case err == io.EOF:
 			bd.release()

@@ -227,3 +227,20 @@ func TestReadBodyCutGoesThroughHandleErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownLengthBodyKeepsNoSlack: a body without Content-Length is read
+// into a buffer that doubles; what is kept (and stored) is the body's own
+// size, which is what max_reserved_memory is charged, not the last
+// doubling (a 600 KiB message kept a 1 MiB array).
+func TestUnknownLengthBodyKeepsNoSlack(t *testing.T) {
+	for _, size := range []int{100, 600 << 10} {
+		bd, err := readInto(struct{ io.Reader }{strings.NewReader(strings.Repeat("x", size))}, -1, DefaultMaxMessageSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bd.data) != size || cap(bd.data) > size+size/8 {
+			t.Errorf("a %d-byte body kept %d bytes in a %d-byte array", size, len(bd.data), cap(bd.data))
+		}
+		bd.release()
+	}
+}

@@ -153,8 +153,8 @@ func (p *Publisher) Validate() error {
 		return fmt.Errorf("min_message_recipients must not be negative")
 	case o.MessageTimeout < 0 || o.ChannelTimeout < 0:
 		return fmt.Errorf("timeouts must not be negative")
-	case p.MaxMessageSize < 0:
-		return fmt.Errorf("max_message_size must not be negative")
+	case p.MaxMessageSize < 0 || p.MaxMessageSize > maxSize:
+		return fmt.Errorf("max_message_size must be from 0 to %d bytes, got %d", int64(maxSize), p.MaxMessageSize)
 	case p.BodyTimeout < 0:
 		return fmt.Errorf("body_timeout must not be negative")
 	}
