@@ -2,6 +2,8 @@ package caddypush
 
 import (
 	"encoding/json"
+	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -124,14 +126,18 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 	switch name {
 	case "channel_id":
 		args := lineArgs(d)
-		switch {
-		case len(args) == 0 || len(args) > maxChannelIDs:
+		if len(args) == 0 || len(args) > maxChannelIDs {
 			return true, d.Errf("channel_id takes 1 to %d placeholder expressions, got %d", maxChannelIDs, len(args))
-		case len(args) == 1:
-			cc.ChannelID = nginxVariables(args[0])
-		default:
-			for _, a := range args {
-				cc.ChannelIDs = append(cc.ChannelIDs, nginxVariables(a))
+		}
+		for _, a := range args {
+			id, err := nginxVariables(a)
+			if err != nil {
+				return true, d.Errf("%v", err)
+			}
+			if len(args) == 1 {
+				cc.ChannelID = id
+			} else {
+				cc.ChannelIDs = append(cc.ChannelIDs, id)
 			}
 		}
 	case "channel_id_split_delimiter":
@@ -600,23 +606,38 @@ func parseSize(v string) (int64, error) {
 	return int64(u), nil
 }
 
+// nginxVariable matches an nginx variable in a channel_id: $name or
+// ${name} (nginx's names are letters, digits and underscores).
+var nginxVariable = regexp.MustCompile(`\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))`)
+
 // nginxVariables rewrites the nginx variables an nginx user may paste into
-// channel_id ($arg_NAME, $http_NAME, $cookie_NAME) to Caddy placeholders.
-func nginxVariables(v string) string {
-	prefixes := []struct{ nginx, caddy string }{
-		{"$arg_", "{http.request.uri.query."},
-		{"$http_", "{http.request.header."},
-		{"$cookie_", "{http.request.cookie."},
-	}
-	for _, p := range prefixes {
-		if name, ok := strings.CutPrefix(v, p.nginx); ok && name != "" {
-			if p.nginx == "$http_" {
-				name = strings.ReplaceAll(name, "_", "-")
-			}
-			return p.caddy + name + "}"
+// channel_id, wherever they are in it ($arg_NAME, $http_NAME,
+// $cookie_NAME: room_$arg_id is room_{http.request.uri.query.id}), to
+// Caddy placeholders. Any other nginx variable ($uri, $host, ...) is an
+// error: kept as text it would make one channel of every request.
+func nginxVariables(v string) (string, error) {
+	var bad string
+	out := nginxVariable.ReplaceAllStringFunc(v, func(m string) string {
+		sub := nginxVariable.FindStringSubmatch(m)
+		name := sub[1] + sub[2]
+		switch {
+		case strings.HasPrefix(name, "arg_") && len(name) > 4:
+			return "{http.request.uri.query." + name[4:] + "}"
+		case strings.HasPrefix(name, "http_") && len(name) > 5:
+			return "{http.request.header." + strings.ReplaceAll(name[5:], "_", "-") + "}"
+		case strings.HasPrefix(name, "cookie_") && len(name) > 7:
+			return "{http.request.cookie." + name[7:] + "}"
 		}
+		if bad == "" {
+			bad = m
+		}
+		return m
+	})
+	if bad != "" {
+		return "", fmt.Errorf("channel_id: the nginx variable %s has no equivalent here; "+
+			"use $arg_NAME, $http_NAME, $cookie_NAME or a Caddy placeholder ({query.NAME}, {header.NAME}, {path.N}, ...)", bad)
 	}
-	return v
+	return out, nil
 }
 
 // Interface guards
