@@ -188,7 +188,7 @@ func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	return subdirectives(d, func(name string) error {
+	err := subdirectives(d, func(name string) error {
 		if ok, err := p.unmarshalChannelSub(d, name); ok {
 			return err
 		}
@@ -197,6 +197,10 @@ func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		return d.Errf("unrecognized push_publisher subdirective '%s'", d.Val())
 	})
+	if err == nil {
+		err = p.bufferErr
+	}
+	return err
 }
 
 // unmarshalPublisherSub parses a publisher subdirective; it returns
@@ -219,10 +223,13 @@ func (p *Publisher) unmarshalPublisherSub(d *caddyfile.Dispenser, name string) (
 		if name != "max_message_buffer_length" {
 			p.MinMessageBufferLength = &n
 		}
+		// min and max are compared once the block is read (bufferOrder),
+		// at the line of the last one: either may come first.
+		p.bufferErr = nil
 		lo := intOr(p.MinMessageBufferLength, DefaultMinMessageBufferLength)
 		hi := intOr(p.MaxMessageBufferLength, DefaultMaxMessageBufferLength)
 		if lo > hi {
-			return true, d.Errf("min_message_buffer_length %d is greater than max_message_buffer_length %d "+
+			p.bufferErr = d.Errf("min_message_buffer_length %d is greater than max_message_buffer_length %d "+
 				"(defaults: min %d, max %d)", lo, hi, DefaultMinMessageBufferLength, DefaultMaxMessageBufferLength)
 		}
 	case "min_message_recipients":
@@ -370,7 +377,7 @@ func (s *Subscriber) unmarshalPubSub(d *caddyfile.Dispenser) error {
 	if err := s.unmarshalTransports(d, true); err != nil {
 		return err
 	}
-	return subdirectives(d, func(name string) error {
+	err := subdirectives(d, func(name string) error {
 		if ok, err := s.unmarshalChannelSub(d, name); ok {
 			return err
 		}
@@ -382,6 +389,10 @@ func (s *Subscriber) unmarshalPubSub(d *caddyfile.Dispenser) error {
 		}
 		return d.Errf("unrecognized push_pubsub subdirective '%s'", d.Val())
 	})
+	if err == nil {
+		err = s.Publish.bufferErr
+	}
+	return err
 }
 
 // UnmarshalCaddyfile sets up the app from the global option block. Syntax:

@@ -94,6 +94,8 @@ type Publisher struct {
 	opts   pushstore.PublishOptions
 	pubsub bool // part of a pub/sub location (Subscriber.Publish)
 	logger *zap.Logger
+
+	bufferErr error // the Caddyfile's min > max buffer length, once its block is read
 }
 
 // CaddyModule returns the Caddy module information.
