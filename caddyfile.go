@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,15 +101,17 @@ func subdirectives(d *caddyfile.Dispenser, each func(name string) error) error {
 
 // blockOptions reads the options of the block at d: name reads an option's
 // name (consuming any tokens that belong to it), a name given twice is
-// refused with dupFormat, and each handles the rest of the line.
-func blockOptions(d *caddyfile.Dispenser, dupFormat string, name func() (string, error), each func(name string) error) error {
+// refused with dupFormat unless it is repeatable, and each handles the
+// rest of the line.
+func blockOptions(d *caddyfile.Dispenser, dupFormat string, name func() (string, error), each func(name string) error,
+	repeatable ...string) error {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		n, err := name()
 		if err != nil {
 			return err
 		}
-		if seen[n] {
+		if seen[n] && !slices.Contains(repeatable, n) {
 			return d.Errf(dupFormat, n)
 		}
 		seen[n] = true
@@ -730,5 +733,5 @@ func (b *RedisBackend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unknown redis store option '%s'", opt)
 		}
 		return err
-	})
+	}, "address")
 }
