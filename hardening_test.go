@@ -53,6 +53,41 @@ func TestValidateLeavesRunningStoreAlone(t *testing.T) {
 	waitFor(t, "goroutines to settle", func() bool { return runtime.NumGoroutine() <= before })
 }
 
+// TestRefusedReloadLeavesRunningLimits loads configs that Caddy refuses
+// because an app starts after push and fails (a port taken): the running
+// config keeps its max_reserved_memory and max_body_memory. Before, the
+// refused config's push app, when it started first (Go's map order: about
+// half the loads), had applied its own, and the running config answered
+// 507 past 1 MiB. Each load is tried 20 times to cover both orders.
+func TestRefusedReloadLeavesRunningLimits(t *testing.T) {
+	startMain(t)
+	st := memoryCase.store.(pushstore.Budget)
+	limit, bodyLimit := st.MaxBytes(), bodies.max.Load()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	bad := strings.Replace(mainConfig, "max_reserved_memory 64M", "max_reserved_memory 1M\n\t\tmax_body_memory 1k", 1) +
+		"http://" + ln.Addr().String() + " {\n\trespond ok\n}\n"
+	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(bad), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := caddy.Load(cfgJSON, true); err == nil {
+			t.Fatal("a config with a port taken loaded")
+		}
+		if st.MaxBytes() != limit || bodies.max.Load() != bodyLimit {
+			t.Fatalf("after refused load %d the running config's limits are %d and %d, want %d and %d",
+				i+1, st.MaxBytes(), bodies.max.Load(), limit, bodyLimit)
+		}
+	}
+	if r := publish(t, "/pub", chanName(t, "a"), "still served"); r.status != 201 && r.status != 202 {
+		t.Fatalf("the running config after the refused loads: %d", r.status)
+	}
+}
+
 // rawExchange sends raw bytes on a new connection, optionally half-closes
 // it, and returns the first response's status line.
 func rawExchange(t *testing.T, req string, closeWrite bool) string {

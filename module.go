@@ -133,7 +133,11 @@ func (app *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading events app: %v", err)
 	}
-	return eventsApp.(*caddyevents.App).On("stopping", stoppingHandler{app})
+	events := eventsApp.(*caddyevents.App)
+	if err := events.On("started", startedHandler{app}); err != nil {
+		return err
+	}
+	return events.On("stopping", stoppingHandler{app})
 }
 
 // Validate checks the configuration.
@@ -147,10 +151,26 @@ func (app *App) Validate() error {
 	return nil
 }
 
-// Start applies this config's limits to the store and starts its expiry
-// sweeper. Limits are applied here, not in Provision, so that validating a
-// config (which provisions but never starts) leaves the running store alone.
+// Start starts the store's expiry sweeper (once per store). The config's
+// limits are applied when every app of the config has started
+// (startedHandler): a config that Caddy refuses because another app
+// failed to start leaves the running config's limits alone.
 func (app *App) Start() error {
+	if r, ok := app.store.(pushstore.Runner); ok {
+		r.Start()
+	}
+	return nil
+}
+
+// startedHandler makes a config that started the running one: its limits
+// apply to the shared store and body budget, and the admin API serves its
+// store.
+type startedHandler struct{ app *App }
+
+// Handle answers Caddy's "started" event, which comes once every app of
+// the config started.
+func (h startedHandler) Handle(context.Context, caddy.Event) error {
+	app := h.app
 	if b, ok := app.store.(pushstore.Budget); ok {
 		if prev := b.MaxBytes(); prev != app.MaxReservedMemory {
 			app.logger.Info("applying store limit",
@@ -159,9 +179,6 @@ func (app *App) Start() error {
 		}
 	}
 	bodies.max.Store(app.MaxBodyMemory)
-	if r, ok := app.store.(pushstore.Runner); ok {
-		r.Start()
-	}
 	runningStore.Store(&storeRef{app.store})
 	return nil
 }
@@ -220,4 +237,5 @@ var (
 	_ caddy.Validator     = (*App)(nil)
 	_ caddy.CleanerUpper  = (*App)(nil)
 	_ caddyevents.Handler = stoppingHandler{}
+	_ caddyevents.Handler = startedHandler{}
 )
