@@ -68,7 +68,7 @@ func (s transportSet) names() string {
 
 // requested returns the transport a request asks for, in nchan's order: a
 // WebSocket upgrade; Accept holding text/event-stream; TE chunked (HTTP/1.1
-// only); Accept holding multipart/mixed; then, for a plain GET, the raw
+// only: HTTP/1.0 has no chunked encoding); Accept holding multipart/mixed; then, for a plain GET, the raw
 // stream, long-poll or interval-poll, whichever the location serves (in
 // that order).
 func (s transportSet) requested(r *http.Request) transport {
@@ -78,7 +78,7 @@ func (s transportSet) requested(r *http.Request) transport {
 		return tWebSocket
 	case strings.Contains(accept, "text/event-stream"):
 		return tEventSource
-	case r.ProtoMajor == 1 && wantsChunked(r.Header.Get("TE")):
+	case r.ProtoMajor == 1 && r.ProtoMinor >= 1 && wantsChunked(r.Header.Get("TE")):
 		return tChunked
 	case strings.Contains(accept, "multipart/mixed"):
 		return tMultipart

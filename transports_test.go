@@ -323,6 +323,12 @@ func TestHTTPStreams(t *testing.T) {
 		t.Fatalf("chunked head %q", head)
 	}
 	ck.until(t, "3\r\nabc\r\n5\r\ndefgh\r\n")
+	// HTTP/1.0 has no chunked encoding: TE chunked there is a plain GET,
+	// a long-poll (the messages ran together, unframed)
+	old := rawStreamUndecoded(t, "GET /sub?id="+ch2+" HTTP/1.0\r\nHost: x\r\nTE: chunked\r\n\r\n")
+	if head := old.head(); headerOf(head, "Transfer-Encoding") != "" || headerOf(head, "Content-Length") != "3" {
+		t.Fatalf("TE chunked on HTTP/1.0: head %q", head)
+	}
 	do(t, h1Client, "DELETE", base+"/pub?id="+ch2, nil)
 	ck.until(t, "0\r\n\r\n")
 
