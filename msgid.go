@@ -147,10 +147,11 @@ func streamCursor(r *http.Request, n int) ([]pushstore.MessageID, error) {
 		if err != nil {
 			return nil, errBadID
 		}
-		if n == 1 {
-			return []pushstore.MessageID{{Time: t.Unix(), Tag: parseTag(h.Get("If-None-Match"))}}, nil
+		inm := h.Get("If-None-Match")
+		if n == 1 && inm == "" {
+			return []pushstore.MessageID{{Time: t.Unix()}}, nil // tag 0
 		}
-		return parseTags(t.Unix(), trimEtag(h.Get("If-None-Match")), n)
+		return parseTags(t.Unix(), trimEtag(inm), n) // strict: a stream has no long-poll leniency
 	}
 	if inm := h.Get("If-None-Match"); strings.Contains(inm, ":") {
 		return parseID(trimEtag(inm), n)

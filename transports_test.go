@@ -67,6 +67,15 @@ func testEventSource(t *testing.T) {
 		r.body != "Message ID invalid" {
 		t.Fatalf("a bad Last-Event-ID: %d %q", r.status, r.body)
 	}
+	// A stream reads If-None-Match strictly, on one channel as on several
+	// (only a one-channel long-poll is lenient): it started from tag 0.
+	ims := time.Now().UTC().Format(http.TimeFormat)
+	for _, inm := range []string{"garbage", "1795803216:0", "99999999999999999999"} {
+		if r := do(t, h1Client, "GET", base+"/sub?id="+ch, nil, "Accept", "text/event-stream",
+			"If-Modified-Since", ims, "If-None-Match", inm); r.status != 400 {
+			t.Fatalf("If-None-Match %q with If-Modified-Since on a stream: %d %q", inm, r.status, r.body)
+		}
+	}
 
 	d := openSSE(t, h1Client, base+"/sub?id="+ch+"&last_event_id="+second.id)
 	d.message(t)
