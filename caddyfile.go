@@ -613,6 +613,14 @@ func parseSize(v string) (int64, error) {
 		}
 		return n << shift, nil
 	}
+	if f, err := strconv.ParseFloat(num, 64); shift > 0 && err == nil && !strings.HasPrefix(num, "+") {
+		// 1.5M is binary too, as 1M is (humanize would read it as 1.5 MB)
+		v := f * float64(int64(1)<<shift)
+		if !(v >= 0 && v <= maxSize) { // NaN and Inf too
+			return 0, strconv.ErrRange
+		}
+		return int64(v), nil
+	}
 	u, err := humanize.ParseBytes(v)
 	if err != nil || u > maxSize {
 		return 0, strconv.ErrSyntax

@@ -87,7 +87,7 @@ func TestCaddyfileErrors(t *testing.T) {
 
 func TestParseSizeAndDuration(t *testing.T) {
 	sizes := map[string]int64{
-		"10M": 10 << 20, "512k": 512 << 10, "1g": 1 << 30, "100": 100, "0": 0,
+		"10M": 10 << 20, "512k": 512 << 10, "1.5M": 3 << 19, "0.5k": 512, "1g": 1 << 30, "100": 100, "0": 0,
 		"10MiB": 10 << 20, "10MB": 10_000_000, "1.5KiB": 1536,
 	}
 	for in, want := range sizes {
@@ -95,7 +95,7 @@ func TestParseSizeAndDuration(t *testing.T) {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "M", "-1", "-1M", "ten", "99999999999999999999G", "+5"} {
+	for _, bad := range []string{"", "M", "-1", "-1M", "ten", "99999999999999999999G", "+5", "NaNM", "InfK", "-0.5M", "+1.5M"} {
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("parseSize(%q) accepted", bad)
 		}
