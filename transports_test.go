@@ -271,6 +271,7 @@ func testWebSocketPubSub(t *testing.T) {
 	if _, got := wsRead(t, sender); !strings.HasSuffix(got, "\n\nover POST") {
 		t.Fatalf("the sender got %q", got)
 	}
+	tooLarge := metricValue(t, `caddy_push_publishes_total{status="413"}`)
 	if err := sender.Write(ctx, websocket.MessageText, make([]byte, 2000)); err != nil {
 		t.Fatal(err)
 	}
@@ -288,6 +289,10 @@ func testWebSocketPubSub(t *testing.T) {
 	if code, _ := wsClosed(t, bomb); code != websocket.StatusMessageTooBig {
 		t.Fatalf("a compressed frame over max_message_size once inflated closed with %d, want 1009", code)
 	}
+	// both counted as publications refused 413, as a POST's are (they were not)
+	waitFor(t, "the two 413s counted", func() bool {
+		return metricValue(t, `caddy_push_publishes_total{status="413"}`) == max(tooLarge, 0)+2
+	})
 
 	for _, size := range []int{8, 64 << 10} { // a frame over the old 4096-byte read limit got 1009
 		sub := openWS(t, base+"/sub?id="+chanName(t, "quiet"), nil)

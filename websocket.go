@@ -396,7 +396,11 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
+			countPublish(http.StatusRequestEntityTooLarge)
 			s.closeWebSocket(conn, websocket.CloseMessageTooBig, "")
+			return
+		case errors.Is(err, websocket.ErrReadLimit):
+			countPublish(http.StatusRequestEntityTooLarge) // gorilla closed it with 1009
 			return
 		case errors.Is(err, errBodyMemory), errors.Is(err, errBodyTimeout):
 			status := http.StatusServiceUnavailable
@@ -407,7 +411,7 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 			s.closeWebSocket(conn, websocket.CloseInternalServerErr, itoa(status)+" "+http.StatusText(status))
 			return
 		case err != nil:
-			return // closed, gone, or over the read limit (gorilla closed it with 1009)
+			return // closed or gone
 		}
 		if !s.publishFrame(conn, handshake, keys, op, bd) {
 			return
