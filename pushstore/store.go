@@ -278,7 +278,7 @@ type Stats struct {
 
 // ChannelStat describes one channel for the admin API.
 type ChannelStat struct {
-	Key           string `json:"key"`
+	Key           string `json:"key,omitempty"` // the admin API answers group and id instead
 	Messages      int    `json:"messages"`
 	Waiters       int    `json:"waiters"`
 	LastRequested int64  `json:"last_requested"` // seconds ago; -1 = never
