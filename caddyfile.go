@@ -226,8 +226,9 @@ func (p *Publisher) unmarshalPublisherSub(d *caddyfile.Dispenser, name string) (
 		if name != "max_message_buffer_length" {
 			p.MinMessageBufferLength = &n
 		}
-		// min and max are compared once the block is read (bufferOrder),
-		// at the line of the last one: either may come first.
+		// min and max are compared here, but the error is returned once
+		// the block is read (bufferErr), from the last such line: either
+		// may come first.
 		p.bufferErr = nil
 		lo := intOr(p.MinMessageBufferLength, DefaultMinMessageBufferLength)
 		hi := intOr(p.MaxMessageBufferLength, DefaultMaxMessageBufferLength)

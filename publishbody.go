@@ -97,7 +97,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 		if err == nil {
 			lift() // a refused body keeps its deadline: nothing waits for the rest
 		} else if isTimeout(err) && !time.Now().Before(deadline) {
-			err = errBodyTimeout // one cut before it is Caddy's read_body
+			// body_timeout's own deadline; a timeout before it is the
+			// server's read_body, which Caddy's error handling answers
+			err = errBodyTimeout
 		}
 		return bd, err
 	}
