@@ -122,14 +122,7 @@ func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cur
 // in the order its buffer holds them.
 func (s *MemoryStore) receivedBacklog(keys []string, backlog []Delivery) {
 	s.delivered.Add(uint64(len(backlog)))
-	for i := 0; i < len(backlog); {
-		j := i
-		for j < len(backlog) && backlog[j].Channel == backlog[i].Channel {
-			j++
-		}
-		s.receivedAll(keys[backlog[i].Channel], backlog[i:j])
-		i = j
-	}
+	ByChannel(backlog, func(ch int, ds []Delivery) { s.receivedAll(keys[ch], ds) })
 }
 
 // receivedAll counts ds, messages of key's channel in its buffer's order,

@@ -228,6 +228,20 @@ func (q *Queue) AnsweredFrom(backlog []Delivery) (Delivery, bool) {
 	return d, false
 }
 
+// ByChannel calls f with each run of consecutive deliveries of ds on one
+// channel, in order: a backlog, which is in channel order, channel by
+// channel.
+func ByChannel(ds []Delivery, f func(channel int, run []Delivery)) {
+	for i := 0; i < len(ds); {
+		j := i + 1
+		for j < len(ds) && ds[j].Channel == ds[i].Channel {
+			j++
+		}
+		f(ds[i].Channel, ds[i:j])
+		i = j
+	}
+}
+
 // Preload queues a subscription's backlog, merged with what was pushed
 // while it was being registered on its channels, all in Seq order. A
 // one-shot queue keeps the first, or the message pushed to it if that

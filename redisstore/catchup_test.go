@@ -34,33 +34,47 @@ func TestCatchUpKeepsNotifications(t *testing.T) {
 		t.Fatalf("first message: %q", got)
 	}
 
+	onFetched := publishHeard(t, s, "c", "during", pub())
+	testHookFetched.Store(&onFetched)
+	t.Cleanup(func() { testHookFetched.Store(nil) })
+	killNotes(t, srv)
+	if got := take(t, sub); got != "during" {
+		t.Fatalf("after the catch-up: %q", got)
+	}
+}
+
+// publishHeard returns a function that, the first time it runs, publishes
+// body on key of s and waits (up to 5 s) until s has handled the
+// publication's notification (through testHookDelivered, which it sets
+// until the test ends).
+func publishHeard(t *testing.T, s *Store, key, body string, o pushstore.PublishOptions) func() {
 	delivered := make(chan struct{}, 16)
 	onDelivered := func() { delivered <- struct{}{} }
+	testHookDelivered.Store(&onDelivered)
+	t.Cleanup(func() { testHookDelivered.Store(nil) })
 	var once sync.Once
-	onFetched := func() {
+	return func() {
 		once.Do(func() {
-			if _, err := s.Publish("c", &pushstore.Message{Body: []byte("during")}, pub()); err != nil {
+			if _, err := s.Publish(key, &pushstore.Message{Body: []byte(body)}, o); err != nil {
 				t.Error(err)
 				return
 			}
 			select {
 			case <-delivered:
 			case <-time.After(5 * time.Second):
-				t.Error("the notification of the message published during the catch-up never came")
+				t.Errorf("the notification of %q never came", body)
 			}
 		})
 	}
-	testHookDelivered.Store(&onDelivered)
-	testHookFetched.Store(&onFetched)
-	t.Cleanup(func() { testHookDelivered.Store(nil); testHookFetched.Store(nil) })
+}
 
+// killNotes closes srv's pub/sub connections: each store subscribes again
+// and catches its streams up.
+func killNotes(t *testing.T, srv *redistest.Server) {
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer admin.Close()
 	if err := admin.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
-	}
-	if got := take(t, sub); got != "during" {
-		t.Fatalf("after the catch-up: %q", got)
 	}
 }
 
@@ -102,31 +116,10 @@ func TestCatchUpSendsUnstoredMessages(t *testing.T) {
 		t.Fatalf("first message: %q", got)
 	}
 
-	delivered := make(chan struct{}, 16)
-	onDelivered := func() { delivered <- struct{}{} }
-	var once sync.Once
-	onFetching := func() {
-		once.Do(func() {
-			if _, err := s.Publish("u", &pushstore.Message{Body: []byte("during")}, unstored); err != nil {
-				t.Error(err)
-				return
-			}
-			select {
-			case <-delivered:
-			case <-time.After(5 * time.Second):
-				t.Error("the notification of the message published during the catch-up never came")
-			}
-		})
-	}
-	testHookDelivered.Store(&onDelivered)
+	onFetching := publishHeard(t, s, "u", "during", unstored)
 	testHookFetching.Store(&onFetching)
-	t.Cleanup(func() { testHookDelivered.Store(nil); testHookFetching.Store(nil) })
-
-	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer admin.Close()
-	if err := admin.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { testHookFetching.Store(nil) })
+	killNotes(t, srv)
 	if got := take(t, sub); got != "during" {
 		t.Fatalf("after the catch-up: %q", got)
 	}

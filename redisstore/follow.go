@@ -114,14 +114,7 @@ var testHookFollowed atomic.Pointer[func(i int)]
 // stream: one refused by a later channel (404, 403, 409) takes nothing
 // from the earlier ones. The last channel's script counted its own.
 func (s *Store) receivedBacklog(keys []string, backlog []pushstore.Delivery) {
-	for i := 0; i < len(backlog); {
-		j := i
-		for j < len(backlog) && backlog[j].Channel == backlog[i].Channel {
-			j++
-		}
-		s.received(keys[backlog[i].Channel], backlog[i:j])
-		i = j
-	}
+	pushstore.ByChannel(backlog, func(ch int, ds []pushstore.Delivery) { s.received(keys[ch], ds) })
 }
 
 // received counts ds, messages of key's channel in its order, as
