@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -46,8 +47,8 @@ func TestCatchUpKeepsNotifications(t *testing.T) {
 // publishHeard returns a function that, the first time it runs, publishes
 // body on key of s and waits (up to 5 s) until s has handled the
 // publication's notification (through testHookDelivered, which it sets
-// until the test ends).
-func publishHeard(t *testing.T, s *Store, key, body string, o pushstore.PublishOptions) func() {
+// until the test ends), then does the same for each of more.
+func publishHeard(t *testing.T, s *Store, key, body string, o pushstore.PublishOptions, more ...heardPub) func() {
 	delivered := make(chan struct{}, 16)
 	onDelivered := func() { delivered <- struct{}{} }
 	testHookDelivered.Store(&onDelivered)
@@ -55,17 +56,25 @@ func publishHeard(t *testing.T, s *Store, key, body string, o pushstore.PublishO
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			if _, err := s.Publish(key, &pushstore.Message{Body: []byte(body)}, o); err != nil {
-				t.Error(err)
-				return
-			}
-			select {
-			case <-delivered:
-			case <-time.After(5 * time.Second):
-				t.Errorf("the notification of %q never came", body)
+			for _, p := range append([]heardPub{{body, o}}, more...) {
+				if _, err := s.Publish(key, &pushstore.Message{Body: []byte(p.body)}, p.o); err != nil {
+					t.Error(err)
+					return
+				}
+				select {
+				case <-delivered:
+				case <-time.After(5 * time.Second):
+					t.Errorf("the notification of %q never came", p.body)
+				}
 			}
 		})
 	}
+}
+
+// heardPub is a publication for publishHeard.
+type heardPub struct {
+	body string
+	o    pushstore.PublishOptions
 }
 
 // killNotes closes srv's pub/sub connections: each store subscribes again
@@ -116,11 +125,27 @@ func TestCatchUpSendsUnstoredMessages(t *testing.T) {
 		t.Fatalf("first message: %q", got)
 	}
 
-	onFetching := publishHeard(t, s, "u", "during", unstored)
+	// "during" is not stored, "stored" is, after it: the fetch returns
+	// only "stored" (before, "during" was lost: it came after a fetch that
+	// had nothing, then, with the fix's first form, before a newer one).
+	onFetching := publishHeard(t, s, "u", "during", unstored, heardPub{"stored", pub()})
 	testHookFetching.Store(&onFetching)
 	t.Cleanup(func() { testHookFetching.Store(nil) })
 	killNotes(t, srv)
-	if got := take(t, sub); got != "during" {
-		t.Fatalf("after the catch-up: %q", got)
+	var got []string
+	for len(got) < 2 {
+		select {
+		case <-sub.Ready():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("after the catch-up the stream got %q within 5 s, want [during stored]", got)
+		}
+		ds, _ := sub.Take(nil)
+		for _, d := range ds {
+			got = append(got, string(d.Message.Body))
+		}
+		sub.Sent()
+	}
+	if fmt.Sprint(got) != "[during stored]" {
+		t.Fatalf("after the catch-up: %q, want [during stored]", got)
 	}
 }

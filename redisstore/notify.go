@@ -296,10 +296,10 @@ func (s *Store) retryRechecks(failed []recheck) {
 	}
 }
 
-// catchUp sends a stream what it missed: every stored message after its
-// cursor, then, if the notification that showed the gap carried a message
-// that was not stored, that message; the stream then takes the channel's
-// gen, so the notifications after it apply as they come (those that
+// catchUp sends a stream what it missed, in id order: every stored
+// message after its cursor, and the messages of the notifications this
+// instance heard meanwhile (the one that showed the gap included) that
+// were not stored; the stream then takes the channel's gen, so the notifications after it apply as they come (those that
 // arrived meanwhile, at or below that gen, are in what was fetched). A
 // channel that is gone, or was made again, since the stream registered (at
 // regGen) ends the stream as deleted, and a displacement since as
@@ -332,17 +332,21 @@ func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen in
 		return true
 	}
 	defer s.endRecheckLocked(m)
-	last := parseCursorScore(cursor)
+	// What was fetched, and what this instance heard that the fetch
+	// could not return (messages not stored), sent in id order.
+	gen := num(res[1])
+	ns := heard(s.local[m.key], missed, m.gen, gen)
 	for i := 2; i+1 < len(res); i += 2 {
 		id := parseID(str(res[i]))
-		msg, seq := newMessage(id, str(res[i+1]))
-		if !s.catchUpSend(m, msg, seq) {
-			return true
+		if slices.ContainsFunc(ns, func(n *note) bool { return n.msg.ID == id }) {
+			continue
 		}
-		last = id
+		msg, seq := newMessage(id, str(res[i+1]))
+		ns = append(ns, &note{kind: 'm', msg: msg, seq: seq})
 	}
-	gen := num(res[1])
-	for _, n := range heard(s.local[m.key], missed, m.gen, gen) {
+	sortByID(ns)
+	last := parseCursorScore(cursor)
+	for _, n := range ns {
 		if n.msg.ID.After(last) {
 			if !s.catchUpSend(m, n.msg, n.seq) {
 				return true
@@ -358,9 +362,9 @@ func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen in
 
 // heard returns the messages a stream at gen from missed while the
 // instance heard them, up to gen to (the fetch's): the notification that
-// showed the gap and those held on lc while the stream was rechecked, in
-// id order. The fetch returned those still stored; the others (published
-// with store_messages off) are sent from here, after it.
+// showed the gap and those held on lc while the stream was rechecked. The
+// fetch returns those still stored; the others (published with
+// store_messages off) are sent from these.
 func heard(lc *localChannel, missed *note, from, to int64) []*note {
 	var ns []*note
 	if missed != nil && missed.kind == 'm' {
@@ -373,6 +377,11 @@ func heard(lc *localChannel, missed *note, from, to int64) []*note {
 			}
 		}
 	}
+	return ns
+}
+
+// sortByID sorts message notes in id order.
+func sortByID(ns []*note) {
 	slices.SortFunc(ns, func(a, b *note) int {
 		switch {
 		case a.msg.ID.After(b.msg.ID):
@@ -382,7 +391,6 @@ func heard(lc *localChannel, missed *note, from, to int64) []*note {
 		}
 		return 0
 	})
-	return ns
 }
 
 // catchUpSend queues one caught-up message; s.mu is held. It reports
