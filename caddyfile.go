@@ -630,8 +630,9 @@ func parseSize(v string) (int64, error) {
 }
 
 // nginxVariable matches an nginx variable in a channel_id: $name or
-// ${name} (nginx's names are letters, digits and underscores).
-var nginxVariable = regexp.MustCompile(`\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))`)
+// ${name}, a name that starts with a letter or an underscore (a `$`
+// before a digit, as in price$5, stays text).
+var nginxVariable = regexp.MustCompile(`\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))`)
 
 // nginxVariables rewrites the nginx variables an nginx user may paste into
 // channel_id, wherever they are in it ($arg_NAME, $http_NAME,

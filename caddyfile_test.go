@@ -216,3 +216,26 @@ func TestNginxSemicolons(t *testing.T) {
 		t.Errorf("a quoted ';' was dropped: %s", got)
 	}
 }
+
+// TestNginxVariables: nginx variables in a channel_id become placeholders
+// wherever they stand; a $ before a digit stays text; any other variable
+// is refused.
+func TestNginxVariables(t *testing.T) {
+	for in, want := range map[string]string{
+		"$arg_id":                    "{http.request.uri.query.id}",
+		"room_$arg_id":               "room_{http.request.uri.query.id}",
+		"${arg_a}:${cookie_b}":       "{http.request.uri.query.a}:{http.request.cookie.b}",
+		"$http_x_room.json":          "{http.request.header.x-room}.json",
+		"price$5 and $ alone and $$": "price$5 and $ alone and $$",
+		"{query.id}":                 "{query.id}",
+	} {
+		if got, err := nginxVariables(in); err != nil || got != want {
+			t.Errorf("nginxVariables(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"$uri", "chat_$host", "${request_id}", "$arg_"} {
+		if got, err := nginxVariables(bad); err == nil {
+			t.Errorf("nginxVariables(%q) = %q, accepted", bad, got)
+		}
+	}
+}
