@@ -3,6 +3,7 @@ package caddypush
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -85,6 +86,40 @@ func TestRefusedReloadLeavesRunningLimits(t *testing.T) {
 	}
 	if r := publish(t, "/pub", chanName(t, "a"), "still served"); r.status != 201 && r.status != 202 {
 		t.Fatalf("the running config after the refused loads: %d", r.status)
+	}
+}
+
+// TestRefusedAfterStartedLeavesRunningLimits: Caddy may refuse a config
+// after every app started and its started event came (here its admin
+// config loader is unknown): the running config's limits come back when
+// the refused one is cleaned up (they stayed the refused config's).
+func TestRefusedAfterStartedLeavesRunningLimits(t *testing.T) {
+	startMain(t)
+	st := memoryCase.store.(pushstore.Budget)
+	limit, bodyLimit := st.MaxBytes(), bodies.max.Load()
+	bad := strings.Replace(mainConfig, "max_reserved_memory 64M", "max_reserved_memory 1M\n\t\tmax_body_memory 1k", 1)
+	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(bad), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := cfg["admin"].(map[string]any)
+	admin["config"] = map[string]any{"load": map[string]any{"module": "no_such_loader"}}
+	if cfgJSON, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(cfgJSON, true); err == nil {
+		t.Fatal("a config with an unknown config loader loaded")
+	}
+	if st.MaxBytes() != limit || bodies.max.Load() != bodyLimit || runningStore.Load() == nil {
+		t.Fatalf("after the refused load the running config's limits are %d and %d (want %d and %d), store %v",
+			st.MaxBytes(), bodies.max.Load(), limit, bodyLimit, runningStore.Load())
+	}
+	if r := publish(t, "/pub", chanName(t, "a"), "still served"); r.status != 201 && r.status != 202 {
+		t.Fatalf("the running config after the refused load: %d", r.status)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -170,7 +171,25 @@ type startedHandler struct{ app *App }
 // Handle answers Caddy's "started" event, which comes once every app of
 // the config started.
 func (h startedHandler) Handle(context.Context, caddy.Event) error {
-	app := h.app
+	running.mu.Lock()
+	defer running.mu.Unlock()
+	running.previous, running.current = running.current, h.app
+	h.app.apply()
+	return nil
+}
+
+// running are the push apps of the config that started last and of the
+// one before it. Caddy may still refuse a config after its started event
+// (its admin config loader or remote admin fails to start): the one
+// before it then goes on running, and its settings come back when the
+// refused one is cleaned up.
+var running struct {
+	mu                sync.Mutex
+	current, previous *App
+}
+
+// apply makes app's limits and store the running ones.
+func (app *App) apply() {
 	if b, ok := app.store.(pushstore.Budget); ok {
 		if prev := b.MaxBytes(); prev != app.MaxReservedMemory {
 			app.logger.Info("applying store limit",
@@ -180,7 +199,6 @@ func (h startedHandler) Handle(context.Context, caddy.Event) error {
 	}
 	bodies.max.Store(app.MaxBodyMemory)
 	runningStore.Store(&storeRef{app.store})
-	return nil
 }
 
 // runningStore is the store of the config that started last; the admin API
@@ -199,6 +217,17 @@ func (app *App) Cleanup() error {
 	if app.store == nil {
 		return nil
 	}
+	running.mu.Lock()
+	switch app {
+	case running.current: // refused after it started, or the exit
+		running.current, running.previous = running.previous, nil
+		if running.current != nil {
+			running.current.apply()
+		}
+	case running.previous: // replaced by the current one
+		running.previous = nil
+	}
+	running.mu.Unlock()
 	destroyed, err := stores.Delete(app.poolKey)
 	if ref := runningStore.Load(); destroyed && ref != nil && ref.Store == app.store {
 		runningStore.CompareAndSwap(ref, nil)
