@@ -407,8 +407,7 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 			if errors.Is(err, errBodyTimeout) {
 				status = http.StatusRequestTimeout
 			}
-			countPublish(status)
-			s.closeWebSocket(conn, websocket.CloseInternalServerErr, itoa(status)+" "+http.StatusText(status))
+			s.refuseFrame(conn, status)
 			return
 		case err != nil:
 			return // closed or gone
@@ -434,8 +433,7 @@ func (s *Subscriber) publishFrame(conn *websocket.Conn, handshake http.Header, k
 	res, err := s.store.Publish(keys[0], frameMessage(op, bd.data, handshake), s.Publish.opts)
 	if err != nil {
 		status, _ := refusal(err)
-		countPublish(status)
-		s.closeWebSocket(conn, websocket.CloseInternalServerErr, itoa(status)+" "+http.StatusText(status))
+		s.refuseFrame(conn, status)
 		return false
 	}
 	status := http.StatusAccepted
@@ -444,6 +442,13 @@ func (s *Subscriber) publishFrame(conn *websocket.Conn, handshake http.Header, k
 	}
 	countPublish(status)
 	return true
+}
+
+// refuseFrame counts a message refused with status and closes the
+// connection with 1011 and the status, as nchan does.
+func (s *Subscriber) refuseFrame(conn *websocket.Conn, status int) {
+	countPublish(status)
+	s.closeWebSocket(conn, websocket.CloseInternalServerErr, itoa(status)+" "+http.StatusText(status))
 }
 
 // testHookFrame, set by the tests, is called with each frame a client

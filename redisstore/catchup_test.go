@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddypush/caddy-push/internal/redistest"
 	"github.com/caddypush/caddy-push/pushstore"
+	"github.com/caddypush/caddy-push/pushstore/storetest"
 )
 
 // TestCatchUpKeepsNotifications: a stream caught up after the notes
@@ -132,20 +133,7 @@ func TestCatchUpSendsUnstoredMessages(t *testing.T) {
 	testHookFetching.Store(&onFetching)
 	t.Cleanup(func() { testHookFetching.Store(nil) })
 	killNotes(t, srv)
-	var got []string
-	for len(got) < 2 {
-		select {
-		case <-sub.Ready():
-		case <-time.After(5 * time.Second):
-			t.Fatalf("after the catch-up the stream got %q within 5 s, want [during stored]", got)
-		}
-		ds, _ := sub.Take(nil)
-		for _, d := range ds {
-			got = append(got, string(d.Message.Body))
-		}
-		sub.Sent()
-	}
-	if fmt.Sprint(got) != "[during stored]" {
+	if got := storetest.Bodies(storetest.AwaitN(t, sub, 2)); fmt.Sprint(got) != "[during stored]" {
 		t.Fatalf("after the catch-up: %q, want [during stored]", got)
 	}
 }

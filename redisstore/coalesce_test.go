@@ -7,12 +7,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddypush/caddy-push/internal/redistest"
 	"github.com/caddypush/caddy-push/pushstore"
+	"github.com/caddypush/caddy-push/pushstore/storetest"
 )
 
 // coalesceStore is a started store on a redis-server of its own (whose
@@ -207,18 +207,7 @@ func TestCoalescedPublications(t *testing.T) {
 	if got := take(t, poll.Sub); got != "1" {
 		t.Errorf("the long-poll got %q, want the first publication", got)
 	}
-	var got []string
-	for len(got) < n {
-		select {
-		case <-stream.Ready():
-		case <-time.After(5 * time.Second):
-			t.Fatalf("the stream got %q, then nothing for 5 s", got)
-		}
-		ds, _ := stream.Take(nil)
-		for _, d := range ds {
-			got = append(got, string(d.Message.Body))
-		}
-	}
+	got := storetest.Bodies(storetest.AwaitN(t, stream, n))
 	for i, body := range got {
 		if body != strconv.Itoa(i+1) {
 			t.Fatalf("the stream got %q, want 1 to %d in order, once", got, n)

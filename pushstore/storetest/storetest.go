@@ -97,6 +97,37 @@ func Await(t testing.TB, sub pushstore.Subscription) (string, pushstore.End) {
 	return "", end
 }
 
+// AwaitN waits (up to 10 s for each batch) until an open subscription has
+// been sent n deliveries, and returns them; it fails the test if the
+// subscription ends or stalls first.
+func AwaitN(t testing.TB, sub pushstore.Subscription, n int) []pushstore.Delivery {
+	t.Helper()
+	var got []pushstore.Delivery
+	for len(got) < n {
+		select {
+		case <-sub.Ready():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %d of %d deliveries, then nothing for 10 s", len(got), n)
+		}
+		ds, end := sub.Take(nil)
+		got = append(got, ds...)
+		if end != pushstore.Open {
+			t.Fatalf("the subscription ended %v after %d of %d deliveries", end, len(got), n)
+		}
+		sub.Sent()
+	}
+	return got
+}
+
+// Bodies returns the deliveries' message bodies.
+func Bodies(ds []pushstore.Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = string(d.Message.Body)
+	}
+	return out
+}
+
 func idsGrow(t *testing.T, h *Harness) {
 	s := h.Store
 	var ids []pushstore.MessageID
@@ -300,23 +331,7 @@ func refusedStream(t *testing.T, h *Harness) {
 		t.Fatal(err)
 	}
 	defer sub.Cancel()
-	var got []string
-	for len(got) < 3 {
-		select {
-		case <-sub.Ready():
-		case <-time.After(10 * time.Second):
-			t.Fatalf("the next stream got %q within 10 s", got)
-		}
-		ds, end := sub.Take(nil)
-		for _, d := range ds {
-			got = append(got, string(d.Message.Body))
-		}
-		if end != pushstore.Open {
-			t.Fatalf("the next stream ended %v after %q", end, got)
-		}
-		sub.Sent()
-	}
-	if fmt.Sprint(got) != "[a1 a2 b1]" {
+	if got := Bodies(AwaitN(t, sub, 3)); fmt.Sprint(got) != "[a1 a2 b1]" {
 		t.Fatalf("the next stream got %q, want a1 a2 b1", got)
 	}
 	a, _ := s.Info("/ra")
@@ -342,20 +357,8 @@ func channelNamedTwice(t *testing.T, h *Harness) {
 		}
 		Publish(t, s, key, "m", Pub)
 		var channels []int
-		for len(channels) < 2 {
-			select {
-			case <-sub.Ready():
-			case <-time.After(10 * time.Second):
-				t.Fatalf("%+v: got %v within 10 s, want positions 0 and 2", req, channels)
-			}
-			ds, end := sub.Take(nil)
-			for _, d := range ds {
-				channels = append(channels, d.Channel)
-			}
-			if end != pushstore.Open {
-				t.Fatalf("%+v: ended %v after %v", req, end, channels)
-			}
-			sub.Sent()
+		for _, d := range AwaitN(t, sub, 2) {
+			channels = append(channels, d.Channel)
 		}
 		sub.Cancel()
 		if fmt.Sprint(channels) != "[0 2]" {
