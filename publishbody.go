@@ -92,7 +92,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	}
 	if timeout > 0 {
 		deadline := time.Now().Add(timeout)
-		lift := bodyDeadline(w, r, timeout)
+		lift := bodyDeadline(w, r, deadline)
 		bd, err := readInto(r.Body, r.ContentLength, limit)
 		if err == nil {
 			lift() // a refused body keeps its deadline: nothing waits for the rest
@@ -160,16 +160,16 @@ func readInto(src io.Reader, want, limit int64) (*body, error) {
 	}
 }
 
-// bodyDeadline bounds reading the rest of r's body by timeout, through the
+// bodyDeadline bounds reading the rest of r's body by deadline, through the
 // connection's read deadline (which Caddy's own idle read timeout respects
 // as a ceiling), or, where the protocol has none, by closing the body when
 // the time is up. The returned function lifts it.
-func bodyDeadline(w http.ResponseWriter, r *http.Request, timeout time.Duration) (lift func()) {
+func bodyDeadline(w http.ResponseWriter, r *http.Request, deadline time.Time) (lift func()) {
 	rc := http.NewResponseController(w)
-	if err := rc.SetReadDeadline(time.Now().Add(timeout)); err == nil {
+	if err := rc.SetReadDeadline(deadline); err == nil {
 		return func() { _ = rc.SetReadDeadline(time.Time{}) }
 	}
-	t := time.AfterFunc(timeout, func() { _ = r.Body.Close() })
+	t := time.AfterFunc(time.Until(deadline), func() { _ = r.Body.Close() })
 	return func() { t.Stop() }
 }
 
