@@ -1,6 +1,9 @@
 package pushstore
 
-import "errors"
+import (
+	"errors"
+	"slices"
+)
 
 // This file holds the memory store's Follow: subscriptions on one or more
 // channels that stay registered (streams) or end with their first message
@@ -19,7 +22,9 @@ func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, er
 		return ms, nil
 	}
 	var backlog []Delivery
+	last := 0 // where the last channel's backlog begins
 	for i, key := range keys {
+		last = len(backlog)
 		var cursor MessageID
 		if req.HasCursor && i < len(req.Cursors) {
 			cursor = req.Cursors[i]
@@ -38,13 +43,15 @@ func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, er
 		return nil, nil
 	}
 	if !req.OneShot && !req.NoWait {
-		s.receivedBacklog(keys, backlog)
+		// The last channel's backlog was counted by its join.
+		s.delivered.Add(uint64(len(backlog)))
+		ByChannel(backlog[:last], func(ch int, ds []Delivery) { s.receivedAll(keys[ch], ds) })
 	}
 	ms.Preload(backlog)
 	if (req.OneShot || req.NoWait) && len(backlog) > 0 {
 		ms.Cancel() // answered: off every channel now
 		if d, ok := ms.AnsweredFrom(backlog); ok {
-			s.receivedBacklog(keys, []Delivery{d})
+			s.receivedAnswer(keys[d.Channel], d)
 		}
 	}
 	return ms, nil
@@ -56,10 +63,11 @@ var errReleased = errors.New("pushstore: store released")
 // join registers subscription ms on the channel of key as its channel i,
 // after the concurrency and limit checks, and appends the channel's
 // backlog for cursor to backlog: every stored message after the cursor
-// for a stream (counted as delivered, with the recipient rules applied,
-// by receivedBacklog once every channel took the stream), the first one
+// for a stream (counted as received, with the recipient rules applied,
+// once every channel took the stream: by join itself on the last channel,
+// under the lock it holds, by follow on the others), the first one
 // only for a one-shot subscription (counted once it is known to be the one
-// sent, by receivedBacklog too). An interval-poll (NoWait) is registered
+// sent, by receivedAnswer). An interval-poll (NoWait) is registered
 // nowhere, nor is a one-shot subscription once it has a backlog.
 func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cursor MessageID, backlog []Delivery) ([]Delivery, error) {
 	now := s.now()
@@ -111,18 +119,18 @@ func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cur
 	}
 	ms.chans[i] = c
 	c.subs.Add(&ms.members[i])
+	if i == len(ms.chans)-1 && !req.OneShot {
+		s.receivedStored(c, c.msgs[from:])
+	}
 	return backlog, nil
 }
 
-// receivedBacklog counts a stream's backlog (or the one message a one-shot
-// subscription was answered with) as delivered, with the recipient rules
-// of each message still stored, once the subscription is on every
-// channel: one refused by a later channel (404, 403, 409) takes nothing
-// from the earlier ones. The backlog is in channel order, each channel's
-// in the order its buffer holds them.
-func (s *MemoryStore) receivedBacklog(keys []string, backlog []Delivery) {
-	s.delivered.Add(uint64(len(backlog)))
-	ByChannel(backlog, func(ch int, ds []Delivery) { s.receivedAll(keys[ch], ds) })
+// receivedAnswer counts d, the message a one-shot subscription was
+// answered with once it was on every channel it waited on, as delivered,
+// with its recipient rules if it is still stored.
+func (s *MemoryStore) receivedAnswer(key string, d Delivery) {
+	s.delivered.Add(1)
+	s.receivedAll(key, []Delivery{d})
 }
 
 // receivedAll counts ds, messages of key's channel in its buffer's order,
@@ -147,8 +155,21 @@ func (s *MemoryStore) receivedAll(key string, ds []Delivery) {
 			k++
 		}
 	}
-	for _, st := range got { // afterDelivery may remove from c.msgs
+	s.receivedStored(c, got)
+}
+
+// receivedStored counts a locked channel's stored messages got, in buffer
+// order, as received and applies their recipient rules. got may be a
+// window of c.msgs: it is copied before a rule removes from c.msgs.
+func (s *MemoryStore) receivedStored(c *channel, got []*stored) {
+	rules := false
+	for _, st := range got {
 		st.received++
-		s.afterDelivery(c, st)
+		rules = rules || st.minRecipients > 0 || st.deleteOldest
+	}
+	if rules { // afterDelivery may remove from c.msgs, which got may share
+		for _, st := range slices.Clone(got) {
+			s.afterDelivery(c, st)
+		}
 	}
 }

@@ -94,3 +94,23 @@ func BenchmarkSubscribeStored(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkFollowBacklog is a stream resuming 10 messages behind on one
+// channel: it joins, takes and counts its backlog, and leaves.
+func BenchmarkFollowBacklog(b *testing.B) {
+	s := NewMemoryStore(1<<30, nil)
+	var ids []MessageID
+	for range 20 {
+		r, _ := s.Publish("/sub", &Message{Body: make([]byte, 100)}, defaultPub)
+		ids = append(ids, r.ID)
+	}
+	req := FollowRequest{Cursors: []MessageID{ids[9]}, HasCursor: true, QueueBytes: 1 << 20}
+	b.ReportAllocs()
+	for b.Loop() {
+		sub, err := s.Follow([]string{"/sub"}, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sub.Cancel()
+	}
+}
