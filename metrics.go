@@ -61,7 +61,7 @@ var (
 	descLimit     = desc("store_limit_bytes", "The store's byte budget, max_reserved_memory.")
 	descPublishes = desc("publishes_total", "Publications (POST) answered, by status.", "status")
 	descDelivered = desc("deliveries_total", "Messages sent to subscribers.")
-	descRefusals  = desc("refusals_total", "Requests refused or ended without a message, by status (403, 404, 405, 409, 410, 413, 507).", "code")
+	descRefusals  = desc("refusals_total", "Requests refused or ended without a message, by status (400, 403, 404, 405, 406, 408, 409, 410, 413, 503, 507).", "code")
 	descExpired   = desc("expired_messages_total", "Stored messages removed by message_timeout.")
 	descUp        = desc("store_up", "1 when the store answered this scrape, 0 when its backend (Redis) is unreachable.")
 	descReceiving = desc("receiving_bodies", "Publication bodies being received.")

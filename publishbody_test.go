@@ -205,6 +205,8 @@ func TestReadBodyCutGoesThroughHandleErrors(t *testing.T) {
 		{"POST /pub?id=" + ch + " HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nshort", true, "handled 400"},
 		{"POST /pub?id=" + ch + " HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789", false, "handled 408"},
 	} {
+		refusals := `caddy_push_refusals_total{code="` + tc.want[len(tc.want)-3:] + `"}`
+		before := max(metricValue(t, refusals), 0)
 		conn, err := net.Dial("tcp", "localhost:9080")
 		if err != nil {
 			t.Fatal(err)
@@ -224,6 +226,11 @@ func TestReadBodyCutGoesThroughHandleErrors(t *testing.T) {
 		conn.Close()
 		if string(body) != tc.want {
 			t.Fatalf("%q: %s %q, want %q", tc.req[:30], res.Status, body, tc.want)
+		}
+		// The answer went through handle_errors, and is counted as a
+		// refusal all the same.
+		if after := metricValue(t, refusals); after < before+1 {
+			t.Errorf("%s went from %v to %v", refusals, before, after)
 		}
 	}
 }

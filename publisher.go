@@ -286,6 +286,7 @@ func bodyRefusal(w http.ResponseWriter, err error, limits bodyLimits) (int, erro
 	if isTimeout(err) {
 		status = http.StatusRequestTimeout // the server's read_body or read idle timeout
 	}
+	countRefusal(status) // answered by handle_errors or Caddy, not writeText
 	return status, caddyhttp.Error(status, fmt.Errorf("reading message body: %w", err))
 }
 
