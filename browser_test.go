@@ -1,11 +1,14 @@
 package caddypush
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // requireBrowser skips t when the browser tests cannot run here (no node,
@@ -66,14 +69,26 @@ func TestBrowsers(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no e2e/*.test.mjs: %v", err)
 	}
-	cmd := exec.Command("node", append([]string{"--test", "--test-concurrency=1"}, files...)...)
-	cmd.Dir = e2e
-	cmd.Env = append(os.Environ(), "PUSH_BASE="+p.url)
-	out, err := cmd.CombinedOutput()
+	out, err := runNode(e2e, p.url, append([]string{"--test", "--test-concurrency=1"}, files...)...)
 	if err != nil {
 		t.Fatalf("the browser suite failed: %v\n%s", err, out)
 	}
 	t.Logf("browser suite:\n%s", lastLines(string(out), 12))
+}
+
+// runNode runs node in dir with PUSH_BASE=base and returns its output,
+// within 3 minutes: then node and the browsers it started (its process
+// group, which would otherwise hold the output pipe open) are killed.
+func runNode(dir, base string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PUSH_BASE="+base) // and CHAT_SCREENSHOT, when set
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	return cmd.CombinedOutput()
 }
 
 func lastLines(s string, n int) string {

@@ -1,12 +1,10 @@
 package caddypush
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -235,13 +233,8 @@ func TestChatBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := runExample(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "--test", "--test-concurrency=1", "chat/chat-suite.mjs")
-	cmd.Dir = e2e
-	cmd.Env = append(os.Environ(), "PUSH_BASE="+p.url) // and CHAT_SCREENSHOT, when set
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
+	out, err := runNode(e2e, p.url, "--test", "--test-concurrency=1", "chat/chat-suite.mjs")
 	if err != nil {
 		t.Fatalf("the chat's browser suite failed after %s: %v\n%s", time.Since(start).Round(time.Second), err, out)
 	}

@@ -30,6 +30,7 @@ func (f *follower) follow(ctx context.Context, url string) {
 		r, err := doCtx(ctx, h1Client, "GET", url, nil, cur.headers()...)
 		switch {
 		case err != nil:
+			time.Sleep(20 * time.Millisecond) // the server is restarting: not a busy loop
 			continue
 		case r.status == 200:
 			f.mu.Lock()

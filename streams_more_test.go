@@ -81,7 +81,7 @@ func TestForwardAuthChecksEachSubscriberOnce(t *testing.T) {
 		calls.Add(1)
 		uri := r.Header.Get("X-Forwarded-Uri")
 		seen.Store(uri, true)
-		if strings.Contains(uri, "id=secret") && r.Header.Get("Authorization") != "Bearer ok" {
+		if strings.Contains(uri, "secret") && r.Header.Get("Authorization") != "Bearer ok" {
 			http.Error(w, "no", http.StatusUnauthorized)
 			return
 		}
@@ -94,10 +94,10 @@ func TestForwardAuthChecksEachSubscriberOnce(t *testing.T) {
 	load(tester, cfg)
 	defer load(tester, mainConfig)
 
-	if r := do(t, h1Client, "GET", base+"/authed?id=secret", nil); r.status != 401 {
+	ch := chanName(t, "secret")
+	if r := do(t, h1Client, "GET", base+"/authed?id="+ch, nil); r.status != 401 {
 		t.Fatalf("a long-poll without credentials: %d", r.status)
 	}
-	ch := "secret"
 	publish(t, "/pub", ch, "m1")
 	before := calls.Load()
 	s := openSSE(t, h1Client, base+"/authed?id="+ch, "Authorization", "Bearer ok")
@@ -116,7 +116,7 @@ func TestForwardAuthChecksEachSubscriberOnce(t *testing.T) {
 	if n := calls.Load() - before; n != 2 {
 		t.Fatalf("the auth service was asked %d times for two streams and five messages, want 2", n)
 	}
-	if _, ok := seen.Load("/authed?id=secret"); !ok {
+	if _, ok := seen.Load("/authed?id=" + ch); !ok {
 		t.Fatal("the auth service did not see the channel id")
 	}
 	do(t, h1Client, "DELETE", base+"/pub?id="+ch, nil)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -374,6 +375,24 @@ func doCtx(ctx context.Context, c *http.Client, method, url string, body io.Read
 	return resp{status: res.StatusCode, header: res.Header, body: string(b), proto: res.ProtoMajor}, nil
 }
 
+// roundRequested reads `"requested": 1` in a channel's JSON info as 0: the
+// seconds since the last request are whole seconds, and one may begin
+// between the request and the answer.
+func roundRequested(body string) string {
+	return strings.Replace(body, `"requested": 1,`, `"requested": 0,`, 1)
+}
+
+// tryPost POSTs a text/plain message from a goroutine other than the
+// test's, which must not stop the test (t.Fatal): a failed request is
+// reported and answers status 0.
+func tryPost(t testing.TB, url, body string) resp {
+	r, err := doCtx(context.Background(), h1Client, "POST", url, strings.NewReader(body), "Content-Type", "text/plain")
+	if err != nil {
+		t.Errorf("POST %s: %v", url, err)
+	}
+	return r
+}
+
 // getAsync sends a GET in a goroutine and delivers the response (or the
 // error, as its body) on out.
 func getAsync(c *http.Client, url string, out chan<- resp, hdr ...string) {
@@ -434,7 +453,40 @@ func waiters(t testing.TB, key string) int {
 	return info.Subscribers
 }
 
-// chanName makes a channel id unique to the test.
+// chanName makes a channel id unique to the test, and to its run under
+// -count: the store and Redis keep what an earlier run of the same test
+// published.
 func chanName(t testing.TB, suffix string) string {
-	return strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()) + "-" + suffix
+	name := strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
+	if n := testRun(t); n > 1 {
+		name += "-r" + strconv.Itoa(n)
+	}
+	return name + "-" + suffix
+}
+
+var runs struct {
+	sync.Mutex
+	of    map[testing.TB]int // a running test's run of its name
+	names map[string]int     // runs of each name so far
+}
+
+// testRun is which run of its name t is: 1, or more under -count.
+func testRun(t testing.TB) int {
+	runs.Lock()
+	defer runs.Unlock()
+	if n, ok := runs.of[t]; ok {
+		return n
+	}
+	if runs.of == nil {
+		runs.of, runs.names = map[testing.TB]int{}, map[string]int{}
+	}
+	runs.names[t.Name()]++
+	n := runs.names[t.Name()]
+	runs.of[t] = n
+	t.Cleanup(func() {
+		runs.Lock()
+		delete(runs.of, t)
+		runs.Unlock()
+	})
+	return n
 }

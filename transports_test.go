@@ -121,7 +121,9 @@ func TestEventSourceOverHTTP2AndThroughEncode(t *testing.T) {
 		}
 	}
 
-	req, _ := http.NewRequest("GET", base+"/gz/sub?id="+ch, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/gz/sub?id="+ch, nil)
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Accept-Encoding", "gzip")
 	resp, err := h1Client.Do(req)
@@ -129,18 +131,14 @@ func TestEventSourceOverHTTP2AndThroughEncode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.Header.Get("Content-Encoding") != "gzip" {
-		t.Logf("encode left text/event-stream uncompressed: %v", resp.Header)
+	if resp.Header.Get("Content-Encoding") != "gzip" { // encode's default types take text/*
+		t.Fatalf("encode left text/event-stream uncompressed: %v", resp.Header)
 	}
-	body := io.Reader(resp.Body)
-	if resp.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := newGzipReader(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body = zr
+	zr, err := newGzipReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	gz := &sseStream{resp: resp, r: bufio.NewReader(body), cancel: func() {}}
+	gz := &sseStream{resp: resp, r: bufio.NewReader(zr), cancel: func() {}}
 	for i := range 3 { // the backlog, then one live event
 		ev := gz.message(t)
 		if want := fmt.Sprint("h2-", i); ev.data != want {
@@ -431,7 +429,6 @@ func TestWebSocketDeflateOncePerPublication(t *testing.T) { forEachStore(t, test
 func testWebSocketDeflateOnce(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
-	do(t, h1Client, "DELETE", base+"/pub?id="+ch, nil) // an earlier run's message (-count)
 	var conns []*rawConn
 	for range 3 {
 		c := rawStream(t, "GET /sub?id="+ch+" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
@@ -609,6 +606,7 @@ func idleWSReaders() int { return goroutinesIn(".readWebSocket(", ".waitReadable
 func TestWebSocketAfterClientPing(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "wspong")
+	parked := parkedStreams.Load()
 	c := openWS(t, base+"/sub?id="+ch, nil)
 	waitFor(t, "the WebSocket", func() bool { return waiters(t, "/"+ch) == 1 })
 	publish(t, "/pub", ch, "before") // the stream's own deadline is set now
@@ -630,14 +628,17 @@ func TestWebSocketAfterClientPing(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1200 * time.Millisecond) // past the pong's write deadline
-	waitFor(t, "the WebSocket to park", func() bool { return parkedStreams.Load() > 0 })
-	short := parkedShort.Load()
+	waitFor(t, "the WebSocket to park", func() bool { return parkedStreams.Load() > parked })
+	short, sends := parkedShort.Load(), parkedSends.Load()
 	publish(t, "/pub", ch, "after the pong")
 	if m := <-got; m != "after the pong" {
 		t.Fatalf("got %q", m)
 	}
 	if n := parkedShort.Load() - short; n != 0 {
 		t.Fatalf("%d parked writes failed after the pong's deadline passed", n)
+	}
+	if n := parkedSends.Load() - sends; n != 1 {
+		t.Fatalf("%d parked writes for the message, want 1", n)
 	}
 }
 
@@ -658,11 +659,14 @@ func TestParkedStreamAfterWriteIdle(t *testing.T) {
 	c.until(t, "data: backlog\n\n")
 	waitFor(t, "the stream to detach", func() bool { return detachedStreams.Load() > detached })
 	time.Sleep(1200 * time.Millisecond) // past the deadline (nothing to wait on)
-	short := parkedShort.Load()
+	short, sends := parkedShort.Load(), parkedSends.Load()
 	publish(t, "/pub", ch, "after write_idle")
 	c.until(t, "data: after write_idle\n\n")
 	if n := parkedShort.Load() - short; n != 0 {
 		t.Fatalf("%d parked writes failed after write_idle passed", n)
+	}
+	if n := parkedSends.Load() - sends; n != 1 {
+		t.Fatalf("%d parked writes for the message, want 1", n)
 	}
 }
 

@@ -174,7 +174,7 @@ func cursorTraversal(t *testing.T, h *Harness) {
 	}
 	var got []string
 	cur := pushstore.MessageID{}
-	for {
+	for range 10 { // a store that answers the same message again stops here
 		body, id := Next(t, s, "/c", cur)
 		if body == "" {
 			break
