@@ -135,11 +135,39 @@ func parseTags(t int64, tags string, n int) ([]pushstore.MessageID, error) {
 	return cursors, nil
 }
 
+// streamID reads a stream's resume id as nchan 1.3.6 does: one without a
+// `:` (`undefined`, `null`, a bare time) is no id at all (nil, nil), and on
+// one channel a time whose tag cannot be read is that time with tag 0
+// (streamTags). A time that is not a number, or a tag list for several
+// channels that cannot be read, is refused (errBadID), as nchan refuses it.
+func streamID(v string, n int) ([]pushstore.MessageID, error) {
+	ts, tags, ok := strings.Cut(v, ":")
+	if !ok {
+		return nil, nil
+	}
+	t, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || t < 0 {
+		return nil, errBadID
+	}
+	return streamTags(t, tags, n)
+}
+
+// streamTags is parseTags, with a one-channel tag that cannot be read
+// taken as tag 0.
+func streamTags(t int64, tags string, n int) ([]pushstore.MessageID, error) {
+	cursors, err := parseTags(t, tags, n)
+	if err != nil && n == 1 {
+		return []pushstore.MessageID{{Time: t}}, nil
+	}
+	return cursors, err
+}
+
 // streamCursor reads a streaming or multiplexed request's cursor for n
 // channels from, in nchan's order: If-Modified-Since with If-None-Match
 // (the time, and the tag or tag list), an If-None-Match that holds a whole
 // `time:tags` id, the Last-Event-ID header, and the last_event_id query
-// argument. It returns nil, nil when the request has none.
+// argument, each as streamID says. It returns nil, nil when the request
+// has none.
 func streamCursor(r *http.Request, n int) ([]pushstore.MessageID, error) {
 	h := r.Header
 	if ims := h.Get("If-Modified-Since"); ims != "" {
@@ -151,16 +179,18 @@ func streamCursor(r *http.Request, n int) ([]pushstore.MessageID, error) {
 		if n == 1 && inm == "" {
 			return []pushstore.MessageID{{Time: t.Unix()}}, nil // tag 0
 		}
-		return parseTags(t.Unix(), trimEtag(inm), n) // strict: a stream has no long-poll leniency
+		return streamTags(t.Unix(), trimEtag(inm), n)
 	}
 	if inm := h.Get("If-None-Match"); strings.Contains(inm, ":") {
-		return parseID(trimEtag(inm), n)
+		return streamID(trimEtag(inm), n)
 	}
 	if id := h.Get("Last-Event-ID"); id != "" {
-		return parseID(id, n)
+		if c, err := streamID(id, n); c != nil || err != nil {
+			return c, err
+		}
 	}
 	if id := queryParam(r.URL.RawQuery, "last_event_id"); id != "" {
-		return parseID(id, n)
+		return streamID(id, n)
 	}
 	return nil, nil
 }

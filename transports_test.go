@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,17 +64,40 @@ func testEventSource(t *testing.T) {
 		}
 		r.close()
 	}
-	if r := do(t, h1Client, "GET", base+"/sub?id="+ch, nil, "Accept", "text/event-stream", "Last-Event-ID", "garbage"); r.status != 400 ||
-		r.body != "Message ID invalid" {
-		t.Fatalf("a bad Last-Event-ID: %d %q", r.status, r.body)
+	// Resume ids read as nchan 1.3.6 reads them: one without a colon is
+	// no id (a client's `last_event_id=undefined`: the stream starts from
+	// the oldest message); a readable time with an unreadable tag is that
+	// time, tag 0, as is an unreadable If-None-Match beside
+	// If-Modified-Since; a time that is not a number is refused.
+	firstTime, tag, _ := strings.Cut(first.id, ":")
+	if tag != "0" {
+		t.Fatalf("the first message's id %q: want tag 0", first.id)
 	}
-	// A stream reads If-None-Match strictly, on one channel as on several
-	// (only a one-channel long-poll is lenient): it started from tag 0.
-	ims := time.Now().UTC().Format(http.TimeFormat)
-	for _, inm := range []string{"garbage", "1795803216:0", "99999999999999999999"} {
-		if r := do(t, h1Client, "GET", base+"/sub?id="+ch, nil, "Accept", "text/event-stream",
-			"If-Modified-Since", ims, "If-None-Match", inm); r.status != 400 {
-			t.Fatalf("If-None-Match %q with If-Modified-Since on a stream: %d %q", inm, r.status, r.body)
+	ft, _ := strconv.ParseInt(firstTime, 10, 64)
+	ims := time.Unix(ft, 0).UTC().Format(http.TimeFormat)
+	for _, tc := range []struct {
+		query string
+		hdr   []string
+		want  string // first (no id), or second: after first, which is (T, 0)
+	}{
+		{"&last_event_id=undefined", nil, first.data},
+		{"", []string{"Last-Event-ID", "null"}, first.data},
+		{"", []string{"Last-Event-ID", firstTime}, first.data},
+		{"&last_event_id=" + firstTime + ":abc", nil, second.data},
+		{"", []string{"Last-Event-ID", firstTime + ":[0"}, second.data},
+		{"", []string{"If-Modified-Since", ims, "If-None-Match", "garbage"}, second.data},
+		{"", []string{"If-Modified-Since", ims, "If-None-Match", "99999999999999999999"}, second.data},
+	} {
+		r := openSSE(t, h1Client, base+"/sub?id="+ch+tc.query, tc.hdr...)
+		if ev := r.message(t); ev.data != tc.want {
+			t.Fatalf("resume %q %q: %+v, want %q", tc.query, tc.hdr, ev, tc.want)
+		}
+		r.close()
+	}
+	for _, id := range []string{"1.5:0", ":0", "x:1"} {
+		if r := do(t, h1Client, "GET", base+"/sub?id="+ch, nil, "Accept", "text/event-stream", "Last-Event-ID", id); r.status != 400 ||
+			r.body != "Message ID invalid" {
+			t.Fatalf("Last-Event-ID %q: %d %q", id, r.status, r.body)
 		}
 	}
 
