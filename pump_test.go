@@ -156,7 +156,7 @@ func TestDetachedStreamsUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if a := attachedStreams.Load() - attached; a < subs {
-		t.Fatalf("detached streams were taken over %d times, want at least one each (%d)", a, subs)
-	}
+	// Each stream's ping timer takes it over within 100 ms; the messages may
+	// all have come sooner (it failed at 29 of 30 when they did).
+	waitFor(t, "every detached stream taken over", func() bool { return attachedStreams.Load()-attached >= subs })
 }
