@@ -89,27 +89,41 @@ func (r *runningID) appendID(b []byte) []byte {
 	return r.appendTags(append(b, ':'))
 }
 
-// parseID reads an id for n channels: `T:tag` (one channel), or a compound
-// one, into a cursor per channel. Fewer tags than channels is allowed (the
-// others are `-`), as in nchan; more is not, and neither is a second
-// bracketed tag or a time that is not a number.
+// parseID reads an id for n channels, `T:tag` (one channel) or a compound
+// one, into a cursor per channel, as nchan 1.3.6 reads a stream's resume
+// id: one without a `:` (`undefined`, `null`, a bare time) is no id at all
+// (nil, nil), and a time that is not a number is refused (errBadID); the
+// tags are read by parseTags.
 func parseID(v string, n int) ([]pushstore.MessageID, error) {
 	ts, tags, ok := strings.Cut(v, ":")
+	if !ok {
+		return nil, nil
+	}
 	t, err := strconv.ParseInt(ts, 10, 64)
-	if !ok || err != nil || t < 0 {
+	if err != nil || t < 0 {
 		return nil, errBadID
 	}
 	return parseTags(t, tags, n)
 }
 
-// parseTags reads a tag list for n channels at time t.
+// parseTags reads a tag list for n channels at time t. Fewer tags than
+// channels is allowed (the others are `-`), as in nchan; more is not, and
+// neither is a second bracketed tag. A list that cannot be read is refused
+// (errBadID) for several channels and is tag 0 for one, as in nchan (an
+// empty list too: If-Modified-Since without If-None-Match).
 func parseTags(t int64, tags string, n int) ([]pushstore.MessageID, error) {
+	bad := func() ([]pushstore.MessageID, error) {
+		if n == 1 {
+			return []pushstore.MessageID{{Time: t}}, nil
+		}
+		return nil, errBadID
+	}
 	cursors := make([]pushstore.MessageID, n)
 	brackets := 0
 	i := 0
 	for part := range strings.SplitSeq(tags, ",") {
 		if i >= n {
-			return nil, errBadID
+			return bad()
 		}
 		part = strings.TrimSpace(part)
 		if strings.HasPrefix(part, "[") && strings.HasSuffix(part, "]") {
@@ -120,14 +134,14 @@ func parseTags(t int64, tags string, n int) ([]pushstore.MessageID, error) {
 		case part == "-" || part == "-1":
 			cursors[i] = beforeSecond(t)
 		case err != nil || tag < 0:
-			return nil, errBadID
+			return bad()
 		default:
 			cursors[i] = pushstore.MessageID{Time: t, Tag: tag}
 		}
 		i++
 	}
 	if brackets > 1 || (n > 1 && i > 1 && brackets == 0) {
-		return nil, errBadID
+		return bad()
 	}
 	for ; i < n; i++ {
 		cursors[i] = beforeSecond(t)
@@ -135,38 +149,11 @@ func parseTags(t int64, tags string, n int) ([]pushstore.MessageID, error) {
 	return cursors, nil
 }
 
-// streamID reads a stream's resume id as nchan 1.3.6 does: one without a
-// `:` (`undefined`, `null`, a bare time) is no id at all (nil, nil), and on
-// one channel a time whose tag cannot be read is that time with tag 0
-// (streamTags). A time that is not a number, or a tag list for several
-// channels that cannot be read, is refused (errBadID), as nchan refuses it.
-func streamID(v string, n int) ([]pushstore.MessageID, error) {
-	ts, tags, ok := strings.Cut(v, ":")
-	if !ok {
-		return nil, nil
-	}
-	t, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || t < 0 {
-		return nil, errBadID
-	}
-	return streamTags(t, tags, n)
-}
-
-// streamTags is parseTags, with a one-channel tag that cannot be read
-// taken as tag 0.
-func streamTags(t int64, tags string, n int) ([]pushstore.MessageID, error) {
-	cursors, err := parseTags(t, tags, n)
-	if err != nil && n == 1 {
-		return []pushstore.MessageID{{Time: t}}, nil
-	}
-	return cursors, err
-}
-
 // streamCursor reads a streaming or multiplexed request's cursor for n
 // channels from, in nchan's order: If-Modified-Since with If-None-Match
 // (the time, and the tag or tag list), an If-None-Match that holds a whole
 // `time:tags` id, the Last-Event-ID header, and the last_event_id query
-// argument, each as streamID says. It returns nil, nil when the request
+// argument, each as parseID says. It returns nil, nil when the request
 // has none.
 func streamCursor(r *http.Request, n int) ([]pushstore.MessageID, error) {
 	h := r.Header
@@ -175,22 +162,18 @@ func streamCursor(r *http.Request, n int) ([]pushstore.MessageID, error) {
 		if err != nil {
 			return nil, errBadID
 		}
-		inm := h.Get("If-None-Match")
-		if n == 1 && inm == "" {
-			return []pushstore.MessageID{{Time: t.Unix()}}, nil // tag 0
-		}
-		return streamTags(t.Unix(), trimEtag(inm), n)
+		return parseTags(t.Unix(), trimEtag(h.Get("If-None-Match")), n)
 	}
 	if inm := h.Get("If-None-Match"); strings.Contains(inm, ":") {
-		return streamID(trimEtag(inm), n)
+		return parseID(trimEtag(inm), n)
 	}
 	if id := h.Get("Last-Event-ID"); id != "" {
-		if c, err := streamID(id, n); c != nil || err != nil {
+		if c, err := parseID(id, n); c != nil || err != nil {
 			return c, err
 		}
 	}
 	if id := queryParam(r.URL.RawQuery, "last_event_id"); id != "" {
-		return streamID(id, n)
+		return parseID(id, n)
 	}
 	return nil, nil
 }

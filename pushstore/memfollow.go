@@ -165,7 +165,7 @@ func (s *MemoryStore) receivedStored(c *channel, got []*stored) {
 	rules := false
 	for _, st := range got {
 		st.received++
-		rules = rules || st.minRecipients > 0 || st.deleteOldest
+		rules = rules || st.hasRule()
 	}
 	if rules { // afterDelivery may remove from c.msgs, which got may share
 		for _, st := range slices.Clone(got) {

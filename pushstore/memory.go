@@ -77,6 +77,10 @@ type stored struct {
 	seq           uint64 // its publication's Delivery.Seq
 }
 
+// hasRule reports whether a delivery may remove m (min_message_recipients,
+// delete_oldest_received_message).
+func (m *stored) hasRule() bool { return m.minRecipients > 0 || m.deleteOldest }
+
 // memSub is a subscription of the memory store: its queue and its place
 // on each of its channels.
 type memSub struct {
@@ -433,8 +437,8 @@ func (c *channel) info(now time.Time) ChannelInfo {
 // afterDelivery applies min_message_recipients and
 // delete_oldest_received_message to a message that was just delivered.
 func (s *MemoryStore) afterDelivery(c *channel, m *stored) {
-	if m.minRecipients == 0 && !m.deleteOldest {
-		return // no rule applies: the common case stays O(1)
+	if !m.hasRule() {
+		return // the common case stays O(1)
 	}
 	i := slices.Index(c.msgs, m)
 	if i < 0 || len(c.msgs) <= c.minBuffer {

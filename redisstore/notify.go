@@ -299,13 +299,13 @@ func (s *Store) retryRechecks(failed []recheck) {
 // catchUp sends a stream what it missed, in id order: every stored
 // message after its cursor, and the messages of the notifications this
 // instance heard meanwhile (the one that showed the gap included) that
-// were not stored; the stream then takes the channel's gen, so the notifications after it apply as they come (those that
-// arrived meanwhile, at or below that gen, are in what was fetched). A
-// channel that is gone, or was made again, since the stream registered (at
-// regGen) ends the stream as deleted, and a displacement since as
-// displaced: the notification that would have ended it was missed. It
-// reports false when the fetch failed (the member is open to
-// notifications again).
+// were not stored; the stream then takes the channel's gen, so the
+// notifications after it apply as they come (those that arrived
+// meanwhile, at or below that gen, are in what was fetched). A channel
+// that is gone, or was made again, since the stream registered (at regGen)
+// ends the stream as deleted, and a displacement since as displaced: the
+// notification that would have ended it was missed. It reports false when
+// the fetch failed (the member is open to notifications again).
 func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen int64, missed *note) bool {
 	if h := testHookFetching.Load(); h != nil {
 		(*h)()
