@@ -163,7 +163,7 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
-//	push_publisher [<matcher>] {
+//	push_publisher [<matcher>] [http] [websocket] {
 //		channel_id                     <placeholder expression>
 //		channel_group                  <name>
 //		max_channel_id_length          <bytes>
@@ -181,6 +181,9 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 //		body_timeout                   <duration>
 //	}
 //
+// The arguments are the ways it publishes, as nchan_publisher's: http
+// (requests), websocket (frames on a WebSocket); none means both.
+//
 // Every subdirective may also be written with its nginx name
 // (push_store_messages, client_max_body_size, set $push_channel_id ...) or
 // nchan's (nchan_message_buffer_length, ...). Durations take Caddy's forms
@@ -188,8 +191,11 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 // nginx's (10M, 512k, binary units).
 func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
-	if err := noArgs(d); err != nil {
-		return err
+	for _, a := range lineArgs(d) {
+		if _, ok := parsePublisherTransports([]string{a}); !ok {
+			return d.Errf("unknown publisher transport '%s' (want http or websocket)", a)
+		}
+		p.Transports = append(p.Transports, a)
 	}
 	err := subdirectives(d, func(name string) error {
 		if ok, err := p.unmarshalChannelSub(d, name); ok {

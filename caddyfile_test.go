@@ -126,6 +126,9 @@ func TestValidateRefusesBadJSON(t *testing.T) {
 		{"negative max", &Publisher{MaxMessageBufferLength: &neg}},
 		{"negative size", &Publisher{MaxMessageSize: -1}},
 		{"size past 4 EiB", &Publisher{MaxMessageSize: 1<<63 - 1}}, // a body of unknown length panicked
+		{"bad publisher transport", &Publisher{Transports: []string{"eventsource"}}},
+		{"pub/sub publisher transports", &Subscriber{Mode: ModeLongPoll, FirstMessage: "oldest",
+			Publish: &Publisher{Transports: []string{"http"}}}},
 		{"bad mode", &Subscriber{Mode: "stream", FirstMessage: "oldest"}},
 		{"bad first_message", &Subscriber{Mode: ModeLongPoll, FirstMessage: "x"}},
 		{"negative subscribers", &Subscriber{Mode: ModeLongPoll, FirstMessage: "oldest", MaxChannelSubscribers: -1}},

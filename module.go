@@ -250,6 +250,9 @@ func (h stoppingHandler) Handle(context.Context, caddy.Event) error {
 		n := r.ReleaseAll()
 		h.app.logger.Info("released waiting subscribers for exit", zap.Int("waiters", n))
 	}
+	if n := publishingSockets.goingAway(h.app.logger); n > 0 {
+		h.app.logger.Info("closed publishing websockets for exit", zap.Int("sockets", n))
+	}
 	// The streams on hijacked connections (WebSockets, direct HTTP/1.1
 	// streams) now write their ends; let them finish before the process
 	// goes.

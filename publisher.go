@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gorilla/websocket"
 
 	"github.com/caddypush/caddy-push/pushstore"
 )
@@ -38,6 +39,15 @@ const (
 // the broadcast).
 type Publisher struct {
 	ChannelConfig
+
+	// Transports are the ways the location publishes: `http` (POST
+	// publishes, PUT creates, GET shows and DELETE removes a channel) and
+	// `websocket` (each text or binary frame a client sends on a WebSocket
+	// is published and answered with a text frame holding the channel's
+	// info). A request made in another way gets 403. Empty means both.
+	// Not set on a pub/sub location, whose transports say how it
+	// publishes. Equivalent to nchan_publisher's arguments.
+	Transports []string `json:"transports,omitempty"`
 
 	// StoreMessages keeps published messages for subscribers that ask later.
 	// When false, a message reaches only the subscribers waiting at the
@@ -90,10 +100,12 @@ type Publisher struct {
 	// Default: 30s.
 	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
 
-	store  pushstore.Store
-	opts   pushstore.PublishOptions
-	pubsub bool // part of a pub/sub location (Subscriber.Publish)
-	logger *zap.Logger
+	store      pushstore.Store
+	opts       pushstore.PublishOptions
+	pubsub     bool // part of a pub/sub location (Subscriber.Publish)
+	ways       int  // pubHTTP, pubWebSocket
+	wsUpgrader *websocket.Upgrader
+	logger     *zap.Logger
 
 	bufferErr error // the Caddyfile's min > max buffer length, once its block is read
 }
@@ -128,6 +140,8 @@ func (p *Publisher) Provision(ctx caddy.Context) error {
 	if p.ChannelTimeout != 0 {
 		p.opts.ChannelTimeout = time.Duration(p.ChannelTimeout)
 	}
+	p.ways, _ = parsePublisherTransports(p.Transports) // Validate refuses an unknown name
+	p.wsUpgrader = p.upgrader()
 	store, err := pushStore(ctx)
 	if err != nil {
 		return err
@@ -144,6 +158,10 @@ func (p *Publisher) Validate() error {
 	if p.multiplexed() && !p.pubsub {
 		return fmt.Errorf("a publisher publishes to one channel: channel_id takes one value, and no channel_id_split_delimiter")
 	}
+	if _, ok := parsePublisherTransports(p.Transports); !ok {
+		return fmt.Errorf("unknown publisher transport in %q (want http or websocket)", p.Transports)
+	}
+
 	o := p.opts
 	switch {
 	case o.MaxBufferLength < 0 || o.MinBufferLength < 0:
@@ -167,6 +185,11 @@ const publisherMethods = "GET, POST, PUT, DELETE, OPTIONS"
 
 // ServeHTTP answers a publisher request (docs/protocol.md, "Publisher").
 func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	ws := !p.pubsub && isWebSocketUpgrade(r)
+	if !p.pubsub && p.ways != pubHTTP|pubWebSocket && (p.ways&pubWebSocket != 0) != ws {
+		refusePublisherTransport(w, ws)
+		return nil
+	}
 	if r.Method == http.MethodOptions {
 		p.writeCORS(w, r, "Content-Type, Origin", publisherMethods)
 		return nil
@@ -174,6 +197,10 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 	p.setCORS(w.Header(), r)
 	_, key, ok := p.channelKey(w, r)
 	if !ok {
+		return nil
+	}
+	if ws {
+		p.serveWebSocket(w, r, key)
 		return nil
 	}
 	switch r.Method {

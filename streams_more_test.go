@@ -124,8 +124,9 @@ func TestForwardAuthChecksEachSubscriberOnce(t *testing.T) {
 
 // TestStopClosesStreams runs `caddy stop` on a Caddy binary with open
 // EventSource and WebSocket streams: each ends at once and cleanly (the
-// EventSource with its last comment, the WebSocket with close 1001), and
-// the process exits. The access log names each subscriber's transport.
+// EventSource with its last comment, the WebSocket with close 1001, as a
+// WebSocket that publishes does), and the process exits. The access log
+// names each subscriber's transport.
 func TestStopClosesStreams(t *testing.T) {
 	t.Parallel()
 	logFile := t.TempDir() + "/access.log"
@@ -133,6 +134,13 @@ func TestStopClosesStreams(t *testing.T) {
 	s := openSSE(t, h1Client, p.url+"/sub?id=stop")
 	w := openWS(t, p.url+"/sub?id=stop", nil)
 	waitFor(t, "two streams", func() bool { return p.subscribers(t, "stop") == 2 })
+	pw := openWS(t, p.url+"/pub?id=stop-pub", nil)
+	if err := pw.Write(context.Background(), websocket.MessageText, []byte("published")); err != nil {
+		t.Fatal(err)
+	}
+	if _, reply := wsRead(t, pw); !strings.HasPrefix(reply, "queued messages: 1\r\n") {
+		t.Fatalf("the publishing socket's answer: %q", reply)
+	}
 	do(t, h1Client, "POST", p.url+"/pub?id=lp", strings.NewReader("m"))
 	if r := do(t, h1Client, "GET", p.url+"/sub?id=lp", nil); r.status != 200 {
 		t.Fatalf("a long-poll: %d", r.status)
@@ -147,6 +155,9 @@ func TestStopClosesStreams(t *testing.T) {
 	}
 	if code, _ := wsClosed(t, w); code != websocket.StatusGoingAway {
 		t.Fatalf("WebSocket at stop: %d", code)
+	}
+	if code, _ := wsClosed(t, pw); code != websocket.StatusGoingAway {
+		t.Fatalf("publishing WebSocket at stop: %d", code)
 	}
 	select {
 	case <-p.done:

@@ -174,7 +174,7 @@ func (s *Subscriber) Provision(ctx caddy.Context) error {
 			s.rawSeparator += "\n"
 		}
 	}
-	s.wsUpgrader = s.upgrader()
+	s.wsUpgrader = s.upgrader(metaProtocol)
 	if s.Publish != nil {
 		s.Publish.ChannelConfig = s.ChannelConfig
 		s.Publish.pubsub = true
@@ -269,6 +269,10 @@ func (s *Subscriber) Validate() error {
 		return fmt.Errorf("stream_queue_size must not be negative")
 	}
 	if s.Publish != nil {
+		if len(s.Publish.Transports) > 0 {
+			return fmt.Errorf("a pub/sub location publishes in the ways its own transports list says (http, websocket): " +
+				"its publisher takes no transports")
+		}
 		return s.Publish.Validate()
 	}
 	return nil

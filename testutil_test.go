@@ -304,6 +304,10 @@ const mainConfig = globalOptions + `	push {
 		max_message_size 1k
 	}
 	push_pubsub /ps/ws websocket
+	push_publisher /p/ws websocket {
+		max_message_size 1k
+	}
+	push_publisher /p/http http
 }
 `
 

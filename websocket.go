@@ -74,8 +74,9 @@ const wsRefusedDrain = 1 << 20
 // connection holds none.
 var wsWriteBuffers sync.Pool
 
-// upgrader returns the location's WebSocket upgrader.
-func (s *Subscriber) upgrader() *websocket.Upgrader {
+// upgrader returns the location's WebSocket upgrader, offering
+// subprotocols.
+func (cc *ChannelConfig) upgrader(subprotocols ...string) *websocket.Upgrader {
 	return &websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		// Every idle stream holds its read buffer; a frame's payload
@@ -83,11 +84,11 @@ func (s *Subscriber) upgrader() *websocket.Upgrader {
 		ReadBufferSize:    512,
 		WriteBufferSize:   4096,
 		WriteBufferPool:   &wsWriteBuffers,
-		Subprotocols:      []string{metaProtocol},
+		Subprotocols:      subprotocols,
 		EnableCompression: true,
 		CheckOrigin: func(r *http.Request) bool {
 			o := r.Header.Get("Origin")
-			return s.AllowOrigin == "*" || o == "" || o == s.AllowOrigin
+			return cc.AllowOrigin == "*" || o == "" || o == cc.AllowOrigin
 		},
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			writeText(w, status, "WebSocket handshake refused: "+reason.Error()+".")
@@ -342,6 +343,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 		}
 		return err
 	})
+	echoClose(conn)
 	gone := newLeaving()
 	go s.readWebSocket(conn, publishingHeader(r.Header), keys, gone)
 	ping := time.Duration(s.WebSocketPingInterval)
@@ -363,16 +365,10 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 // 1008, whatever its size.
 func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, keys []string, gone *leaving) {
 	defer gone.leave()
-	defer s.containReader()
-	// Most clients send nothing while they subscribe: wait for their first
-	// bytes in a shallow stack. Blocked in gorilla's read, this goroutine
-	// would keep a stack of twice the smallest size for as long as the
-	// connection is idle (about 3 KB more per idle WebSocket).
-	if wc, ok := conn.NetConn().(*wsConn); ok {
-		wc.waitReadable()
-	}
+	defer containReader(s.logger)
 	pub := s.Publish
 	if pub == nil || !s.wsPublish {
+		waitReadable(conn)
 		// A frame here is refused whatever its size, with 1008, as
 		// nchan refuses it. Its payload is read and dropped, up to
 		// wsRefusedDrain, so the client is not reset while it still
@@ -380,10 +376,32 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 		conn.SetReadLimit(0)
 		if _, rd, err := conn.NextReader(); err == nil {
 			_, _ = io.CopyN(io.Discard, rd, wsRefusedDrain)
-			s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing not allowed.")
+			closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing not allowed.", s.logger)
 		}
 		return
 	}
+	readPublications(conn, pub, func(op int, bd *body) bool {
+		return s.publishFrame(conn, handshake, keys, op, bd)
+	})
+}
+
+// waitReadable waits for a client's first bytes in a shallow stack: most
+// clients send nothing while they subscribe, and a goroutine blocked in
+// gorilla's read would keep a stack of twice the smallest size for as long
+// as the connection is idle (about 3 KB more per idle WebSocket).
+func waitReadable(conn *websocket.Conn) {
+	if wc, ok := conn.NetConn().(*wsConn); ok {
+		wc.waitReadable()
+	}
+}
+
+// readPublications reads the messages a client sends on conn, under pub's
+// limits, and hands each to publish, which releases its body and reports
+// whether the connection stays open, until the connection ends or a
+// message is refused (which closes it: 1009 over max_message_size, 1011
+// naming 503 or 408 when max_body_memory is full or body_timeout passes).
+func readPublications(conn *websocket.Conn, pub *Publisher, publish func(op int, bd *body) bool) {
+	waitReadable(conn)
 	// The read limit refuses a frame whose length on the wire is over
 	// max_message_size before any of it is read; a compressed frame is
 	// limited again as it inflates, so memory grows with what was sent,
@@ -397,7 +415,7 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 		switch {
 		case errors.As(err, &tooBig):
 			countPublish(http.StatusRequestEntityTooLarge)
-			s.closeWebSocket(conn, websocket.CloseMessageTooBig, "")
+			closeWebSocket(conn, websocket.CloseMessageTooBig, "", pub.logger)
 			return
 		case errors.Is(err, websocket.ErrReadLimit):
 			countPublish(http.StatusRequestEntityTooLarge) // gorilla closed it with 1009
@@ -407,12 +425,12 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 			if errors.Is(err, errBodyTimeout) {
 				status = http.StatusRequestTimeout
 			}
-			s.refuseFrame(conn, status)
+			refuseFrame(conn, status, pub.logger)
 			return
 		case err != nil:
 			return // closed or gone
 		}
-		if !s.publishFrame(conn, handshake, keys, op, bd) {
+		if !publish(op, bd) {
 			return
 		}
 	}
@@ -423,44 +441,54 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 // (a refusal closes it).
 func (s *Subscriber) publishFrame(conn *websocket.Conn, handshake http.Header, keys []string, op int, bd *body) bool {
 	defer bd.release() // a panic included
-	if h := testHookFrame.Load(); h != nil {
-		(*h)(bd.data)
-	}
 	if len(keys) != 1 {
-		s.closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.")
+		closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.", s.logger)
 		return false
 	}
-	res, err := s.store.Publish(keys[0], frameMessage(op, bd.data, handshake), s.Publish.opts)
+	_, ok := publishFrame(conn, s.store, keys[0], frameMessage(op, bd.data, handshake), s.Publish.opts, s.logger)
+	return ok
+}
+
+// publishFrame publishes msg, a frame a client sent, to key, counting
+// the outcome as a POST's; a refusal closes the connection. It reports
+// whether the message was published.
+func publishFrame(conn *websocket.Conn, store pushstore.Store, key string, msg *pushstore.Message,
+	opts pushstore.PublishOptions, logger *zap.Logger,
+) (pushstore.PublishResult, bool) {
+	if h := testHookFrame.Load(); h != nil {
+		(*h)(msg.Body)
+	}
+	res, err := store.Publish(key, msg, opts)
 	if err != nil {
 		status, _ := refusal(err)
-		s.refuseFrame(conn, status)
-		return false
+		refuseFrame(conn, status, logger)
+		return res, false
 	}
 	status := http.StatusAccepted
 	if res.Delivered > 0 {
 		status = http.StatusCreated
 	}
 	countPublish(status)
-	return true
+	return res, true
 }
 
 // refuseFrame counts a message refused with status and closes the
 // connection with 1011 and the status, as nchan does.
-func (s *Subscriber) refuseFrame(conn *websocket.Conn, status int) {
+func refuseFrame(conn *websocket.Conn, status int, logger *zap.Logger) {
 	countPublish(status)
-	s.closeWebSocket(conn, websocket.CloseInternalServerErr, itoa(status)+" "+http.StatusText(status))
+	closeWebSocket(conn, websocket.CloseInternalServerErr, itoa(status)+" "+http.StatusText(status), logger)
 }
 
 // testHookFrame, set by the tests, is called with each frame a client
-// sends on a pub/sub location (a test makes it panic).
+// sends to publish (a test makes it panic).
 var testHookFrame atomic.Pointer[func([]byte)]
 
 // containReader keeps a panic in a WebSocket's reader (no handler's
 // goroutine) to its connection, as pump.contain does for the stream: it is
 // logged with its stack, and the stream ends as when the client leaves.
-func (s *Subscriber) containReader() {
+func containReader(logger *zap.Logger) {
 	if r := recover(); r != nil {
-		s.logger.Error("panic reading a websocket; the stream ends", zap.Any("panic", r), zap.Stack("stack"))
+		logger.Error("panic reading a websocket; the stream ends", zap.Any("panic", r), zap.Stack("stack"))
 	}
 }
 
@@ -517,11 +545,21 @@ func readFrame(conn *websocket.Conn, limit int64, timeout time.Duration) (int, *
 	return op, bd, nil
 }
 
+// echoClose makes conn answer a client's close frame with its code and
+// reason, as nchan does (gorilla's own answer leaves the reason out).
+func echoClose(conn *websocket.Conn) {
+	conn.SetCloseHandler(func(code int, reason string) error {
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
+			time.Now().Add(time.Second))
+		return nil
+	})
+}
+
 // closeWebSocket sends a close frame; the read loop then ends.
-func (s *Subscriber) closeWebSocket(conn *websocket.Conn, code int, reason string) {
+func closeWebSocket(conn *websocket.Conn, code int, reason string, logger *zap.Logger) {
 	if err := conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
 		time.Now().Add(time.Second)); err != nil {
-		s.logger.Debug("closing websocket", zap.Error(err))
+		logger.Debug("closing websocket", zap.Error(err))
 	}
 }
 
