@@ -1,6 +1,7 @@
 package caddypush
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // These tests run the Caddy binary on example.Caddyfile itself: the chat
@@ -177,6 +180,19 @@ func TestChatSite(t *testing.T) {
 		}
 		if r := get(t, "/chat/pub?room="+room, "Origin", "http://evil.example"); r.status != 403 {
 			t.Errorf("GET room info from another origin: %d, want 403", r.status)
+		}
+		// No publishing over WebSocket: a handshake is a GET, which the
+		// guards above let through, and its Content-Type would type every
+		// message it sends (text/html included).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, resp, err := websocket.Dial(ctx, strings.Replace(p.url, "http", "ws", 1)+"/chat/pub?room="+room,
+			&websocket.DialOptions{HTTPHeader: http.Header{"Content-Type": {"text/html"}}})
+		if err == nil {
+			c.CloseNow()
+		}
+		if err == nil || resp == nil || resp.StatusCode != 403 {
+			t.Errorf("a WebSocket to /chat/pub: %v %v, want 403", resp, err)
 		}
 	})
 
