@@ -161,7 +161,6 @@ func (p *Publisher) Validate() error {
 	if _, ok := parsePublisherTransports(p.Transports); !ok {
 		return fmt.Errorf("unknown publisher transport in %q (want http or websocket)", p.Transports)
 	}
-
 	o := p.opts
 	switch {
 	case o.MaxBufferLength < 0 || o.MinBufferLength < 0:

@@ -445,14 +445,14 @@ func (s *Subscriber) publishFrame(conn *websocket.Conn, handshake http.Header, k
 		closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.", s.logger)
 		return false
 	}
-	_, ok := publishFrame(conn, s.store, keys[0], frameMessage(op, bd.data, handshake), s.Publish.opts, s.logger)
+	_, ok := publishReceived(conn, s.store, keys[0], frameMessage(op, bd.data, handshake), s.Publish.opts, s.logger)
 	return ok
 }
 
-// publishFrame publishes msg, a frame a client sent, to key, counting
-// the outcome as a POST's; a refusal closes the connection. It reports
-// whether the message was published.
-func publishFrame(conn *websocket.Conn, store pushstore.Store, key string, msg *pushstore.Message,
+// publishReceived publishes msg, a message a client sent on conn, to key,
+// counting the outcome as a POST's; a refusal closes the connection. It
+// reports whether the message was published.
+func publishReceived(conn *websocket.Conn, store pushstore.Store, key string, msg *pushstore.Message,
 	opts pushstore.PublishOptions, logger *zap.Logger,
 ) (pushstore.PublishResult, bool) {
 	if h := testHookFrame.Load(); h != nil {

@@ -81,7 +81,7 @@ func (p *Publisher) serveWebSocket(w http.ResponseWriter, r *http.Request, key s
 		var reply []byte
 		readPublications(conn, p, func(op int, bd *body) bool {
 			defer bd.release() // a panic included
-			res, ok := publishFrame(conn, p.store, key, frameMessage(op, bd.data, handshake), p.opts, p.logger)
+			res, ok := publishReceived(conn, p.store, key, frameMessage(op, bd.data, handshake), p.opts, p.logger)
 			if !ok {
 				return false
 			}
