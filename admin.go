@@ -87,6 +87,8 @@ type adminStats struct {
 	// The subscribers this process serves now, by transport (waiting
 	// long-polls and open streams).
 	Subscribers map[string]int64 `json:"subscribers_by_transport"`
+	// The WebSockets open on publisher locations, publishing.
+	PublishingWebSockets int `json:"publishing_websockets"`
 }
 
 // subscribersByTransport returns the open subscribers of each transport.
@@ -111,7 +113,7 @@ func (AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
 		return adminStoreError(err)
 	}
 	return writeJSON(w, adminStats{st, store.Counters(), byStatus(&counters.publishes), byStatus(&counters.refusals),
-		bodies.receiving.Load(), bodies.used.Load(), bodies.max.Load(), subscribersByTransport()})
+		bodies.receiving.Load(), bodies.used.Load(), bodies.max.Load(), subscribersByTransport(), publishingSockets.len()})
 }
 
 // adminChannel is one channel in admin API answers.

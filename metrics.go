@@ -67,12 +67,13 @@ var (
 	descReceiving = desc("receiving_bodies", "Publication bodies being received.")
 	descBodyBytes = desc("body_bytes", "Bytes held by the publication bodies being received, against max_body_memory.")
 	descOpen      = desc("subscribers", "Subscribers this process serves now, by transport (waiting long-polls and open streams).", "transport")
+	descPubWS     = desc("publishing_websockets", "WebSockets open on publisher locations, publishing the frames they receive.")
 )
 
 // Describe sends the descriptors of every metric.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descChannels, descMessages, descWaiters, descBytes, descLimit,
-		descPublishes, descDelivered, descRefusals, descExpired, descUp, descReceiving, descBodyBytes, descOpen} {
+		descPublishes, descDelivered, descRefusals, descExpired, descUp, descReceiving, descBodyBytes, descOpen, descPubWS} {
 		ch <- d
 	}
 }
@@ -104,6 +105,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for t := range numTransports {
 		ch <- prometheus.MustNewConstMetric(descOpen, prometheus.GaugeValue, float64(streams[t].Load()), t.String())
 	}
+	gauge(descPubWS, float64(publishingSockets.len()))
 	gauge(descReceiving, float64(bodies.receiving.Load()))
 	gauge(descBodyBytes, float64(bodies.used.Load()))
 	n := c.store.Counters()

@@ -140,6 +140,13 @@ func (s *socketSet) remove(c *websocket.Conn) {
 	s.mu.Unlock()
 }
 
+// len returns how many sockets are open.
+func (s *socketSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // goingAway sends every socket a close frame (1001), and closes those
 // whose client has not answered it within wsCloseWait. It returns how
 // many sockets were open.

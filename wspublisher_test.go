@@ -78,6 +78,12 @@ func testWebSocketPublisher(t *testing.T) {
 	// JSON when the handshake accepts it; the socket outlives a reload.
 	pj := openWS(t, base+"/pub?id="+ch, &websocket.DialOptions{HTTPHeader: http.Header{"Accept": {"application/json"}}})
 	load(tester, current.config)
+	var st adminStats
+	adminJSON(t, "GET", "/push/stats", &st)
+	if n := metricValue(t, "caddy_push_publishing_websockets"); n != 2 || st.PublishingWebSockets != 2 {
+		t.Fatalf("caddy_push_publishing_websockets %v, publishing_websockets %d with two publishing sockets open",
+			n, st.PublishingWebSockets)
+	}
 	var got struct{ Messages, Subscribers int }
 	if err := json.Unmarshal([]byte(send(pj, websocket.MessageText, "json")), &got); err != nil ||
 		got.Messages != 4 || got.Subscribers != 1 {
@@ -94,6 +100,9 @@ func testWebSocketPublisher(t *testing.T) {
 			t.Fatalf("closing a publishing socket: %v", err)
 		}
 	}
+	waitFor(t, "the publishing sockets uncounted", func() bool {
+		return metricValue(t, "caddy_push_publishing_websockets") == 0
+	})
 
 	// One way only: the other is refused with 403, as nchan does.
 	if r := do(t, h1Client, "POST", base+"/p/ws?id="+ch, strings.NewReader("x")); r.status != 403 ||
