@@ -14,9 +14,14 @@
 #   bench/compare.sh stream     only the stream scenario (100 subscribers, 10 s)
 #   bench/compare.sh publish    only publish against respond (1 and 1000
 #                               channels), three times, in alternating order
+#   bench/compare.sh wspublish  publishing over WebSocket (a socket per
+#                               publisher and channel, each frame answered
+#                               with channel info) and with POST, on both
+#                               servers, 1 and 1000 channels, three times
 #
 # Environment: PORT_BASE (18100: Caddy +0, its admin +1, nginx +2), WORK
-# (/tmp/caddypush-bench). Installs nginx + nchan from Debian when missing.
+# (/tmp/caddypush-bench), KEEP=1 (copy the tables and JSON lines to
+# bench/results/). Installs nginx + nchan from Debian when missing.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 MODE=${1:-full}
@@ -61,6 +66,14 @@ case $MODE in
         fi
       done
     done ;;
+  wspublish)
+    for rep in 1 2 3; do
+      for c in 1 1000; do
+        for tr in websocket longpoll; do
+          both "r$rep" -scenario publish -transport "$tr" -publishers 16 -channels "$c" -duration 10s -max-time 60s
+        done
+      done
+    done ;;
   full)
     both r1 -scenario fanout -subs 100 -rounds 200 -max-time 120s
     both r1 -scenario fanout -subs 1000 -rounds 50 -max-time 120s
@@ -72,7 +85,8 @@ case $MODE in
     both r1 -scenario idle -subs 1000 -hold 3s -max-time 90s
     both r1 -scenario idle -subs 10000 -hold 3s -max-time 120s
     both r1 -scenario stream -subs 100 -duration 10s -window 200 -max-time 60s ;;
-  *) echo "usage: $0 [full|quick|stream|publish]" >&2; exit 2 ;;
+  *) echo "usage: $0 [full|quick|stream|publish|wspublish]" >&2; exit 2 ;;
 esac
 python3 "$HERE/summary.py" --ratio caddy/nchan --ratio caddy/respond "$JSONL" | tee "$OUT/summary.md"
+keep_results "$JSONL"
 echo "results: $OUT"

@@ -50,7 +50,8 @@ def group_key(r):
     if s == "idle":
         return f"idle {tr}, {n(r['subs'], 'subscriber')}" + (" on one channel" if r.get("shared_channel") else "")
     if s == "publish":
-        return f"publish, {n(r['publishers'], 'publisher')}, {n(r['channels'], 'channel')}"
+        over = "" if tr == "longpoll" else f" over {tr}"
+        return f"publish{over}, {n(r['publishers'], 'publisher')}, {n(r['channels'], 'channel')}"
     if s == "slow":
         return (f"slow {tr}: one subscriber never reads, {n(r['subs'], 'reader')}, "
                 f"{r['total_bytes'] / 2**20:.0f} MiB in {r['msg_size'] // 1024} KiB messages")

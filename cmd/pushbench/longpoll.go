@@ -217,11 +217,19 @@ func runPublish(ctx context.Context, cfg *config, r *result) error {
 			defer wg.Done()
 			client := cfg.factory()
 			defer client.close()
+			sockets := &wsPublisher{dial: cfg.dial}
+			defer sockets.close()
 			codes[w] = map[int]int64{}
 			for k := 0; !stop.Load() && ctx.Err() == nil; k++ {
 				u := urls[(w+k*P)%C]
 				t := mono()
-				st, err := publishPush(ctx, client, u, makeBody(seq.Add(1), t, cfg.msgSize))
+				var st int
+				var err error
+				if cfg.transport == "websocket" {
+					st, err = sockets.publish(ctx, u, makeBody(seq.Add(1), t, cfg.msgSize))
+				} else {
+					st, err = publishPush(ctx, client, u, makeBody(seq.Add(1), t, cfg.msgSize))
+				}
 				d := mono() - t
 				if err != nil {
 					errs[w]++

@@ -12,7 +12,8 @@
 //	rate     S subscribers on one channel, -rate deliveries/s offered for
 //	         -duration (any -transport)
 //	idle     S idle subscribers: server memory per subscriber (any -transport)
-//	publish  P publishers on C channels (push protocol)
+//	publish  P publishers on C channels (push protocol: POST, or with
+//	         -transport websocket frames to the publisher's WebSocket)
 //	stream   S long-polls re-polling as fast as a windowed publisher goes
 //	proto    a check of the long-poll protocol basics
 //	probe    one subscriber, one message: exit 0 if it arrives
@@ -89,7 +90,7 @@ func main() {
 	flag.StringVar(&cfg.scenario, "scenario", "fanout", "fanout | rate | idle | slow | publish | stream | proto | probe")
 	flag.StringVar(&cfg.label, "label", "", "label copied into the result; the bench scripts use WHO-REP (nchan-r1)")
 	flag.StringVar(&cfg.server, "server", "push", "protocol: push (caddy-push, nchan) | centrifugo")
-	flag.StringVar(&cfg.transport, "transport", "longpoll", "subscriber transport: longpoll | eventsource | websocket")
+	flag.StringVar(&cfg.transport, "transport", "longpoll", "subscriber transport: longpoll | eventsource | websocket (publish: POST, or websocket frames)")
 	flag.StringVar(&cfg.pub, "pub", "http://127.0.0.1:18082/pub?id=%s", "publisher URL (%s = channel id); centrifugo: the HTTP API publish URL")
 	flag.StringVar(&cfg.sub, "sub", "http://127.0.0.1:18082/sub?id=%s",
 		"subscriber URL (%s = channel id); several, comma-separated, share the subscribers round-robin; centrifugo: the uni_sse or uni_websocket endpoint")
@@ -149,7 +150,7 @@ var scenarios = map[string]struct {
 	"idle":    {runIdle, runStreamIdle},
 	"probe":   {runProbe, runProbe},
 	"slow":    {nil, runStreamSlow},
-	"publish": {runPublish, nil},
+	"publish": {runPublish, runPublish}, // -transport websocket: frames to a publisher's WebSocket
 	"stream":  {runStream, nil},
 	"proto":   {runProto, nil},
 }
@@ -179,6 +180,9 @@ func setup(cfg *config) error {
 	}
 	if cfg.transport != "longpoll" && sc.streams == nil {
 		return fmt.Errorf("-scenario %s is long-poll only", cfg.scenario)
+	}
+	if cfg.scenario == "publish" && cfg.transport == "eventsource" {
+		return fmt.Errorf("-scenario publish publishes with POST (-transport longpoll) or over a WebSocket (websocket)")
 	}
 	if cfg.transport == "longpoll" && sc.longpoll == nil {
 		return fmt.Errorf("-scenario %s needs -transport eventsource or websocket", cfg.scenario)

@@ -93,6 +93,13 @@ func TestScenariosAgainstCaddy(t *testing.T) {
 				"http://localhost:9083/sub?id=%s,http://localhost:9083/sub2?id=%s"))
 		})
 	}
+	t.Run("publish/websocket", func(t *testing.T) {
+		r := check(t, testConfig(t, "publish", "push", "websocket", "http://localhost:9083/pub?id=%s",
+			"http://localhost:9083/sub?id=%s"))
+		if ok, _ := r.get("publishes_ok").(int64); ok == 0 || r.get("publish_errors") != int64(0) {
+			t.Fatalf("publishing over WebSocket: %v published, %v errors", r.get("publishes_ok"), r.get("publish_errors"))
+		}
+	})
 	// slow: 16 MiB past a subscriber that never reads; the readers get
 	// everything and the server closes the non-reader's connection.
 	for _, tr := range []string{"eventsource", "websocket"} {
@@ -251,7 +258,7 @@ func TestFlags(t *testing.T) {
 		{scenario: "nope", server: "push", transport: "longpoll", pub: "%s", sub: "%s"},
 		{scenario: "fanout", server: "push", transport: "longpoll", pub: "x", sub: "%s"},
 		{scenario: "fanout", server: "centrifugo", transport: "longpoll"},
-		{scenario: "publish", server: "push", transport: "websocket", pub: "%s", sub: "%s"},
+		{scenario: "publish", server: "push", transport: "eventsource", pub: "%s", sub: "%s"},
 		{scenario: "fanout", server: "push", transport: "carrier-pigeon", pub: "%s", sub: "%s", client: "raw", maxDials: 1},
 	} {
 		if err := setup(&bad); err == nil {

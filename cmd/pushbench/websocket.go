@@ -224,3 +224,52 @@ func parseNchanMeta(b []byte) (id string, body []byte, ok bool) {
 	}
 	return id, b[i+2:], true
 }
+
+// wsPublisher publishes over WebSockets to a publisher location (nchan's
+// nchan_publisher, caddy-push's push_publisher): one socket per channel,
+// opened on first use; each message is a text frame, and the server's
+// answer frame (the channel's info) ends the publication.
+type wsPublisher struct {
+	dial    dialFunc
+	sockets map[string]*wsConn
+	streams []*stream
+}
+
+// publish sends body on url's socket and waits for the answer; it returns
+// 200 for a text answer. A socket that fails is dropped (the next
+// publication opens another).
+func (p *wsPublisher) publish(ctx context.Context, url string, body []byte) (int, error) {
+	c := p.sockets[url]
+	if c == nil {
+		var s *stream
+		var err error
+		if c, s, err = dialWebSocket(ctx, p.dial, url, nil); err != nil {
+			return 0, err
+		}
+		if p.sockets == nil {
+			p.sockets = map[string]*wsConn{}
+		}
+		p.sockets[url] = c
+		p.streams = append(p.streams, s)
+	}
+	op, _, err := func() (byte, []byte, error) {
+		if err := c.writeFrame(wsText, body); err != nil {
+			return 0, nil, err
+		}
+		return c.readMessage()
+	}()
+	if err == nil && op != wsText {
+		err = fmt.Errorf("websocket publisher: answer of opcode %d", op)
+	}
+	if err != nil {
+		delete(p.sockets, url)
+		return 0, err
+	}
+	return 200, nil
+}
+
+func (p *wsPublisher) close() {
+	for _, s := range p.streams {
+		s.close()
+	}
+}
