@@ -16,6 +16,9 @@
 #   bench/redis.sh quick    a short smoke pass
 #   bench/redis.sh more     fan-out 5000 (20 rounds) and stream (100
 #                           subscribers re-polling, 10 s)
+#   bench/redis.sh wspublish  publish over WebSocket (a socket per publisher
+#                           and channel) and with POST, 16 publishers on 1
+#                           and 1000 channels (10 s each)
 #
 # Environment: PORT_BASE (18400: memory Caddy +0 and admin +1, nginx +2,
 # redis-server +3, Redis Caddys +5/+7 and admins +6/+8, nginx on Redis +9
@@ -83,7 +86,12 @@ case $MODE in
     SUB=/sub_stream run -scenario fanout -transport eventsource -subs 1000 -rounds 50 -max-time 120s
     run -scenario publish -publishers 16 -channels 1 -duration 10s -max-time 60s
     run -scenario publish -publishers 16 -channels 1000 -duration 10s -max-time 60s ;;
-  *) echo "usage: $0 [full|quick|more]" >&2; exit 2 ;;
+  wspublish)
+    for c in 1 1000; do
+      run -scenario publish -transport websocket -publishers 16 -channels "$c" -duration 10s -max-time 60s
+      run -scenario publish -publishers 16 -channels "$c" -duration 10s -max-time 60s
+    done ;;
+  *) echo "usage: $0 [full|quick|more|wspublish]" >&2; exit 2 ;;
 esac
 python3 "$HERE/summary.py" --ratio redis/memory --ratio redis/nchan --ratio redis/nchan_redis "$JSONL" | tee "$OUT/summary.md"
 keep_results "$JSONL"
