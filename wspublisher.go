@@ -102,8 +102,8 @@ func (p *Publisher) serveWebSocket(w http.ResponseWriter, r *http.Request, key s
 
 // finishClose ends a publishing socket whose reading stopped: it waits up
 // to wsCloseWait for the client's answer to a close frame sent to it (a
-// client that closed first was answered by gorilla, and this returns at
-// once), then closes the connection.
+// client that closed first was answered by echoClose's handler, and this
+// returns at once), then closes the connection.
 func finishClose(conn *websocket.Conn) {
 	_ = conn.SetReadDeadline(time.Now().Add(wsCloseWait))
 	for range 8 { // data frames the client sent before it saw the close
