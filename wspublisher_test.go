@@ -157,3 +157,38 @@ func TestWebSocketCloseEcho(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketPublisherPanic: a frame that makes a publishing socket's
+// reader panic ends that socket (logged, the process goes on), uncounts
+// it and gives its body back to max_body_memory; another socket publishes
+// as before.
+func TestWebSocketPublisherPanic(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "panic")
+	frame := func(data []byte) {
+		if string(data) == "panic now" {
+			panic("a test's panic in a publishing websocket's reader")
+		}
+	}
+	testHookFrame.Store(&frame)
+	defer testHookFrame.Store(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pv := openWS(t, base+"/pub?id="+ch, nil)
+	if err := pv.Write(ctx, websocket.MessageText, []byte("panic now")); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := pv.Read(ctx); err == nil {
+		t.Fatalf("the panicking socket answered %q", data)
+	}
+	waitFor(t, "the socket uncounted and its body released", func() bool {
+		return publishingSockets.len() == 0 && bodies.used.Load() == 0
+	})
+	pw := openWS(t, base+"/pub?id="+ch, nil)
+	if err := pw.Write(ctx, websocket.MessageText, []byte("after the panic")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := wsRead(t, pw); !strings.HasPrefix(got, "queued messages: 1\r\n") {
+		t.Fatalf("after the panic: %q", got)
+	}
+}
