@@ -184,9 +184,12 @@ const publisherMethods = "GET, POST, PUT, DELETE, OPTIONS"
 
 // ServeHTTP answers a publisher request (docs/protocol.md, "Publisher").
 func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	ws := !p.pubsub && isWebSocketUpgrade(r)
-	if !p.pubsub && p.ways != pubHTTP|pubWebSocket && (p.ways&pubWebSocket != 0) != ws {
-		refusePublisherTransport(w, ws)
+	way := pubHTTP // a pub/sub location hands over requests only
+	if !p.pubsub && isWebSocketUpgrade(r) {
+		way = pubWebSocket
+	}
+	if p.ways&way == 0 {
+		refusePublisherTransport(w, way == pubWebSocket)
 		return nil
 	}
 	if r.Method == http.MethodOptions {
@@ -198,7 +201,7 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 	if !ok {
 		return nil
 	}
-	if ws {
+	if way == pubWebSocket {
 		p.serveWebSocket(w, r, key)
 		return nil
 	}
@@ -259,17 +262,13 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store pushstore.Stor
 	if err != nil {
 		return refusalStatus(err), storeRefusal(w, err)
 	}
-	if c := logger.Check(zapcore.DebugLevel, "message published"); c != nil {
-		c.Write(zap.String("channel", key), zap.Int("bytes", len(bd.data)),
-			zap.Int64("time", res.ID.Time), zap.Int64("tag", res.ID.Tag), zap.Int("delivered", res.Delivered))
-	}
+	logPublished(logger, key, len(bd.data), res)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.push.message_id", res.ID) // formatted only if a log asks
 		repl.Set("http.push.subscribers", res.Info.Subscribers)
 	}
-	status = http.StatusAccepted
-	if res.Delivered > 0 {
-		status = http.StatusCreated
+	status = publishedStatus(res)
+	if status == http.StatusCreated {
 		// Let the subscribers the publication woke write first, as nchan
 		// does: on a busy or one-core server the publisher's answer would
 		// otherwise go out before the message reaches anyone.
@@ -277,6 +276,23 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store pushstore.Stor
 	}
 	writeInfo(w, r, status, res.Info)
 	return status, nil
+}
+
+// publishedStatus is the status of a publication: 201 if a subscriber
+// received it, 202 if none did.
+func publishedStatus(res pushstore.PublishResult) int {
+	if res.Delivered > 0 {
+		return http.StatusCreated
+	}
+	return http.StatusAccepted
+}
+
+// logPublished logs a publication of n bytes to key at debug level.
+func logPublished(logger *zap.Logger, key string, n int, res pushstore.PublishResult) {
+	if c := logger.Check(zapcore.DebugLevel, "message published"); c != nil {
+		c.Write(zap.String("channel", key), zap.Int("bytes", n),
+			zap.Int64("time", res.ID.Time), zap.Int64("tag", res.ID.Tag), zap.Int("delivered", res.Delivered))
+	}
 }
 
 // bodyLimits bound reading one publication body.

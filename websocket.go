@@ -304,11 +304,7 @@ func (s *Subscriber) wsHandshakeOK(r *http.Request) bool {
 // ended is called when the stream is over.
 func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys []string, sub pushstore.Subscription,
 	ids *runningID, st *stall, ended func()) {
-	header := http.Header{}
-	if o := r.Header.Get("Origin"); o != "" {
-		s.setCORS(header, r)
-	}
-	conn, err := s.wsUpgrader.Upgrade(hijacker{w}, r, header)
+	conn, err := s.upgrade(s.wsUpgrader, w, r)
 	if err != nil {
 		sub.Cancel()
 		ended()
@@ -343,7 +339,6 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 		}
 		return err
 	})
-	echoClose(conn)
 	gone := newLeaving()
 	go s.readWebSocket(conn, publishingHeader(r.Header), keys, gone)
 	ping := time.Duration(s.WebSocketPingInterval)
@@ -464,11 +459,7 @@ func publishReceived(conn *websocket.Conn, store pushstore.Store, key string, ms
 		refuseFrame(conn, status, logger)
 		return res, false
 	}
-	status := http.StatusAccepted
-	if res.Delivered > 0 {
-		status = http.StatusCreated
-	}
-	countPublish(status)
+	countPublish(publishedStatus(res))
 	return res, true
 }
 
@@ -543,6 +534,22 @@ func readFrame(conn *websocket.Conn, limit int64, timeout time.Duration) (int, *
 		_ = conn.SetReadDeadline(time.Time{})
 	}
 	return op, bd, nil
+}
+
+// upgrade upgrades r with u on the connection under Caddy's response
+// writers (hijacker), with the location's CORS headers when r has an
+// Origin, and makes the connection answer a client's close frame as nchan
+// does (echoClose). When it fails, u has answered.
+func (cc *ChannelConfig) upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+	header := http.Header{}
+	if o := r.Header.Get("Origin"); o != "" {
+		cc.setCORS(header, r)
+	}
+	conn, err := u.Upgrade(hijacker{w}, r, header)
+	if err == nil {
+		echoClose(conn)
+	}
+	return conn, err
 }
 
 // echoClose makes conn answer a client's close frame with its code and

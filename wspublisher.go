@@ -8,7 +8,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // This file holds publishing over a WebSocket to a publisher location, as
@@ -59,17 +58,12 @@ func refusePublisherTransport(w http.ResponseWriter, websocketAsked bool) {
 // handler returns: the request's memory and the handler's deep stack are
 // not kept for as long as the socket stays open.
 func (p *Publisher) serveWebSocket(w http.ResponseWriter, r *http.Request, key string) {
-	header := http.Header{}
-	if o := r.Header.Get("Origin"); o != "" {
-		p.setCORS(header, r)
-	}
-	conn, err := p.wsUpgrader.Upgrade(hijacker{w}, r, header)
+	conn, err := p.upgrade(p.wsUpgrader, w, r)
 	if err != nil {
 		return // the upgrader answered
 	}
 	hijacked.Add() // the exit waits for the socket's end
 	publishingSockets.add(conn)
-	echoClose(conn)
 	format, _ := negotiateInfo(r.Header.Get("Accept"))
 	handshake := publishingHeader(r.Header)
 	p.logger.Debug("websocket publisher opened", zap.String("channel", key))
@@ -85,10 +79,7 @@ func (p *Publisher) serveWebSocket(w http.ResponseWriter, r *http.Request, key s
 			if !ok {
 				return false
 			}
-			if c := p.logger.Check(zapcore.DebugLevel, "message published"); c != nil {
-				c.Write(zap.String("channel", key), zap.Int("bytes", len(bd.data)), zap.Int64("time", res.ID.Time),
-					zap.Int64("tag", res.ID.Tag), zap.Int("delivered", res.Delivered))
-			}
+			logPublished(p.logger, key, len(bd.data), res)
 			if res.Delivered > 0 {
 				runtime.Gosched() // the subscribers first, as for a POST
 			}

@@ -231,37 +231,41 @@ func parseNchanMeta(b []byte) (id string, body []byte, ok bool) {
 // answer frame (the channel's info) ends the publication.
 type wsPublisher struct {
 	dial    dialFunc
-	sockets map[string]*wsConn
-	streams []*stream
+	sockets map[string]wsSocket
+}
+
+// wsSocket is an open publishing socket and the stream under it.
+type wsSocket struct {
+	c *wsConn
+	s *stream
 }
 
 // publish sends body on url's socket and waits for the answer; it returns
-// 200 for a text answer. A socket that fails is dropped (the next
-// publication opens another).
+// 200 for a text answer. A socket that fails is closed and dropped (the
+// next publication opens another).
 func (p *wsPublisher) publish(ctx context.Context, url string, body []byte) (int, error) {
-	c := p.sockets[url]
-	if c == nil {
-		var s *stream
-		var err error
-		if c, s, err = dialWebSocket(ctx, p.dial, url, nil); err != nil {
+	sock, ok := p.sockets[url]
+	if !ok {
+		c, s, err := dialWebSocket(ctx, p.dial, url, nil)
+		if err != nil {
 			return 0, err
 		}
 		if p.sockets == nil {
-			p.sockets = map[string]*wsConn{}
+			p.sockets = map[string]wsSocket{}
 		}
-		p.sockets[url] = c
-		p.streams = append(p.streams, s)
+		sock = wsSocket{c, s}
+		p.sockets[url] = sock
 	}
-	op, _, err := func() (byte, []byte, error) {
-		if err := c.writeFrame(wsText, body); err != nil {
-			return 0, nil, err
-		}
-		return c.readMessage()
-	}()
+	err := sock.c.writeFrame(wsText, body)
+	var op byte
+	if err == nil {
+		op, _, err = sock.c.readMessage()
+	}
 	if err == nil && op != wsText {
 		err = fmt.Errorf("websocket publisher: answer of opcode %d", op)
 	}
 	if err != nil {
+		sock.s.close()
 		delete(p.sockets, url)
 		return 0, err
 	}
@@ -269,7 +273,7 @@ func (p *wsPublisher) publish(ctx context.Context, url string, body []byte) (int
 }
 
 func (p *wsPublisher) close() {
-	for _, s := range p.streams {
-		s.close()
+	for _, sock := range p.sockets {
+		sock.s.close()
 	}
 }
