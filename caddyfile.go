@@ -198,7 +198,13 @@ func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		p.Transports = append(p.Transports, a)
 	}
 	err := subdirectives(d, func(name string) error {
+		if name == "channel_id_split_delimiter" {
+			return d.Errf("a publisher publishes to one channel: it takes no channel_id_split_delimiter")
+		}
 		if ok, err := p.unmarshalChannelSub(d, name); ok {
+			if err == nil && len(p.ChannelIDs) > 0 {
+				return d.Errf("a publisher publishes to one channel: channel_id takes one expression, got %d", len(p.ChannelIDs))
+			}
 			return err
 		}
 		if ok, err := p.unmarshalPublisherSub(d, name); ok {
@@ -310,7 +316,11 @@ func (s *Subscriber) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // unmarshalTransports reads a subscriber directive's transport list; on a
 // pub/sub location `http` is one more (publishing with POST).
 func (s *Subscriber) unmarshalTransports(d *caddyfile.Dispenser, pubsub bool) error {
-	for _, a := range lineArgs(d) {
+	args := lineArgs(d)
+	if len(args) > 0 && !slices.ContainsFunc(args, func(a string) bool { return a != "http" }) {
+		return d.Errf("a pub/sub location needs a subscriber transport besides http (long-poll, eventsource, websocket, ...)")
+	}
+	for _, a := range args {
 		if _, ok := transportAliases[a]; !ok && !(pubsub && a == "http") {
 			extra := ""
 			if pubsub {
@@ -736,7 +746,9 @@ func (b *RedisBackend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "tls_ca":
 			b.TLSCA, err = oneArg(d)
 		case "key_prefix":
-			b.KeyPrefix, err = oneArg(d)
+			if b.KeyPrefix, err = oneArg(d); err == nil && strings.ContainsAny(b.KeyPrefix, "{}") {
+				return d.Errf("key_prefix '%s' must not contain { or } (they mark Redis Cluster hash tags)", b.KeyPrefix)
+			}
 		case "dial_timeout":
 			b.DialTimeout, err = durationArg(d)
 		case "read_timeout":
