@@ -88,7 +88,7 @@ func FuzzWebSocketPublish(f *testing.F) {
 		if text {
 			op = websocket.TextMessage
 		}
-		m := frameMessage(op, payload, http.Header{"Content-Type": {ct}})
+		m := typingOf(http.Header{"Content-Type": {ct}}).message(op, payload)
 		switch {
 		case !text && m.ContentType != "application/octet-stream":
 			t.Fatalf("binary frame published as %q", m.ContentType)

@@ -340,7 +340,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 		return err
 	})
 	gone := newLeaving()
-	go s.readWebSocket(conn, publishingHeader(r.Header), keys, gone)
+	go s.readWebSocket(conn, typingOf(r.Header), keys, gone)
 	ping := time.Duration(s.WebSocketPingInterval)
 	go s.pump(ww, sub, ids, ping, nil, gone, func() {
 		select { // the client's close frame, or its going away
@@ -358,7 +358,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 // connection (a close is echoed). On a pub/sub location each text or
 // binary frame is published; elsewhere a frame closes the connection with
 // 1008, whatever its size.
-func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, keys []string, gone *leaving) {
+func (s *Subscriber) readWebSocket(conn *websocket.Conn, typing frameTyping, keys []string, gone *leaving) {
 	defer gone.leave()
 	defer containReader(s.logger)
 	pub := s.Publish
@@ -376,7 +376,7 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, handshake http.Header, 
 		return
 	}
 	readPublications(conn, pub, func(op int, bd *body) bool {
-		return s.publishFrame(conn, handshake, keys, op, bd)
+		return s.publishFrame(conn, typing, keys, op, bd)
 	})
 }
 
@@ -434,13 +434,13 @@ func readPublications(conn *websocket.Conn, pub *Publisher, publish func(op int,
 // publishFrame publishes a message a client sent on a pub/sub location,
 // and releases its body; it reports whether the connection stays open
 // (a refusal closes it).
-func (s *Subscriber) publishFrame(conn *websocket.Conn, handshake http.Header, keys []string, op int, bd *body) bool {
+func (s *Subscriber) publishFrame(conn *websocket.Conn, typing frameTyping, keys []string, op int, bd *body) bool {
 	defer bd.release() // a panic included
 	if len(keys) != 1 {
 		closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing to several channels at once is not supported.", s.logger)
 		return false
 	}
-	_, ok := publishReceived(conn, s.store, keys[0], frameMessage(op, bd.data, handshake), s.Publish.opts, s.logger)
+	_, ok := publishReceived(conn, s.store, keys[0], typing.message(op, bd.data), s.Publish.opts, s.logger)
 	return ok
 }
 
@@ -483,30 +483,28 @@ func containReader(logger *zap.Logger) {
 	}
 }
 
-// frameMessage is the message a frame a client sent publishes: its
-// payload, with, as nchan, the content type application/octet-stream for
-// a binary frame and the handshake's Content-Type for a text frame, and
-// the handshake's X-EventSource-Event as its event name.
-func frameMessage(op int, data []byte, handshake http.Header) *pushstore.Message {
-	msg := &pushstore.Message{Body: data, Event: handshake.Get("X-EventSource-Event")}
-	if op == websocket.BinaryMessage {
-		msg.ContentType = "application/octet-stream"
-	} else if ct := handshake["Content-Type"]; len(ct) > 0 {
-		msg.ContentType = ct[0]
-	}
-	return msg
+// frameTyping is what a frame a client sent takes from its handshake, as
+// nchan: the Content-Type of a text frame and the X-EventSource-Event
+// every frame publishes with. It is read once per socket and kept instead
+// of the request, which the socket outlives.
+type frameTyping struct {
+	contentType, event string
 }
 
-// publishingHeader is what frameMessage reads of a handshake, kept
-// instead of the request, which the stream outlives.
-func publishingHeader(h http.Header) http.Header {
-	kept := http.Header{}
-	for _, k := range []string{"Content-Type", "X-Eventsource-Event"} {
-		if v, ok := h[k]; ok {
-			kept[k] = v
-		}
+// typingOf reads a handshake's frameTyping.
+func typingOf(h http.Header) frameTyping {
+	return frameTyping{contentType: h.Get("Content-Type"), event: h.Get("X-EventSource-Event")}
+}
+
+// message is the message a frame a client sent publishes: its payload,
+// with the content type application/octet-stream for a binary frame and
+// the handshake's for a text frame, and the handshake's event name.
+func (ft frameTyping) message(op int, data []byte) *pushstore.Message {
+	msg := &pushstore.Message{Body: data, Event: ft.event, ContentType: ft.contentType}
+	if op == websocket.BinaryMessage {
+		msg.ContentType = "application/octet-stream"
 	}
-	return kept
+	return msg
 }
 
 // readFrame reads the next message of conn, at most limit bytes once

@@ -65,7 +65,7 @@ func (p *Publisher) serveWebSocket(w http.ResponseWriter, r *http.Request, key s
 	hijacked.Add() // the exit waits for the socket's end
 	publishingSockets.add(conn)
 	format, _ := negotiateInfo(r.Header.Get("Accept"))
-	handshake := publishingHeader(r.Header)
+	typing := typingOf(r.Header)
 	p.logger.Debug("websocket publisher opened", zap.String("channel", key))
 	go func() {
 		defer hijacked.Done()
@@ -75,7 +75,7 @@ func (p *Publisher) serveWebSocket(w http.ResponseWriter, r *http.Request, key s
 		var reply []byte
 		readPublications(conn, p, func(op int, bd *body) bool {
 			defer bd.release() // a panic included
-			res, ok := publishReceived(conn, p.store, key, frameMessage(op, bd.data, handshake), p.opts, p.logger)
+			res, ok := publishReceived(conn, p.store, key, typing.message(op, bd.data), p.opts, p.logger)
 			if !ok {
 				return false
 			}
