@@ -67,7 +67,7 @@ type directConn struct {
 	leftover
 	out      []byte       // chunkRoom bytes, then the batch being built
 	deadline lazyDeadline // write_idle_timeout; none without it
-	abort    bool         // close without the last chunk (the stream fell behind)
+	abort    bool         // close without the last chunk (the stream fell behind, or a write failed)
 	gone     *leaving     // the client closed, or sent an error
 }
 
@@ -286,11 +286,14 @@ func (d *directConn) flush() error {
 		return nil
 	}
 	d.deadline.arm(d.conn)
-	if err := d.writePending(d.conn); err != nil || b == nil {
-		return err
+	err := d.writePending(d.conn)
+	if err == nil && b != nil {
+		_, err = d.conn.Write(b)
+		d.out = reuseBatch(d.out, chunkRoom)
 	}
-	_, err := d.conn.Write(b)
-	d.out = reuseBatch(d.out, chunkRoom)
+	if err != nil {
+		d.abort = true // what went may end inside a chunk: no last chunk after it
+	}
 	return err
 }
 
@@ -316,10 +319,11 @@ func (d *directConn) boundEnd() {
 func (d *directConn) cut() { _ = d.conn.SetWriteDeadline(time.Now()) }
 
 // close ends the response with its last chunk, unless the stream fell
-// behind, and closes the connection: a hijacked connection does not go
-// back to the HTTP server for another request.
+// behind or a chunk did not go whole (a failed write, or a write that must
+// not block left some), and closes the connection: a hijacked connection
+// does not go back to the HTTP server for another request.
 func (d *directConn) close() {
-	if !d.abort {
+	if !d.abort && len(d.pending) == 0 {
 		_ = d.conn.SetWriteDeadline(time.Now().Add(endWriteTimeout))
 		_, _ = d.conn.Write([]byte("0\r\n\r\n"))
 	}

@@ -349,3 +349,54 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 	t.Cleanup(func() { server.Close() })
 	return server, client
 }
+
+// TestNothingAfterAHalfWrite: once a stream's write fails (a client that
+// took nothing for the write's timeout), the chunk or frame it began may
+// be half on the wire, so nothing follows it: no chunked end marker on an
+// EventSource, no close frame (nor pong) of gorilla's on a WebSocket. Such
+// bytes would sit inside the broken chunk or frame (a client would read
+// them as the message's), or, after a chunk that went whole, make a cut
+// stream look as if it ended cleanly.
+func TestNothingAfterAHalfWrite(t *testing.T) {
+	batch := bytes.Repeat([]byte("x"), 64<<10)
+	closeFrame := []byte{0x88, 0x02, 0x03, 0xe8} // what gorilla would write: close 1000
+	for _, tr := range []string{"eventsource", "websocket"} {
+		server, client := tcpPair(t)
+		ld := lazyDeadline{timeout: 50 * time.Millisecond}
+		var write func() error
+		var end func()
+		switch tr {
+		case "eventsource":
+			d := &directConn{conn: server, deadline: ld, gone: newLeaving()}
+			write = func() error {
+				_, _ = d.Write(batch)
+				return d.flush()
+			}
+			end = d.close
+		case "websocket":
+			c := &wsConn{Conn: server}
+			write = func() error { return c.writeOwn(batch, &ld) }
+			end = func() {
+				_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = c.Write(closeFrame)
+				_ = c.Close()
+			}
+		}
+		var err error
+		for i := 0; err == nil; i++ {
+			if i == 2000 { // 128 MiB: far past any socket buffer
+				t.Fatalf("%s: the writes never failed", tr)
+			}
+			err = write()
+		}
+		end()
+		_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
+		wire, rerr := io.ReadAll(client)
+		if rerr != nil {
+			t.Fatalf("%s: reading what was sent: %v", tr, rerr)
+		}
+		if bytes.HasSuffix(wire, []byte("0\r\n\r\n")) || bytes.HasSuffix(wire, closeFrame) {
+			t.Fatalf("%s: after a write failed (%v), more was sent: %q", tr, err, wire[max(len(wire)-16, 0):])
+		}
+	}
+}

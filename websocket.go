@@ -618,7 +618,9 @@ func (c *wsConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.Conn.Write(p)
-	if c.parks && !c.theirs.IsZero() {
+	if err != nil {
+		c.broken()
+	} else if c.parks && !c.theirs.IsZero() {
 		// A parked write would fail once the deadline passed (a
 		// pong's is a second away).
 		_ = c.Conn.SetWriteDeadline(time.Time{})
@@ -640,8 +642,16 @@ func (c *wsConn) writeOwn(p []byte, ld *lazyDeadline) error {
 		return err
 	}
 	_, err := c.Conn.Write(p)
+	if err != nil {
+		c.broken()
+	}
 	return err
 }
+
+// broken closes the connection after a write that failed; c.mu is held.
+// What went may end inside a frame, and any frame after it (gorilla's
+// close or pong) would be read as that frame's bytes.
+func (c *wsConn) broken() { _ = c.Conn.Close() }
 
 // idle takes the connection's write deadline off (see
 // inlineWriter.idle): the stream's lazy one, or one a write of gorilla's
@@ -657,11 +667,11 @@ func (c *wsConn) idle(ld *lazyDeadline) {
 }
 
 // writePending writes what a parked write left; c.mu is held. If it
-// cannot, the connection is closed: a frame was left half written.
+// cannot, the connection is closed (broken).
 func (c *wsConn) writePending() error {
 	err := c.leftover.writePending(c.Conn)
 	if err != nil {
-		_ = c.Conn.Close()
+		c.broken()
 	}
 	return err
 }
