@@ -6,7 +6,8 @@
 #     subscribers) to 1000 and to 10,000 subscribers on one channel: server
 #     CPU per delivery, latency p50/p99, lost, duplicated, out of order;
 #   - idle: 10,000 open streams, one channel each: server memory per stream;
-#   - publish to one subscriber over EventSource, 200 rounds: latency p50.
+#   - publish to one subscriber over EventSource, 200 rounds: latency p50,
+#     publishing with POST, and (caddy-push and nchan) over a WebSocket.
 #
 # Every server runs on one core (GOMAXPROCS=1, worker_processes 1) and is
 # started fresh for each scenario and transport; the servers' order
@@ -16,7 +17,7 @@
 # fails to load) and compares all three after. It prints the tables with
 # the ratios between servers of the same run, and writes SVG charts.
 #
-#   bench/streaming.sh [quick|full|slow|idle] [REPS]    full: about 8 minutes a repetition
+#   bench/streaming.sh [quick|full|slow|idle|latency] [REPS]    full: about 8 minutes a repetition
 #     quick: 100 and 1000 subscribers, 1000 idle, 50 rounds (a smoke pass)
 #     slow:  one EventSource subscriber that never reads beside 10 readers
 #            (EventSource, then WebSocket), 100 MiB published in 64 KiB
@@ -27,6 +28,7 @@
 #            is also run without the non-reader (WHO_base): the growth the
 #            load itself causes
 #     idle:  full's idle scenario alone (10,000 streams), about 1 minute
+#     latency: full's one-subscriber runs alone, with 2000 rounds, about 40 s a repetition
 #
 # Environment: PORT_BASE (18600: Caddy +0, its admin +1, nginx +2,
 # Centrifugo +4), RATE (20000 deliveries/s), WORK (/tmp/caddypush-bench),
@@ -39,7 +41,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 MODE=${1:-full}
 REPS=${2:-1}
-case $MODE in quick | full | slow | idle) ;; *) echo "usage: $0 [quick|full|slow|idle] [REPS]" >&2; exit 2 ;; esac
+case $MODE in quick | full | slow | idle | latency) ;; *) echo "usage: $0 [quick|full|slow|idle|latency] [REPS]" >&2; exit 2 ;; esac
 bench_setup /tmp/caddypush-bench "streaming-$MODE"
 BASE=${PORT_BASE:-18600}
 RATE=${RATE:-20000}
@@ -127,6 +129,7 @@ run() {
 }
 
 if [ "$MODE" = quick ]; then SIZES="100 1000" IDLE=1000 ROUNDS=50 DUR=5s; else SIZES="1000 10000" IDLE=10000 ROUNDS=200 DUR=15s; fi
+if [ "$MODE" = latency ]; then ROUNDS=2000; fi
 for rep in $(seq 1 "$REPS"); do
   if [ "$MODE" = slow ]; then
     for tr in eventsource websocket; do
@@ -139,13 +142,18 @@ for rep in $(seq 1 "$REPS"); do
     for tr in eventsource websocket; do run "$rep" "$tr" -scenario idle -subs "$IDLE" -hold 3s -max-time 240s; done
     continue
   fi
-  for tr in eventsource websocket; do
-    for s in $SIZES; do
-      run "$rep" "$tr" -scenario rate -subs "$s" -rate "$RATE" -duration "$DUR" -max-time 240s
+  if [ "$MODE" != latency ]; then
+    for tr in eventsource websocket; do
+      for s in $SIZES; do
+        run "$rep" "$tr" -scenario rate -subs "$s" -rate "$RATE" -duration "$DUR" -max-time 240s
+      done
+      run "$rep" "$tr" -scenario idle -subs "$IDLE" -hold 3s -max-time 240s
     done
-    run "$rep" "$tr" -scenario idle -subs "$IDLE" -hold 3s -max-time 240s
-  done
+  fi
   run "$rep" eventsource -scenario fanout -subs 1 -rounds "$ROUNDS" -max-time 120s
+  # The same, each publication a frame on a publisher's WebSocket (nchan's
+  # nchan_publisher takes them; Centrifugo publishes through its API).
+  SERVERS=${SERVERS//centrifugo/} run "$rep" eventsource -scenario fanout -subs 1 -rounds "$ROUNDS" -pub-websocket -max-time 120s
 done
 stop_servers
 

@@ -43,10 +43,11 @@ def n(count, word):
 def group_key(r):
     """The scenario and load a line measured, as a heading."""
     s, tr = r["scenario"], r.get("transport", "longpoll")
+    pub = ", publishing over websocket" if r.get("publisher") == "websocket" else ""
     if s == "fanout":
-        return f"fanout {tr}, {n(r['subs'], 'subscriber')} × {n(r['rounds'], 'round')}"
+        return f"fanout {tr}, {n(r['subs'], 'subscriber')} × {n(r['rounds'], 'round')}{pub}"
     if s == "rate":
-        return f"rate {tr}, {n(r['subs'], 'subscriber')}, {r['rate']:g} deliveries/s offered"
+        return f"rate {tr}, {n(r['subs'], 'subscriber')}, {r['rate']:g} deliveries/s offered{pub}"
     if s == "idle":
         return f"idle {tr}, {n(r['subs'], 'subscriber')}" + (" on one channel" if r.get("shared_channel") else "")
     if s == "publish":

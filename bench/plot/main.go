@@ -39,6 +39,7 @@ type row struct {
 	Scenario  string   `json:"scenario"`
 	Label     string   `json:"label"`
 	Transport string   `json:"transport"`
+	Publisher string   `json:"publisher"` // "websocket": frames on a publisher's socket; "": POST
 	Subs      int      `json:"subs"`
 	Rate      float64  `json:"rate"`
 	Shared    bool     `json:"shared_channel"`
@@ -49,11 +50,15 @@ type row struct {
 	Error     string   `json:"error"`
 }
 
-// series names a line or bar: the server (label without -REP) and transport.
+// series names a line or bar: the server (label without -REP), the
+// transport, and a publisher that is not POST.
 func (r row) series() string {
 	who := r.Label
 	if i := strings.LastIndex(who, "-"); i > 0 {
 		who = who[:i]
+	}
+	if r.Publisher != "" {
+		return who + " " + r.Transport + ", " + r.Publisher + " publisher"
 	}
 	return who + " " + r.Transport
 }

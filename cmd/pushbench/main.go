@@ -53,6 +53,7 @@ type config struct {
 	pub, sub      string
 	apiKey        string
 	wsMeta        bool
+	pubWebSocket  bool // publish over a WebSocket to -pub (fanout, rate, stream, slow)
 	pids          []int
 	children      bool
 	runID         string
@@ -78,10 +79,11 @@ type config struct {
 	client        string
 	idleShared    bool
 
-	dial    dialFunc
-	factory connFactory
-	newSub  newSubFunc
-	publish publisher
+	dial           dialFunc
+	factory        connFactory
+	newSub         newSubFunc
+	publish        publisher
+	closePublisher func() // closes what publish keeps open
 }
 
 func main() {
@@ -96,6 +98,8 @@ func main() {
 		"subscriber URL (%s = channel id); several, comma-separated, share the subscribers round-robin; centrifugo: the uni_sse or uni_websocket endpoint")
 	flag.StringVar(&cfg.apiKey, "api-key", "", "centrifugo: HTTP API key (X-API-Key)")
 	flag.BoolVar(&cfg.wsMeta, "ws-meta", false, "push websocket: ask for the ws+meta.nchan subprotocol")
+	flag.BoolVar(&cfg.pubWebSocket, "pub-websocket", false,
+		"push: publish as frames on a WebSocket to -pub, one per channel (fanout, rate, stream, slow; -scenario publish: -transport websocket)")
 	flag.StringVar(&pidStr, "server-pid", "", "server pid(s), comma separated; CPU/RSS summed (plus descendants, see -children)")
 	flag.BoolVar(&cfg.children, "children", true, "include descendants of -server-pid (e.g. nginx workers)")
 	flag.StringVar(&cfg.runID, "run-id", "", "channel name prefix (default: random, so every run uses fresh channels)")
@@ -184,6 +188,10 @@ func setup(cfg *config) error {
 	if cfg.scenario == "publish" && cfg.transport == "eventsource" {
 		return fmt.Errorf("-scenario publish publishes with POST (-transport longpoll) or over a WebSocket (websocket)")
 	}
+	if cfg.pubWebSocket && (cfg.server != "push" || cfg.scenario == "publish") {
+		return fmt.Errorf("-pub-websocket is for the push protocol's fanout, rate, stream and slow scenarios " +
+			"(-scenario publish publishes over a WebSocket with -transport websocket)")
+	}
 	if cfg.transport == "longpoll" && sc.longpoll == nil {
 		return fmt.Errorf("-scenario %s needs -transport eventsource or websocket", cfg.scenario)
 	}
@@ -196,7 +204,7 @@ func setup(cfg *config) error {
 	if cfg.newSub, err = newSubscriber(cfg); err != nil {
 		return err
 	}
-	cfg.publish = newPublisher(cfg)
+	cfg.publish, cfg.closePublisher = newPublisher(cfg)
 	if cfg.runID == "" {
 		cfg.runID = fmt.Sprintf("pb%d%04d", time.Now().Unix()%100000, rand.Intn(10000))
 	}
@@ -212,7 +220,11 @@ func run(ctx context.Context, cfg *config) (*result, error) {
 	r.set("run_id", cfg.runID)
 	r.set("server", cfg.server)
 	r.set("transport", cfg.transport)
+	if cfg.pubWebSocket {
+		r.set("publisher", "websocket")
+	}
 	r.set("msg_size", cfg.msgSize)
+	defer cfg.closePublisher()
 	sc := scenarios[cfg.scenario]
 	fn := sc.streams
 	if cfg.transport == "longpoll" && cfg.server == "push" {

@@ -100,6 +100,20 @@ func TestScenariosAgainstCaddy(t *testing.T) {
 			t.Fatalf("publishing over WebSocket: %v published, %v errors", r.get("publishes_ok"), r.get("publish_errors"))
 		}
 	})
+	// -pub-websocket: the same fan-out and rate loads with each
+	// publication a frame on a publisher's WebSocket.
+	for _, sc := range []string{"fanout", "rate"} {
+		t.Run(sc+"/pub-websocket", func(t *testing.T) {
+			c := testConfig(t, sc, "push", "eventsource", "http://localhost:9083/pub?id=%s",
+				"http://localhost:9083/sub_stream?id=%s")
+			c.pubWebSocket = true
+			c.publish, c.closePublisher = newPublisher(c)
+			r := check(t, c)
+			if r.get("publisher") != "websocket" || r.get("publish_errors") != 0 {
+				t.Fatalf("publisher %v, %v publish errors", r.get("publisher"), r.get("publish_errors"))
+			}
+		})
+	}
 	// slow: 16 MiB past a subscriber that never reads; the readers get
 	// everything and the server closes the non-reader's connection.
 	for _, tr := range []string{"eventsource", "websocket"} {
@@ -259,6 +273,8 @@ func TestFlags(t *testing.T) {
 		{scenario: "fanout", server: "push", transport: "longpoll", pub: "x", sub: "%s"},
 		{scenario: "fanout", server: "centrifugo", transport: "longpoll"},
 		{scenario: "publish", server: "push", transport: "eventsource", pub: "%s", sub: "%s"},
+		{scenario: "publish", server: "push", transport: "websocket", pub: "%s", sub: "%s", pubWebSocket: true},
+		{scenario: "rate", server: "centrifugo", transport: "websocket", pubWebSocket: true},
 		{scenario: "fanout", server: "push", transport: "carrier-pigeon", pub: "%s", sub: "%s", client: "raw", maxDials: 1},
 	} {
 		if err := setup(&bad); err == nil {

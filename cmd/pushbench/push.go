@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -170,16 +171,30 @@ func parseDigits(b []byte) (n int64, rest []byte, ok bool) {
 // publisher sends one message body to a channel, in the server's protocol.
 type publisher func(ctx context.Context, c httpConn, ch string, body []byte) (int, error)
 
-// newPublisher returns the publisher for -server: the push protocol (POST
-// the body to -pub) or Centrifugo's HTTP API (POST /api/publish with the
-// body wrapped in JSON).
-func newPublisher(cfg *config) publisher {
+// newPublisher returns the publisher for -server, and what closes it: the
+// push protocol (POST the body to -pub, or with -pub-websocket send it as
+// a frame on a WebSocket to -pub, kept open per channel) or Centrifugo's
+// HTTP API (POST /api/publish with the body wrapped in JSON).
+func newPublisher(cfg *config) (publisher, func()) {
 	if cfg.server == "centrifugo" {
 		return func(ctx context.Context, c httpConn, ch string, body []byte) (int, error) {
 			return publishCentrifugo(ctx, c, cfg.pub, cfg.apiKey, ch, body)
-		}
+		}, func() {}
+	}
+	if cfg.pubWebSocket {
+		var mu sync.Mutex
+		sockets := &wsPublisher{dial: cfg.dial}
+		return func(ctx context.Context, _ httpConn, ch string, body []byte) (int, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return sockets.publish(ctx, chanURL(cfg.pub, ch), body)
+			}, func() {
+				mu.Lock()
+				defer mu.Unlock()
+				sockets.close()
+			}
 	}
 	return func(ctx context.Context, c httpConn, ch string, body []byte) (int, error) {
 		return publishPush(ctx, c, chanURL(cfg.pub, ch), body)
-	}
+	}, func() {}
 }
