@@ -317,7 +317,7 @@ func (s *Subscriber) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // pub/sub location `http` is one more (publishing with POST).
 func (s *Subscriber) unmarshalTransports(d *caddyfile.Dispenser, pubsub bool) error {
 	args := lineArgs(d)
-	if len(args) > 0 && !slices.ContainsFunc(args, func(a string) bool { return a != "http" }) {
+	if pubsub && len(args) > 0 && !slices.ContainsFunc(args, func(a string) bool { return a != "http" }) {
 		return d.Errf("a pub/sub location needs a subscriber transport besides http (long-poll, eventsource, websocket, ...)")
 	}
 	for _, a := range args {
