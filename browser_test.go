@@ -58,6 +58,9 @@ func TestBrowsers(t *testing.T) {
 	push_subscriber /sub_timeout websocket eventsource long-poll {
 		timeout 2s
 	}
+	push_subscriber /sub_multipart long-poll {
+		longpoll_multipart_response on
+	}
 	handle_path /e2e/* {
 		root * `+e2e+`
 		file_server

@@ -79,6 +79,7 @@ var nginxNames = map[string]string{
 	"nchan_eventsource_ping_interval":            "eventsource_ping_interval",
 	"nchan_websocket_ping_interval":              "websocket_ping_interval",
 	"nchan_subscriber_http_raw_stream_separator": "http_raw_stream_separator",
+	"nchan_longpoll_multipart_response":          "longpoll_multipart_response",
 }
 
 // subdirectives reads the block of a directive: it yields each subdirective
@@ -286,6 +287,7 @@ func (p *Publisher) unmarshalPublisherSub(d *caddyfile.Dispenser, name string) (
 //		websocket_ping_interval    <duration>
 //		stream_queue_size          <size>
 //		http_raw_stream_separator  <separator>
+//		longpoll_multipart_response on|off|raw
 //	}
 //
 // The transports are long-poll, interval-poll, eventsource, websocket,
@@ -374,6 +376,12 @@ func (s *Subscriber) unmarshalSubscriberSub(d *caddyfile.Dispenser, name string)
 		var v string
 		v, err = oneArg(d)
 		s.HTTPRawStreamSeparator = &v
+	case "longpoll_multipart_response":
+		if s.LongPollMultipart, err = oneArg(d); err == nil {
+			if _, perr := parseLongPollMultipart(s.LongPollMultipart); perr != nil {
+				return true, d.Errf("unknown longpoll_multipart_response '%s' (want on, off or raw)", s.LongPollMultipart)
+			}
+		}
 	default:
 		return false, nil
 	}

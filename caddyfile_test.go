@@ -132,6 +132,7 @@ func TestValidateRefusesBadJSON(t *testing.T) {
 		{"bad mode", &Subscriber{Mode: "stream", FirstMessage: "oldest"}},
 		{"bad first_message", &Subscriber{Mode: ModeLongPoll, FirstMessage: "x"}},
 		{"negative subscribers", &Subscriber{Mode: ModeLongPoll, FirstMessage: "oldest", MaxChannelSubscribers: -1}},
+		{"bad longpoll_multipart_response", &Subscriber{Mode: ModeLongPoll, FirstMessage: "oldest", LongPollMultipart: "yes"}},
 		{"negative memory", &App{MaxReservedMemory: -1}},
 		{"redis URL scheme", &RedisBackend{Addresses: []string{"http://127.0.0.1:6379"}}},
 		{"redis URL database", &RedisBackend{Addresses: []string{"redis://127.0.0.1:6379/x"}}},

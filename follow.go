@@ -1,8 +1,11 @@
 package caddypush
 
 import (
+	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -11,8 +14,10 @@ import (
 )
 
 // This file holds the subscribers that follow their channels with a
-// registered subscription (pushstore.Store.Follow): every stream, and a
-// long-poll or interval-poll on several channels.
+// registered subscription (pushstore.Store.Follow): every stream, a
+// long-poll or interval-poll on several channels, and a long-poll of a
+// location with longpoll_multipart_response, which takes every message
+// waiting for it.
 
 // serveFollow answers a subscriber of transport t: a stream, or a poll of
 // a multiplexed location.
@@ -41,33 +46,17 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 		_, _ = s.wsUpgrader.Upgrade(hijacker{w}, r, nil)
 		return nil
 	}
-	req := pushstore.FollowRequest{
-		Cursors:     cursors,
-		HasCursor:   cursors != nil,
-		Start:       s.start,
-		Create:      !s.AuthorizedChannelsOnly,
-		OneShot:     t == tLongPoll,
-		NoWait:      t == tIntervalPoll,
-		QueueBytes:  s.StreamQueueSize,
-		Concurrency: s.concurrency,
-		MaxWaiters:  s.MaxChannelSubscribers,
+	if t == tLongPoll || t == tIntervalPoll {
+		logTransport(r, t)
+		return s.pollFollowing(w, r, keys, t, cursors)
 	}
-	var st *stall
-	if t != tLongPoll && t != tIntervalPoll {
-		st = newStall()
-		req.OnBehind = st.behind
-	}
-	sub, err := s.store.Follow(keys, req)
+	st := newStall()
+	sub, err := s.store.Follow(keys, s.followRequest(t, cursors, st.behind))
 	if err != nil {
 		return storeRefusal(w, err)
 	}
 	logTransport(r, t)
 	streams[t].Add(1)
-	if t == tLongPoll || t == tIntervalPoll {
-		defer streams[t].Add(-1)
-		s.pollMany(w, r, sub, cursors, len(keys))
-		return nil
-	}
 	opened := time.Now()
 	ended := func() { // once the stream is over, in whichever goroutine ran it
 		st.finish()
@@ -92,6 +81,39 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 		ended()
 		hijacked.Done()
 	})
+	return nil
+}
+
+// followRequest is the subscription a subscriber of transport t with
+// cursors asks the store for (onBehind: a stream's). A long-poll takes one
+// message, unless longpoll_multipart_response lets it take all it finds.
+func (s *Subscriber) followRequest(t transport, cursors []pushstore.MessageID, onBehind func()) pushstore.FollowRequest {
+	return pushstore.FollowRequest{
+		Cursors:     cursors,
+		HasCursor:   cursors != nil,
+		Start:       s.start,
+		Create:      !s.AuthorizedChannelsOnly,
+		OneShot:     t == tLongPoll && s.lpMultipart == lpOne,
+		NoWait:      t == tIntervalPoll,
+		QueueBytes:  s.StreamQueueSize,
+		Concurrency: s.concurrency,
+		MaxWaiters:  s.MaxChannelSubscribers,
+		OnBehind:    onBehind,
+	}
+}
+
+// pollFollowing answers a poll of transport t through a followed
+// subscription: a poll of a multiplexed location, or a long-poll of one
+// with longpoll_multipart_response.
+func (s *Subscriber) pollFollowing(w http.ResponseWriter, r *http.Request, keys []string, t transport,
+	cursors []pushstore.MessageID) error {
+	sub, err := s.store.Follow(keys, s.followRequest(t, cursors, nil))
+	if err != nil {
+		return storeRefusal(w, err)
+	}
+	streams[t].Add(1)
+	defer streams[t].Add(-1)
+	s.pollMany(w, r, sub, cursors, len(keys), t == tLongPoll && s.lpMultipart != lpOne)
 	return nil
 }
 
@@ -127,9 +149,12 @@ func (s *Subscriber) openHTTPStream(t transport, w http.ResponseWriter, r *http.
 // first message after its cursors, with the compound id as
 // Last-Modified (the time) and Etag (the tag list, `0,[1],-`). A long-poll
 // with nothing to send waits as a one-channel one does; an interval-poll
-// (sub nil) answers 304 echoing its cursor.
+// (sub nil) answers 304 echoing its cursor. With all (a long-poll of a
+// longpoll_multipart_response location, on one channel or several), it
+// answers every message its subscription was sent by the time it is
+// answered.
 func (s *Subscriber) pollMany(w http.ResponseWriter, r *http.Request, sub pushstore.Subscription,
-	cursors []pushstore.MessageID, channels int) {
+	cursors []pushstore.MessageID, channels int, all bool) {
 	if sub == nil {
 		h := w.Header()
 		if v := r.Header.Get("If-Modified-Since"); v != "" {
@@ -156,6 +181,14 @@ func (s *Subscriber) pollMany(w http.ResponseWriter, r *http.Request, sub pushst
 		return
 	}
 	var buf [1]pushstore.Delivery
+	if all {
+		// What was queued before the cancel is taken, and counted as
+		// received: all of it is sent.
+		sub.Cancel()
+		ds, end := sub.Take(nil)
+		s.answerAll(w, r, ds, end, cursors, channels)
+		return
+	}
 	ds, end := sub.Take(buf[:0])
 	if len(ds) == 0 {
 		writePollEnd(w, end)
@@ -209,4 +242,102 @@ func streamIDs(cursors []pushstore.MessageID, channels int) *runningID {
 		return nil
 	}
 	return runningFrom(cursors, channels)
+}
+
+// answerAll answers a long-poll of a longpoll_multipart_response location
+// with ds, what its subscription was sent (end: how it ended, when ds is
+// empty): one message as any long-poll's answer, several as one body.
+func (s *Subscriber) answerAll(w http.ResponseWriter, r *http.Request, ds []pushstore.Delivery, end pushstore.End,
+	cursors []pushstore.MessageID, channels int) {
+	switch {
+	case len(ds) == 0:
+		writePollEnd(w, end)
+		return
+	case len(ds) == 1 && channels == 1:
+		s.writeMessage(w, r, ds[0].Message)
+		return
+	}
+	var lm, etag string
+	if channels == 1 {
+		last := wireOf(ds[len(ds)-1].Message)
+		lm, etag = last.lastModified, last.etag
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			repl.Set("http.push.message_id", &ds[len(ds)-1].Message.ID)
+		}
+	} else {
+		ids := runningFrom(cursors, channels)
+		for _, d := range ds {
+			ids.advance(d.Channel, d.Message.ID)
+		}
+		if len(ds) == 1 {
+			s.writeCompound(w, r, ds[0].Message, ids)
+			return
+		}
+		lm, etag = lastModified(pushstore.MessageID{Time: ids.time}), string(ids.appendTags(nil))
+	}
+	var body []byte
+	h := w.Header()
+	if s.lpMultipart == lpRaw {
+		body = appendRawMessages(nil, ds)
+		h["Content-Type"] = nil
+	} else {
+		b := newBoundary()
+		body = appendMultipartMessages(nil, ds, b[:])
+		h.Set("Content-Type", "multipart/mixed; boundary="+string(b[:]))
+	}
+	h.Set("Last-Modified", lm)
+	h.Set("Etag", etag)
+	h.Set("Vary", "If-None-Match, If-Modified-Since")
+	s.setCORS(h, r)
+	h.Set("Access-Control-Expose-Headers", "Last-Modified, Etag")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// appendMultipartMessages appends ds as a multipart/mixed body with
+// boundary, as nchan's longpoll_multipart_response writes it: a part per
+// message, its Content-Type the part's only header (none when it has
+// none), and the closing boundary.
+func appendMultipartMessages(b []byte, ds []pushstore.Delivery, boundary []byte) []byte {
+	for _, d := range ds {
+		b = append(append(append(b, "--"...), boundary...), "\r\n"...)
+		if ct := d.Message.ContentType; ct != "" {
+			b = append(append(append(b, "Content-Type: "...), ct...), "\r\n"...)
+		}
+		b = append(append(append(b, "\r\n"...), d.Message.Body...), "\r\n"...)
+	}
+	return append(append(append(b, "--"...), boundary...), "--\r\n"...)
+}
+
+// appendRawMessages appends ds as the raw form of nchan's
+// longpoll_multipart_response: each body followed by a newline.
+func appendRawMessages(b []byte, ds []pushstore.Delivery) []byte {
+	for _, d := range ds {
+		b = append(append(b, d.Message.Body...), '\n')
+	}
+	return b
+}
+
+// lpMode is how a long-poll answers several waiting messages
+// (longpoll_multipart_response).
+type lpMode uint8
+
+const (
+	lpOne       lpMode = iota // off: one message per poll
+	lpMultipart               // on: multipart/mixed
+	lpRaw                     // raw: bodies and newlines
+)
+
+func parseLongPollMultipart(v string) (lpMode, error) {
+	switch v {
+	case "", "off":
+		return lpOne, nil
+	case "on":
+		return lpMultipart, nil
+	case "raw":
+		return lpRaw, nil
+	}
+	return lpOne, fmt.Errorf("unknown longpoll_multipart_response %q (want on, off or raw)", v)
 }

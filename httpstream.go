@@ -27,13 +27,19 @@ type multipartWriter struct {
 // refuse unquoted).
 const boundaryChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
-// openMultipart writes the stream's head and its first boundary.
-func (s *Subscriber) openMultipart(w http.ResponseWriter, r *http.Request) *multipartWriter {
+// newBoundary returns a random multipart boundary of 32 boundaryChars.
+func newBoundary() [32]byte {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	for i := range b {
 		b[i] = boundaryChars[int(b[i])%len(boundaryChars)]
 	}
+	return b
+}
+
+// openMultipart writes the stream's head and its first boundary.
+func (s *Subscriber) openMultipart(w http.ResponseWriter, r *http.Request) *multipartWriter {
+	b := newBoundary()
 	h := w.Header()
 	h.Set("Content-Type", "multipart/mixed; boundary="+string(b[:]))
 	h.Set("Cache-Control", "no-store")

@@ -116,6 +116,15 @@ type Subscriber struct {
 	// a newline.
 	HTTPRawStreamSeparator *string `json:"http_raw_stream_separator,omitempty"`
 
+	// LongPollMultipart lets one long-poll answer take every message
+	// waiting for it: `on` sends two or more as one multipart/mixed body
+	// (a part each, with the message's Content-Type), `raw` as the bodies
+	// each followed by a newline, both with the Last-Modified and Etag of
+	// the last; one message is answered as usual. `off` answers one
+	// message per poll. Interval-polls answer one either way. Equivalent
+	// to nchan_longpoll_multipart_response. Default: off.
+	LongPollMultipart string `json:"longpoll_multipart_response,omitempty"`
+
 	// Publish makes this a pub/sub location (Caddyfile push_pubsub,
 	// nchan_pubsub): its settings are a publisher location's. Default: none.
 	Publish *Publisher `json:"publish,omitempty"`
@@ -127,6 +136,7 @@ type Subscriber struct {
 	httpPublish  bool // POST and PUT publish (pub/sub)
 	wsPublish    bool // WebSocket frames publish (pub/sub)
 	rawSeparator string
+	lpMultipart  lpMode
 	wsUpgrader   *websocket.Upgrader
 	logger       *zap.Logger
 }
@@ -166,6 +176,9 @@ func (s *Subscriber) Provision(ctx caddy.Context) error {
 	}
 	if s.StreamQueueSize == 0 {
 		s.StreamQueueSize = DefaultStreamQueueSize
+	}
+	if s.lpMultipart, err = parseLongPollMultipart(s.LongPollMultipart); err != nil {
+		return err
 	}
 	s.rawSeparator = "\n"
 	if p := s.HTTPRawStreamSeparator; p != nil {
@@ -258,6 +271,9 @@ func (s *Subscriber) Validate() error {
 	if _, err := parseFirstMessage(s.FirstMessage); err != nil {
 		return err
 	}
+	if _, err := parseLongPollMultipart(s.LongPollMultipart); err != nil {
+		return err
+	}
 	switch {
 	case s.Timeout < 0:
 		return fmt.Errorf("timeout must not be negative")
@@ -348,6 +364,13 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 		if cursors != nil {
 			req.Cursor, req.HasCursor = cursors[0], true
 		}
+	}
+	if t == tLongPoll && s.lpMultipart != lpOne {
+		var cursors []pushstore.MessageID
+		if req.HasCursor {
+			cursors = []pushstore.MessageID{req.Cursor}
+		}
+		return s.pollFollowing(w, r, []string{key}, t, cursors)
 	}
 	res, err := s.store.Subscribe(key, req)
 	switch {

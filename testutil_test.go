@@ -269,6 +269,18 @@ const mainConfig = globalOptions + `	push {
 		http_raw_stream_separator ""
 	}
 	push_subscriber /s/lp long-poll
+	push_subscriber /s/lpmp long-poll {
+		longpoll_multipart_response on
+	}
+	push_subscriber /s/lpraw long-poll {
+		nchan_longpoll_multipart_response raw;
+		timeout 1s
+	}
+	push_subscriber /s/lpmpx long-poll {
+		channel_id {query.ids}
+		channel_id_split_delimiter ,
+		longpoll_multipart_response on
+	}
 	push_subscriber /s/small eventsource websocket {
 		stream_queue_size 64k
 	}

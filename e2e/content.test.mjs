@@ -66,3 +66,41 @@ describe('message content (/sub)', { concurrency: true }, () => {
     });
   }
 });
+
+// longpoll_multipart_response (nchan_longpoll_multipart_response on): the messages waiting
+// for a long-poll come in one multipart/mixed answer, which NchanSubscriber splits into its
+// messages; only the last of them carries an id (the answer's Last-Modified and Etag), the
+// client's next poll resumes after it, and a message published later comes alone.
+describe('all waiting messages in one long-poll (/sub_multipart)', () => {
+  test('NchanSubscriber longpoll: a multipart answer, then a single one', { timeout: 45_000 }, async () => {
+    const channel = channelId('multipart-longpoll');
+    let client;
+    try {
+      for (const m of MESSAGES) await publish(channel, m.body, m.contentType);
+      client = await openClient(browser, { transport: 'nchan-longpoll', channel, path: '/sub_multipart' });
+      await waitFor(client, (n) => window.received.length >= n, `${MESSAGES.length} messages`, 15_000,
+        MESSAGES.length);
+      await publish(channel, 'after', 'text/plain');
+      await waitFor(client, (n) => window.received.length >= n, 'the message published after', 15_000,
+        MESSAGES.length + 1);
+      const state = await snapshot(client, { stop: true });
+      const why = `\n${await describeState(client)}`;
+      const want = [...MESSAGES, { body: 'after', contentType: 'text/plain' }];
+      // NchanSubscriber 1.0.10 keeps the CR of the CRLF that ends each part's body (its
+      // regular expression takes the LF alone), against nginx+nchan 1.3.6 as here: the
+      // answer's bytes are nchan's.
+      assert.deepEqual(state.received.map((m) => m.body),
+        [...MESSAGES.map((m) => `${m.body}\r`), 'after'], `bodies intact, once, in order${why}`);
+      assert.deepEqual(state.received.map((m) => m.contentType ?? null), want.map((m) => m.contentType),
+        `content types as published, from the parts' headers${why}`);
+      const hasId = state.received.map((m) => Boolean(m.id));
+      assert.deepEqual(hasId, [false, false, false, false, false, true, true],
+        `one multipart answer for the ${MESSAGES.length} waiting (only its last part has an id), ` +
+        `then one message alone${why}`);
+      assert.notEqual(state.received[5].id, state.received[6].id, `the ids move on${why}`);
+      assertNoErrors(client, state);
+    } finally {
+      await closeClient(client);
+    }
+  });
+});
