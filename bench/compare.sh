@@ -18,6 +18,15 @@
 #                               publisher and channel, each frame answered
 #                               with channel info) and with POST, on both
 #                               servers, 1 and 1000 channels, three times
+#   bench/compare.sh catchup    long-poll clients taking 1000 stored
+#                               messages on each of 50 channels, one per
+#                               poll (/sub, one client a channel) and with
+#                               every waiting message in one answer
+#                               (/sub_all, 20 clients a channel:
+#                               caddy-push's longpoll_multipart_response
+#                               on, nchan's nchan_longpoll_multipart_response
+#                               on), on both servers, three times (about
+#                               1 minute)
 #
 # Environment: PORT_BASE (18100: Caddy +0, its admin +1, nginx +2), WORK
 # (/tmp/caddypush-bench), KEEP=1 (copy the tables and JSON lines to
@@ -41,7 +50,7 @@ on() {
       set -- -info=false "$@" ;;
     nchan) port=$((BASE + 2)); start_nginx nchan "$port" || return 0 ;;
   esac
-  pb "$who-$rep" "$JSONL" -pub "http://127.0.0.1:$port/pub?id=%s" -sub "http://127.0.0.1:$port/sub?id=%s" \
+  pb "$who${LABEL_SUFFIX:-}-$rep" "$JSONL" -pub "http://127.0.0.1:$port/pub?id=%s" -sub "http://127.0.0.1:$port${SUB:-/sub}?id=%s" \
     -server-pid "$LAST_PID" "$@"
   stop_servers
 }
@@ -74,6 +83,11 @@ case $MODE in
         done
       done
     done ;;
+  catchup)
+    for rep in 1 2 3; do
+      both "r$rep" -scenario catchup -channels 50 -rounds 1000 -subs 1 -max-time 120s
+      SUB=/sub_all LABEL_SUFFIX=_all both "r$rep" -scenario catchup -channels 50 -rounds 1000 -subs 20 -max-time 120s
+    done ;;
   full)
     both r1 -scenario fanout -subs 100 -rounds 200 -max-time 120s
     both r1 -scenario fanout -subs 1000 -rounds 50 -max-time 120s
@@ -85,8 +99,10 @@ case $MODE in
     both r1 -scenario idle -subs 1000 -hold 3s -max-time 90s
     both r1 -scenario idle -subs 10000 -hold 3s -max-time 120s
     both r1 -scenario stream -subs 100 -duration 10s -window 200 -max-time 60s ;;
-  *) echo "usage: $0 [full|quick|stream|publish|wspublish]" >&2; exit 2 ;;
+  *) echo "usage: $0 [full|quick|stream|publish|wspublish|catchup]" >&2; exit 2 ;;
 esac
-python3 "$HERE/summary.py" --ratio caddy/nchan --ratio caddy/respond "$JSONL" | tee "$OUT/summary.md"
+ratios=(--ratio caddy/nchan --ratio caddy/respond)
+if [ "$MODE" = catchup ]; then ratios=(--ratio caddy/nchan --ratio caddy_all/nchan_all --ratio caddy_all/caddy); fi
+python3 "$HERE/summary.py" "${ratios[@]}" "$JSONL" | tee "$OUT/summary.md"
 keep_results "$JSONL"
 echo "results: $OUT"

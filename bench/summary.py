@@ -31,6 +31,8 @@ METRICS = {  # scenario -> (key, name); ratios are taken of every metric but the
              ("lost", "lost (readers)"), ("duplicated", "duplicated"), ("out_of_order", "out of order")],
     "stream": [("deliveries_per_s", "deliveries/s"), ("server_cpu_us_per_delivery", "server CPU µs per delivery"),
                ("lost", "lost"), ("duplicated", "duplicated")],
+    "catchup": [("messages_per_request", "messages per request"), ("catchup_ms", "ms for a subscriber to catch up"),
+                ("deliveries_per_s", "messages/s"), ("server_cpu_us_per_delivery", "server CPU µs per message")],
 }
 METRICS["rate"] = METRICS["fanout"]
 COUNTS = {"lost", "duplicated", "out_of_order", "other_cpu_s_window", "slow_cut"}  # no ratio
@@ -58,6 +60,8 @@ def group_key(r):
                 f"{r['total_bytes'] / 2**20:.0f} MiB in {r['msg_size'] // 1024} KiB messages")
     if s == "stream":
         return f"stream, {n(r['subs'], 'subscriber')}"
+    if s == "catchup":
+        return f"catchup, {n(r['channels'], 'channel')} × {n(r['rounds'], 'stored message')}"
     return None  # proto, probe: checks, not figures
 
 

@@ -34,7 +34,8 @@ type response struct {
 	body    []byte
 	lastMod string
 	etag    string
-	recvT   int64 // mono() when the full body had been read
+	ctype   string // Content-Type
+	recvT   int64  // mono() when the full body had been read
 }
 
 type httpConn interface {
@@ -131,7 +132,7 @@ func (s *stdConn) do(ctx context.Context, method, u string, hdr []string, body [
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return response{status: resp.StatusCode, body: b, recvT: mono(),
-		lastMod: resp.Header.Get("Last-Modified"), etag: resp.Header.Get("Etag")}, err
+		lastMod: resp.Header.Get("Last-Modified"), etag: resp.Header.Get("Etag"), ctype: resp.Header.Get("Content-Type")}, err
 }
 
 // ---------------------------------------------------------------- raw
@@ -284,6 +285,8 @@ func (r *rawConn) readResponse(method string) (response, error) {
 			resp.lastMod = val
 		case bytes.EqualFold(name, []byte("Etag")):
 			resp.etag = val
+		case bytes.EqualFold(name, []byte("Content-Type")):
+			resp.ctype = val
 		}
 	}
 	if resp.status >= 100 && resp.status < 200 {

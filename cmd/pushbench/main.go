@@ -89,7 +89,7 @@ type config struct {
 func main() {
 	var cfg config
 	var pidStr string
-	flag.StringVar(&cfg.scenario, "scenario", "fanout", "fanout | rate | idle | slow | publish | stream | proto | probe")
+	flag.StringVar(&cfg.scenario, "scenario", "fanout", "fanout | rate | idle | slow | publish | stream | catchup | proto | probe")
 	flag.StringVar(&cfg.label, "label", "", "label copied into the result; the bench scripts use WHO-REP (nchan-r1)")
 	flag.StringVar(&cfg.server, "server", "push", "protocol: push (caddy-push, nchan) | centrifugo")
 	flag.StringVar(&cfg.transport, "transport", "longpoll", "subscriber transport: longpoll | eventsource | websocket (publish: POST, or websocket frames)")
@@ -103,10 +103,10 @@ func main() {
 	flag.StringVar(&pidStr, "server-pid", "", "server pid(s), comma separated; CPU/RSS summed (plus descendants, see -children)")
 	flag.BoolVar(&cfg.children, "children", true, "include descendants of -server-pid (e.g. nginx workers)")
 	flag.StringVar(&cfg.runID, "run-id", "", "channel name prefix (default: random, so every run uses fresh channels)")
-	flag.IntVar(&cfg.subs, "subs", 100, "subscribers (fanout, rate, idle, stream)")
-	flag.IntVar(&cfg.rounds, "rounds", 20, "fanout: messages (rounds)")
+	flag.IntVar(&cfg.subs, "subs", 100, "subscribers (fanout, rate, idle, stream; catchup: per channel, one after another)")
+	flag.IntVar(&cfg.rounds, "rounds", 20, "fanout: messages (rounds); catchup: messages per channel")
 	flag.IntVar(&cfg.publishers, "publishers", 16, "publish: concurrent publishers")
-	flag.IntVar(&cfg.channels, "channels", 1, "publish: channels")
+	flag.IntVar(&cfg.channels, "channels", 1, "publish, catchup: channels")
 	flag.Float64Var(&cfg.rate, "rate", 20000, "rate: deliveries/s offered (publications/s x subscribers)")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "publish, stream, rate: measured duration")
 	flag.DurationVar(&cfg.drain, "drain", 10*time.Second, "rate: longest wait for the last deliveries after the last publication")
@@ -156,6 +156,7 @@ var scenarios = map[string]struct {
 	"slow":    {nil, runStreamSlow},
 	"publish": {runPublish, runPublish}, // -transport websocket: frames to a publisher's WebSocket
 	"stream":  {runStream, nil},
+	"catchup": {runCatchup, nil},
 	"proto":   {runProto, nil},
 }
 

@@ -81,6 +81,9 @@ func TestScenariosAgainstCaddy(t *testing.T) {
 	}
 	push_subscriber /sub
 	push_subscriber /sub2
+	push_subscriber /sub_all long-poll {
+		longpoll_multipart_response on
+	}
 	push_subscriber /sub_stream eventsource websocket {
 		stream_queue_size 64k
 	}
@@ -100,6 +103,17 @@ func TestScenariosAgainstCaddy(t *testing.T) {
 			t.Fatalf("publishing over WebSocket: %v published, %v errors", r.get("publishes_ok"), r.get("publish_errors"))
 		}
 	})
+	// catchup: 3 channels of 10 messages, taken by 20 subscribers each one
+	// per poll, then from multipart answers (one per subscriber).
+	for sub, perRequest := range map[string]float64{"/sub": 1, "/sub_all": 10} {
+		t.Run("catchup"+sub, func(t *testing.T) {
+			r := check(t, testConfig(t, "catchup", "push", "longpoll", "http://localhost:9083/pub?id=%s",
+				"http://localhost:9083"+sub+"?id=%s"))
+			if got := r.get("messages_per_request"); got != perRequest || r.get("delivered") != int64(20*30) {
+				t.Fatalf("%v messages per request (want %v), %v delivered", got, perRequest, r.get("delivered"))
+			}
+		})
+	}
 	// -pub-websocket: the same fan-out and rate loads with each
 	// publication a frame on a publisher's WebSocket.
 	for _, sc := range []string{"fanout", "rate"} {
