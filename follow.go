@@ -2,6 +2,7 @@ package caddypush
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -218,20 +219,7 @@ func runningFrom(cursors []pushstore.MessageID, channels int) *runningID {
 
 // writeCompound sends one message of a multiplexed poll.
 func (s *Subscriber) writeCompound(w http.ResponseWriter, r *http.Request, m *pushstore.Message, ids *runningID) {
-	h := w.Header()
-	if m.ContentType != "" {
-		h.Set("Content-Type", m.ContentType)
-	} else {
-		h["Content-Type"] = nil
-	}
-	h.Set("Last-Modified", lastModified(pushstore.MessageID{Time: ids.time}))
-	h.Set("Etag", string(ids.appendTags(nil)))
-	h.Set("Vary", "If-None-Match, If-Modified-Since")
-	s.setCORS(h, r)
-	h.Set("Access-Control-Expose-Headers", "Last-Modified, Etag")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", itoa(len(m.Body)))
-	w.WriteHeader(http.StatusOK)
+	s.writePoll(w, r, m.ContentType, lastModified(pushstore.MessageID{Time: ids.time}), string(ids.appendTags(nil)), len(m.Body))
 	_, _ = w.Write(m.Body)
 }
 
@@ -275,15 +263,26 @@ func (s *Subscriber) answerAll(w http.ResponseWriter, r *http.Request, ds []push
 		}
 		lm, etag = lastModified(pushstore.MessageID{Time: ids.time}), string(ids.appendTags(nil))
 	}
-	var body []byte
-	h := w.Header()
-	if s.lpMultipart == lpRaw {
-		body = appendRawMessages(nil, ds)
-		h["Content-Type"] = nil
-	} else {
+	parts := pollParts{ds: ds}
+	ct := ""
+	if s.lpMultipart == lpMultipart {
 		b := newBoundary()
-		body = appendMultipartMessages(nil, ds, b[:])
-		h.Set("Content-Type", "multipart/mixed; boundary="+string(b[:]))
+		parts.boundary = b[:]
+		ct = "multipart/mixed; boundary=" + string(b[:])
+	}
+	s.writePoll(w, r, ct, lm, etag, parts.size())
+	_ = parts.writeTo(w)
+}
+
+// writePoll writes the head of a poll's answer through a followed
+// subscription: ct its Content-Type (none when empty), lm and etag the id
+// the next poll resumes from, n the body's length.
+func (s *Subscriber) writePoll(w http.ResponseWriter, r *http.Request, ct, lm, etag string, n int) {
+	h := w.Header()
+	if ct != "" {
+		h.Set("Content-Type", ct)
+	} else {
+		h["Content-Type"] = nil // no Content-Type, and no sniffing either
 	}
 	h.Set("Last-Modified", lm)
 	h.Set("Etag", etag)
@@ -291,33 +290,84 @@ func (s *Subscriber) answerAll(w http.ResponseWriter, r *http.Request, ds []push
 	s.setCORS(h, r)
 	h.Set("Access-Control-Expose-Headers", "Last-Modified, Etag")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", itoa(len(body)))
+	h.Set("Content-Length", itoa(n))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
 }
 
-// appendMultipartMessages appends ds as a multipart/mixed body with
-// boundary, as nchan's longpoll_multipart_response writes it: a part per
-// message, its Content-Type the part's only header (none when it has
-// none), and the closing boundary.
-func appendMultipartMessages(b []byte, ds []pushstore.Delivery, boundary []byte) []byte {
-	for _, d := range ds {
-		b = append(append(append(b, "--"...), boundary...), "\r\n"...)
-		if ct := d.Message.ContentType; ct != "" {
-			b = append(append(append(b, "Content-Type: "...), ct...), "\r\n"...)
+// pollParts is the body of a longpoll_multipart_response answer of several
+// messages, as nchan writes it: with a boundary, a multipart/mixed part
+// per message, its Content-Type the part's only header (none when it has
+// none), then the closing boundary; without (raw), each body followed by
+// a newline.
+type pollParts struct {
+	ds       []pushstore.Delivery
+	boundary []byte
+}
+
+// Writing an answer: the parts' headers and small bodies are gathered in a
+// buffer of about partsBuffer bytes; a body of bigBody bytes or more is
+// written as it is, so the stored messages are not copied into one buffer
+// per answer.
+const (
+	partsBuffer = 32 << 10
+	bigBody     = 4 << 10
+)
+
+func (p pollParts) size() int {
+	n := 0
+	for _, d := range p.ds {
+		n += len(d.Message.Body) + 1
+		if p.boundary != nil {
+			n += len("--\r\n\r\n\r") + len(p.boundary)
+			if ct := d.Message.ContentType; ct != "" {
+				n += len("Content-Type: \r\n") + len(ct)
+			}
 		}
-		b = append(append(append(b, "\r\n"...), d.Message.Body...), "\r\n"...)
 	}
-	return append(append(append(b, "--"...), boundary...), "--\r\n"...)
+	if p.boundary != nil {
+		n += len("----\r\n") + len(p.boundary)
+	}
+	return n
 }
 
-// appendRawMessages appends ds as the raw form of nchan's
-// longpoll_multipart_response: each body followed by a newline.
-func appendRawMessages(b []byte, ds []pushstore.Delivery) []byte {
-	for _, d := range ds {
-		b = append(append(b, d.Message.Body...), '\n')
+func (p pollParts) writeTo(w io.Writer) error {
+	buf := make([]byte, 0, partsBuffer+bigBody)
+	for _, d := range p.ds {
+		if p.boundary != nil {
+			buf = append(append(append(buf, "--"...), p.boundary...), "\r\n"...)
+			if ct := d.Message.ContentType; ct != "" {
+				buf = append(append(append(buf, "Content-Type: "...), ct...), "\r\n"...)
+			}
+			buf = append(buf, "\r\n"...)
+		}
+		if body := d.Message.Body; len(body) >= bigBody {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+			if _, err := w.Write(body); err != nil {
+				return err
+			}
+		} else {
+			buf = append(buf, body...)
+		}
+		if p.boundary != nil {
+			buf = append(buf, "\r\n"...)
+		} else {
+			buf = append(buf, '\n')
+		}
+		if len(buf) >= partsBuffer {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
 	}
-	return b
+	if p.boundary != nil {
+		buf = append(append(append(buf, "--"...), p.boundary...), "--\r\n"...)
+	}
+	_, err := w.Write(buf)
+	return err
 }
 
 // lpMode is how a long-poll answers several waiting messages
