@@ -17,8 +17,8 @@ import (
 // Content-Type, or with `raw` the bodies each followed by a newline; the
 // answer's Last-Modified and Etag are the last message's, so the next poll
 // resumes after it and misses nothing; one message is a long-poll's usual
-// answer; a long-poll that waits is answered with what was published, or
-// 304 at its timeout.
+// answer; a long-poll that waits is answered with what was published, 410
+// when the channel is deleted, or 304 at its timeout.
 func TestLongPollMultipart(t *testing.T) { forEachStore(t, testLongPollMultipart) }
 
 func testLongPollMultipart(t *testing.T) {
@@ -93,6 +93,20 @@ func testLongPollMultipart(t *testing.T) {
 	publish(t, "/pub", ch, "x")
 	if r := <-waiting; r.status != 200 || r.body != "x" || r.header.Get("Content-Type") != "text/plain" {
 		t.Fatalf("the waiting long-poll: %d %q %q", r.status, r.body, r.header.Get("Content-Type"))
+	}
+
+	// A DELETE of the channel ends a waiting poll with 410, as any long-poll.
+	getAsync(h1Client, base+"/s/lpmp?id="+ch, waiting, do(t, h1Client, "GET", base+"/s/lp?id="+ch, nil,
+		ids[3].headers()...).cursor().headers()...)
+	waitFor(t, "the long-poll waiting again", func() bool { return waiters(t, "/"+ch) == 1 })
+	if r := do(t, h1Client, "DELETE", base+"/pub?id="+ch, nil); r.status != 200 {
+		t.Fatalf("DELETE: %d", r.status)
+	}
+	if r := <-waiting; r.status != 410 {
+		t.Fatalf("the waiting long-poll at the DELETE: %d %q", r.status, r.body)
+	}
+	for _, m := range append(msgs, struct{ body, ct string }{"x", "text/plain"}) {
+		do(t, h1Client, "POST", base+"/pub?id="+ch, strings.NewReader(m.body), "Content-Type", m.ct)
 	}
 
 	// raw: the bodies, each followed by a newline, and no Content-Type.
