@@ -12,11 +12,10 @@ import (
 // channels, then -subs long-poll subscribers per channel, one after
 // another, each starting at the oldest, take them all, resuming from each
 // answer's id: how many requests that takes, how long, and the server's
-// CPU per message taken. On a
-// location that answers several messages at once (caddy-push's
-// longpoll_multipart_response, nchan's nchan_longpoll_multipart_response
-// on) a multipart/mixed answer is split into its parts. Every message must
-// come once and in order.
+// CPU per message taken. On a location that answers several messages at
+// once (caddy-push's longpoll_multipart_response, nchan's
+// nchan_longpoll_multipart_response on) a multipart/mixed answer is split
+// into its parts. Every message must come once and in order.
 func runCatchup(ctx context.Context, cfg *config, r *result) error {
 	C, N, S := cfg.channels, cfg.rounds, cfg.subs
 	r.set("channels", C)
