@@ -80,6 +80,7 @@ var nginxNames = map[string]string{
 	"nchan_websocket_ping_interval":              "websocket_ping_interval",
 	"nchan_subscriber_http_raw_stream_separator": "http_raw_stream_separator",
 	"nchan_longpoll_multipart_response":          "longpoll_multipart_response",
+	"nchan_eventsource_event":                    "eventsource_event",
 }
 
 // subdirectives reads the block of a directive: it yields each subdirective
@@ -180,6 +181,7 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 //		channel_timeout                <duration>
 //		max_message_size               <size>
 //		body_timeout                   <duration>
+//		eventsource_event              <name>
 //	}
 //
 // The arguments are the ways it publishes, as nchan_publisher's: http
@@ -263,10 +265,25 @@ func (p *Publisher) unmarshalPublisherSub(d *caddyfile.Dispenser, name string) (
 		p.MaxMessageSize, err = sizeArg(d)
 	case "body_timeout":
 		p.BodyTimeout, err = durationArg(d)
+	case "eventsource_event":
+		p.EventSourceEvent, err = expressionArg(d)
 	default:
 		return false, nil
 	}
 	return true, err
+}
+
+// expressionArg reads a placeholder expression, nginx variables
+// ($arg_name, ...) turned into Caddy placeholders.
+func expressionArg(d *caddyfile.Dispenser) (string, error) {
+	v, err := oneArg(d)
+	if err != nil {
+		return "", err
+	}
+	if v, err = nginxVariables(v); err != nil {
+		return "", d.Errf("%v", err)
+	}
+	return v, nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -288,6 +305,7 @@ func (p *Publisher) unmarshalPublisherSub(d *caddyfile.Dispenser, name string) (
 //		stream_queue_size          <size>
 //		http_raw_stream_separator  <separator>
 //		longpoll_multipart_response on|off|raw
+//		eventsource_event          <name>
 //	}
 //
 // The transports are long-poll, interval-poll, eventsource, websocket,
@@ -376,6 +394,8 @@ func (s *Subscriber) unmarshalSubscriberSub(d *caddyfile.Dispenser, name string)
 		var v string
 		v, err = oneArg(d)
 		s.HTTPRawStreamSeparator = &v
+	case "eventsource_event":
+		s.EventSourceEvent, err = expressionArg(d)
 	case "longpoll_multipart_response":
 		if s.LongPollMultipart, err = oneArg(d); err == nil {
 			if _, perr := parseLongPollMultipart(s.LongPollMultipart); perr != nil {

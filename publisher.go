@@ -93,6 +93,14 @@ type Publisher struct {
 	// client_max_body_size. Default: 1 MiB.
 	MaxMessageSize int64 `json:"max_message_size,omitempty"`
 
+	// EventSourceEvent is the EventSource event name of every message
+	// published here, in place of the request's X-EventSource-Event header
+	// (a placeholder expression, evaluated per request; one that comes out
+	// empty leaves the header's). It applies to POSTs and to WebSocket
+	// frames. Equivalent to nchan_eventsource_event in a publisher
+	// location. Default: none (the header's).
+	EventSourceEvent string `json:"eventsource_event,omitempty"`
+
 	// BodyTimeout bounds receiving a whole message body, a duration: a body
 	// still incomplete when it passes gets 408 and the connection is
 	// closed, however steadily it trickles. nginx's client_body_timeout is
@@ -201,6 +209,7 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 	if !ok {
 		return nil
 	}
+	p.nameEvent(r)
 	if way == pubWebSocket {
 		p.serveWebSocket(w, r, key)
 		return nil
@@ -235,6 +244,25 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 		writeEmpty(w, http.StatusMethodNotAllowed)
 	}
 	return nil
+}
+
+// nameEvent sets r's X-EventSource-Event to eventsource_event, when it has
+// one: what the request publishes is named so.
+func (p *Publisher) nameEvent(r *http.Request) {
+	if p.EventSourceEvent == "" {
+		return
+	}
+	if v := replaceAll(r, p.EventSourceEvent); v != "" {
+		r.Header.Set("X-EventSource-Event", v)
+	}
+}
+
+// replaceAll evaluates the placeholders of expr for r.
+func replaceAll(r *http.Request, expr string) string {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		return repl.ReplaceAll(expr, "")
+	}
+	return expr
 }
 
 func (p *Publisher) publish(w http.ResponseWriter, r *http.Request, key string) error {

@@ -2,6 +2,7 @@ package caddypush
 
 import (
 	"bytes"
+	"cmp"
 	"net/http"
 	"strconv"
 
@@ -48,6 +49,7 @@ func framesOf(m *pushstore.Message) *sseFrames {
 type sseWriter struct {
 	httpStream
 	scratch []byte
+	event   string // eventsource_event: every message's event name instead of its own
 }
 
 // openEventSource writes the stream's head and first bytes.
@@ -60,19 +62,29 @@ func (s *Subscriber) openEventSource(w http.ResponseWriter, r *http.Request) *ss
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(": hi\nretry: " + strconv.Itoa(eventSourceRetry) + "\n\n"))
-	return &sseWriter{httpStream: startHTTPStream(w, r)}
+	sw := &sseWriter{httpStream: startHTTPStream(w, r)}
+	if s.EventSourceEvent != "" {
+		sw.event = replaceAll(r, s.EventSourceEvent)
+	}
+	return sw
 }
 
+// message writes m: its memoized event, or, with a compound id or an
+// event name of the location's, an event made for this stream.
 func (sw *sseWriter) message(m *pushstore.Message, ids *runningID) error {
-	if ids == nil {
+	if ids == nil && sw.event == "" {
 		_, err := sw.w.Write(framesOf(m).event)
 		return err
 	}
 	b := sw.scratch[:0]
-	if m.Event != "" {
-		b = append(append(append(b, "event: "...), m.Event...), '\n')
+	if ev := cmp.Or(sw.event, m.Event); ev != "" {
+		b = append(append(append(b, "event: "...), ev...), '\n')
 	}
-	b = ids.appendID(append(b, "id: "...))
+	if ids == nil {
+		b = append(append(b, "id: "...), m.ID.String()...)
+	} else {
+		b = ids.appendID(append(b, "id: "...))
+	}
 	b = append(b, '\n')
 	b = append(b, m.Memo(sseDataSlot, func(m *pushstore.Message) any { return appendData(nil, m.Body) }).([]byte)...)
 	sw.scratch = b
@@ -112,7 +124,7 @@ func appendData(b, body []byte) []byte {
 // sendNow writes m's memoized chunk to a parked direct stream, unless
 // something waits to be written before it.
 func (sw *sseWriter) sendNow(m *pushstore.Message) bool {
-	if d := sw.direct; len(d.out) <= chunkRoom && len(d.pending) == 0 {
+	if d := sw.direct; sw.event == "" && len(d.out) <= chunkRoom && len(d.pending) == 0 {
 		return d.writeNow(framesOf(m).chunk)
 	}
 	return sendBatched(sw, m)

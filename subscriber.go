@@ -116,6 +116,14 @@ type Subscriber struct {
 	// a newline.
 	HTTPRawStreamSeparator *string `json:"http_raw_stream_separator,omitempty"`
 
+	// EventSourceEvent is the event name an EventSource subscriber here is
+	// sent with every message, in place of the message's own (a
+	// placeholder expression, evaluated when the stream opens; one that
+	// comes out empty leaves the messages' own). On a pub/sub location it
+	// also names what is published there. Equivalent to
+	// nchan_eventsource_event in a subscriber location. Default: none.
+	EventSourceEvent string `json:"eventsource_event,omitempty"`
+
 	// LongPollMultipart lets one long-poll answer take every message
 	// waiting for it: `on` sends two or more as one multipart/mixed body
 	// (a part each, with the message's Content-Type), `raw` as the bodies
@@ -191,6 +199,9 @@ func (s *Subscriber) Provision(ctx caddy.Context) error {
 	if s.Publish != nil {
 		s.Publish.ChannelConfig = s.ChannelConfig
 		s.Publish.pubsub = true
+		if s.Publish.EventSourceEvent == "" {
+			s.Publish.EventSourceEvent = s.EventSourceEvent
+		}
 		if err := s.Publish.Provision(ctx); err != nil {
 			return err
 		}

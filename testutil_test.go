@@ -276,6 +276,12 @@ const mainConfig = globalOptions + `	push {
 		nchan_longpoll_multipart_response raw;
 		timeout 1s
 	}
+	push_publisher /p/ev {
+		eventsource_event pubev
+	}
+	push_subscriber /s/ev eventsource {
+		nchan_eventsource_event $arg_ev;
+	}
 	push_subscriber /s/lpmpx long-poll {
 		channel_id {query.ids}
 		channel_id_split_delimiter ,

@@ -340,6 +340,9 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 		return err
 	})
 	gone := newLeaving()
+	if s.Publish != nil {
+		s.Publish.nameEvent(r) // what its frames publish
+	}
 	go s.readWebSocket(conn, typingOf(r.Header), keys, gone)
 	ping := time.Duration(s.WebSocketPingInterval)
 	go s.pump(ww, sub, ids, ping, nil, gone, func() {
