@@ -15,8 +15,8 @@ import (
 // published there, over POST or a WebSocket, in place of the request's
 // X-EventSource-Event; on a subscriber it is the event name of every
 // message its EventSource streams are sent, stored or live, with the
-// messages' own ids; a placeholder that comes out empty leaves the
-// messages' own names.
+// messages' own ids; a placeholder that comes out empty, or holds a line
+// break, leaves the messages' own names.
 func TestEventSourceEventName(t *testing.T) { forEachStore(t, testEventSourceEventName) }
 
 func testEventSourceEventName(t *testing.T) {
@@ -52,7 +52,14 @@ func testEventSourceEventName(t *testing.T) {
 	if want := "[pubev=one pubev=two hdr=three pubev=four]"; fmt.Sprint(got) != want {
 		t.Fatalf("named by the publisher: %v, want %s", got, want)
 	}
-	own := openSSE(t, h1Client, base+"/s/ev?id="+ch) // ?ev= missing: empty
+	// ?ev= missing (empty), or holding a line break that would forge lines
+	// of the event (the placeholder is decoded): the messages' own names.
+	forged := openSSE(t, h1Client, base+"/s/ev?ev=x%0Adata:%20forged%0A%0Aevent:%20y&id="+ch)
+	if got, _ := read(forged, 4); fmt.Sprint(got) != "[pubev=one pubev=two hdr=three pubev=four]" {
+		t.Fatalf("a name with a line break: %v", got)
+	}
+	forged.close()
+	own := openSSE(t, h1Client, base+"/s/ev?id="+ch)
 	if got, _ := read(own, 4); fmt.Sprint(got) != "[pubev=one pubev=two hdr=three pubev=four]" {
 		t.Fatalf("an empty override: %v", got)
 	}
@@ -72,5 +79,13 @@ func testEventSourceEventName(t *testing.T) {
 		if got, _ := read(c.s, 1); got[0] != c.want {
 			t.Fatalf("live: %s, want %s", got[0], c.want)
 		}
+	}
+	// A publisher's name with a line break is not used: the header's.
+	if r := do(t, h1Client, "POST", base+"/p/evq?ev=x%0Adata:%20forged&id="+ch, strings.NewReader("six"),
+		"X-EventSource-Event", "hdr2"); r.status != 201 {
+		t.Fatalf("publish: %d", r.status)
+	}
+	if got, _ := read(plain, 1); got[0] != "hdr2=six" {
+		t.Fatalf("a publisher's name with a line break: %s", got[0])
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -252,9 +253,19 @@ func (p *Publisher) nameEvent(r *http.Request) {
 	if p.EventSourceEvent == "" {
 		return
 	}
-	if v := replaceAll(r, p.EventSourceEvent); v != "" {
+	if v := eventName(replaceAll(r, p.EventSourceEvent)); v != "" {
 		r.Header.Set("X-EventSource-Event", v)
 	}
+}
+
+// eventName is v as an EventSource event name: "" (none) when it holds a
+// line break, which would end the `event:` line and let the rest forge
+// lines of the event (a placeholder such as {query.ev} is decoded).
+func eventName(v string) string {
+	if strings.ContainsAny(v, "\r\n") {
+		return ""
+	}
+	return v
 }
 
 // replaceAll evaluates the placeholders of expr for r.

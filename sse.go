@@ -64,7 +64,7 @@ func (s *Subscriber) openEventSource(w http.ResponseWriter, r *http.Request) *ss
 	_, _ = w.Write([]byte(": hi\nretry: " + strconv.Itoa(eventSourceRetry) + "\n\n"))
 	sw := &sseWriter{httpStream: startHTTPStream(w, r)}
 	if s.EventSourceEvent != "" {
-		sw.event = replaceAll(r, s.EventSourceEvent)
+		sw.event = eventName(replaceAll(r, s.EventSourceEvent))
 	}
 	return sw
 }

@@ -279,6 +279,9 @@ const mainConfig = globalOptions + `	push {
 	push_publisher /p/ev {
 		eventsource_event pubev
 	}
+	push_publisher /p/evq {
+		eventsource_event {query.ev}
+	}
 	push_subscriber /s/ev eventsource {
 		nchan_eventsource_event $arg_ev;
 	}
