@@ -144,6 +144,9 @@ func pushWSSub(cfg *config, tmpl string) subFunc {
 		ev.ready()
 		for {
 			_, m, err := ws.readMessage()
+			if err == io.EOF && len(m) >= 2 { // the server's close frame: its code and reason say why
+				return fmt.Errorf("websocket closed: %d %s", int(m[0])<<8|int(m[1]), bytes.TrimSpace(m[2:]))
+			}
 			if err != nil {
 				return err
 			}
