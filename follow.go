@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -219,7 +217,8 @@ func runningFrom(cursors []pushstore.MessageID, channels int) *runningID {
 
 // writeCompound sends one message of a multiplexed poll.
 func (s *Subscriber) writeCompound(w http.ResponseWriter, r *http.Request, m *pushstore.Message, ids *runningID) {
-	s.writePoll(w, r, m.ContentType, lastModified(pushstore.MessageID{Time: ids.time}), string(ids.appendTags(nil)), len(m.Body))
+	lm, etag := ids.header()
+	s.writePoll(w, r, m.ContentType, lm, etag, len(m.Body))
 	_, _ = w.Write(m.Body)
 }
 
@@ -249,9 +248,7 @@ func (s *Subscriber) answerAll(w http.ResponseWriter, r *http.Request, ds []push
 	if channels == 1 {
 		last := wireOf(ds[len(ds)-1].Message)
 		lm, etag = last.lastModified, last.etag
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			repl.Set("http.push.message_id", &ds[len(ds)-1].Message.ID)
-		}
+		setMessageID(r, ds[len(ds)-1].Message)
 	} else {
 		ids := runningFrom(cursors, channels)
 		for _, d := range ds {
@@ -261,7 +258,7 @@ func (s *Subscriber) answerAll(w http.ResponseWriter, r *http.Request, ds []push
 			s.writeCompound(w, r, ds[0].Message, ids)
 			return
 		}
-		lm, etag = lastModified(pushstore.MessageID{Time: ids.time}), string(ids.appendTags(nil))
+		lm, etag = ids.header()
 	}
 	parts := pollParts{ds: ds}
 	ct := ""

@@ -197,3 +197,9 @@ func isCoding(s string) bool {
 	}
 	return true
 }
+
+// header is the compound id as a poll's Last-Modified (the time) and Etag
+// (the tag list).
+func (ids *runningID) header() (lastModifiedValue, etag string) {
+	return lastModified(pushstore.MessageID{Time: ids.time}), string(ids.appendTags(nil))
+}

@@ -478,12 +478,18 @@ func wireOf(m *pushstore.Message) *wire {
 	}).(*wire)
 }
 
-// writeMessage sends one message (docs/protocol.md, "The answer").
-func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *pushstore.Message) {
-	wire := wireOf(m)
+// setMessageID sets {http.push.message_id} to the id of m, the message a
+// long-poll is answered with (the last of several).
+func setMessageID(r *http.Request, m *pushstore.Message) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.push.message_id", &m.ID) // a pointer: no allocation; formatted only if a log asks
 	}
+}
+
+// writeMessage sends one message (docs/protocol.md, "The answer").
+func (s *Subscriber) writeMessage(w http.ResponseWriter, r *http.Request, m *pushstore.Message) {
+	wire := wireOf(m)
+	setMessageID(r, m)
 	// One backing array for this response's header values: middleware such
 	// as `header` may rewrite a value in place, so none may be shared.
 	v := [...]string{m.ContentType, wire.lastModified, wire.etag, "If-None-Match, If-Modified-Since",
