@@ -82,3 +82,14 @@ func redisCPU(b *testing.B, admin *redis.Client) float64 {
 	sys, _ := strconv.ParseFloat(f["used_cpu_sys"], 64)
 	return user + sys
 }
+
+// BenchmarkPublishMany is BenchmarkPublish on 1000 channels, where
+// publications rarely meet on one: each is a publish script of its own.
+func BenchmarkPublishMany(b *testing.B) {
+	body := []byte(strings.Repeat("x", 100))
+	benchRedisScript(b, "evalsha", func(rs *Store, i int) error {
+		opts := pub()
+		_, err := rs.Publish("/bench"+strconv.Itoa(i%1000), &pushstore.Message{Body: body, ContentType: "text/plain"}, opts)
+		return err
+	})
+}

@@ -71,6 +71,9 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 			msg, seq := newMessage(parseID(str(res[j])), str(res[j+1]))
 			backlog = append(backlog, pushstore.Delivery{Message: msg, Channel: i, Seq: seq})
 		}
+		if len(backlog) > n { // a notification of it came only if someone waited
+			s.remember(key, backlog[len(backlog)-1].Message.ID)
+		}
 		if chMode == "s" {
 			s.delivered.Add(uint64(len(backlog) - n))
 		} else if chMode == "t" {

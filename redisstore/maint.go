@@ -71,6 +71,7 @@ func (s *Store) Sweep() int {
 	type keep struct {
 		key          string
 		streams, reg int64 // the streams counted here, the least gen they registered at
+		least        int64 // the least gen any subscriber counted here registered at
 	}
 	var due []keep
 	s.mu.Lock()
@@ -86,9 +87,15 @@ func (s *Store) Sweep() int {
 			lc.kept = now
 		}
 		if lc.subs.Len() > 0 && now.Sub(lc.kept) >= every {
-			k := keep{key: key}
+			k := keep{key: key, least: -1}
 			lc.subs.Each(func(m *member) {
-				if m.stream && m.counted {
+				if !m.counted {
+					return
+				}
+				if k.least < 0 || m.regGen < k.least {
+					k.least = m.regGen
+				}
+				if m.stream {
 					if k.streams == 0 || m.regGen < k.reg {
 						k.reg = m.regGen
 					}
@@ -105,7 +112,7 @@ func (s *Store) Sweep() int {
 	sent := 0
 	for _, k := range due {
 		ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
-		_, err := s.run(ctx, scriptKeepalive, k.key, s.instance, k.streams, k.reg)
+		res, err := s.run(ctx, scriptKeepalive, k.key, s.instance, k.streams, k.reg, k.least)
 		cancel()
 		sent++
 		if err != nil {
@@ -116,8 +123,39 @@ func (s *Store) Sweep() int {
 			lc.kept = now
 		}
 		s.mu.Unlock()
+		switch str(res[0]) {
+		case "nf":
+			s.lookUpAgain(k.key, -1)
+		case "wiped":
+			s.lookUpAgain(k.key, num(res[1]))
+		}
 	}
 	return sent
+}
+
+// lookUpAgain rechecks in Redis the subscribers of a channel that a
+// keepalive found gone (wiped < 0) or whose counts were wiped at gen wiped
+// (those registered before it): Redis lost the channel, or a displacement
+// ended them, and the notification that would show it may never come (a
+// publication notifies only the instances Redis counts subscribers of).
+// Streams are caught up, long-polls rechecked, as after a resubscription.
+func (s *Store) lookUpAgain(key string, wiped int64) {
+	var list []recheck
+	s.mu.Lock()
+	if lc := s.local[key]; lc != nil {
+		lc.subs.Each(func(m *member) {
+			if m.counted && !m.pending && !m.rechecking && (wiped < 0 || m.regGen < wiped) {
+				s.setRechecking(m, true)
+				list = append(list, recheck{m: m})
+			}
+		})
+	}
+	s.mu.Unlock()
+	if len(list) > 0 {
+		s.logger.Info("redis lost a channel's subscriber counts; looking its subscribers up again",
+			zap.Int("subscribers", len(list)))
+		go s.recheck(list)
+	}
 }
 
 // ReleaseAll ends every subscription of this process with Shutdown and

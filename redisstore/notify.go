@@ -310,7 +310,7 @@ func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen in
 	if h := testHookFetching.Load(); h != nil {
 		(*h)()
 	}
-	res, err := s.run(ctx, scriptFetch, m.key, cursor, regGen)
+	res, err := s.run(ctx, scriptFetch, m.key, cursor, regGen, s.instance)
 	if h := testHookFetched.Load(); h != nil {
 		(*h)()
 	}

@@ -59,7 +59,8 @@ func TestScriptReplies(t *testing.T) {
 		{scriptRecheck, func() []any {
 			return []any{cursorScore(true, pushstore.MessageID{Time: 1 << 40}, pushstore.Start{}), gen() - 1, rs.instance}
 		}, []string{"changed"}},
-		{scriptKeepalive, func() []any { return []any{rs.instance, 0, 0} }, []string{"ok"}},
+		{scriptKeepalive, func() []any { return []any{rs.instance, 0, 0, -1} }, []string{"ok"}},
+		{scriptKeepalive, func() []any { return []any{rs.instance, 0, 0, 0} }, []string{"wiped"}},
 		{scriptCancel, func() []any { return []any{rs.instance, gen(), 1, "w"} }, []string{"ok"}},
 		{scriptCancel, func() []any { return []any{rs.instance, gen() - 1, 1, "w"} }, []string{"stale"}},
 		{scriptFollow, func() []any {
@@ -68,15 +69,15 @@ func TestScriptReplies(t *testing.T) {
 		{scriptFollow, func() []any {
 			return []any{1, "-1", "o", 1, 0, rs.instance, rs.notes, keyHeader(key), keyCost(key)}
 		}, []string{"conflict"}},
-		{scriptFetch, func() []any { return []any{"-1", gen()} }, []string{"ok"}},
-		{scriptFetch, func() []any { return []any{"-1", 0} }, []string{"displaced", "nf"}},
+		{scriptFetch, func() []any { return []any{"-1", gen(), rs.instance} }, []string{"ok"}},
+		{scriptFetch, func() []any { return []any{"-1", 0, rs.instance} }, []string{"displaced", "nf"}},
 		{scriptReceived, func() []any { return []any{"1:0"} }, []string{"ok"}},
 		{scriptCancel, func() []any { return []any{rs.instance, gen(), 1, "s"} }, []string{"ok"}},
 		{scriptInfo, func() []any { return nil }, []string{"ok"}},
 		{scriptDelete, func() []any { return []any{rs.notes, keyHeader(key)} }, []string{"ok"}},
 		{scriptInfo, func() []any { return nil }, []string{"nf"}},
-		{scriptKeepalive, func() []any { return []any{rs.instance, 0, 0} }, []string{"nf"}},
-		{scriptFetch, func() []any { return []any{"-1", 0} }, []string{"nf"}},
+		{scriptKeepalive, func() []any { return []any{rs.instance, 0, 0, -1} }, []string{"nf"}},
+		{scriptFetch, func() []any { return []any{"-1", 0, rs.instance} }, []string{"nf"}},
 		{scriptReceived, func() []any { return []any{"1:0"} }, []string{"nf"}},
 		{scriptDelete, func() []any { return []any{rs.notes, keyHeader(key)} }, []string{"nf"}},
 	}

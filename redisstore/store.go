@@ -461,7 +461,9 @@ func (s *Store) Subscribe(key string, req pushstore.SubscribeRequest) (pushstore
 	switch kind {
 	case "msg":
 		s.delivered.Add(1)
-		return pushstore.SubscribeResult{Message: message(parseID(str(res[3])), str(res[4]))}, nil
+		id := parseID(str(res[3]))
+		s.remember(key, id) // a notification of it came only if someone waited
+		return pushstore.SubscribeResult{Message: message(id, str(res[4]))}, nil
 	case "none":
 		return pushstore.SubscribeResult{}, nil
 	case "nf":

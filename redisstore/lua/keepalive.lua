@@ -7,7 +7,14 @@
 -- refreshed: they are being displaced. A stream registered or cancelled
 -- while this call was on its way is counted right by the next keepalive.
 -- Arguments: instance, streams counted here, the least gen they
--- registered at. Returns {ok}, or {nf}.
+-- registered at, the least gen any subscriber counted here (stream or
+-- parked long-poll) registered at (-1: none). Returns {ok}; {nf} when the channel is
+-- gone; or {wiped, sw} when the counts were wiped at gen sw, after some of
+-- those subscribers registered: the channel was made again (Redis lost
+-- its data) or a `last` subscriber displaced them. A publication notifies
+-- only instances with an entry in w or s, so the instance looks those
+-- subscribers up again (recheck, catch-up) instead of waiting for a
+-- notification that may never come.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then return {'nf'} end
 redis.call('HSET', m, 'lu', fmt(now))
@@ -22,4 +29,6 @@ else
   if c > 0 then redis.call('HSET', s, ARGV[7], fmt(c) .. ' ' .. fmt(now)) end
 end
 settl(written)
+local least = tonumber(ARGV[10])
+if least >= 0 and tonumber(M.sw or '0') > least then return {'wiped', M.sw} end
 return {'ok'}

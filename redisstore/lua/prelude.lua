@@ -49,20 +49,36 @@ local function streamsOf(v)
   return tonumber(c)
 end
 
+-- listening reports whether an instance's entry in s may stand for open
+-- streams: a count above 0, lapsed or not (its instance may only have been
+-- out of Redis's reach), or 0 set less than STREAM_TTL ago (a keepalive on
+-- its way when a stream registered may have set fewer than the instance
+-- has; its next one, within STREAM_TTL, sets them right).
+local function listening(v)
+  local c, at = string.match(v, '^(%d+) (%d+)$')
+  return c ~= nil and (c ~= '0' or now - tonumber(at) < STREAM_TTL)
+end
+
 -- waiting counts the subscribers of every instance: parked long-polls (w)
--- and open streams (s).
+-- and open streams (s). Its second result is how many instances may have
+-- subscribers here (an entry in w, or one in s that is listening): a
+-- publication notifies the instances only when there is one.
 local function waiting()
-  local n = 0
-  for _, v in ipairs(redis.call('HVALS', w)) do n = n + tonumber(v) end
-  for _, v in ipairs(redis.call('HVALS', s)) do n = n + streamsOf(v) end
-  return n
+  local n, listed = 0, 0
+  for _, v in ipairs(redis.call('HVALS', w)) do n, listed = n + tonumber(v), listed + 1 end
+  for _, v in ipairs(redis.call('HVALS', s)) do
+    n = n + streamsOf(v)
+    if listening(v) then listed = listed + 1 end
+  end
+  return n, listed
 end
 
 -- streamCount adds delta to an instance's stream count and marks it
--- refreshed now.
+-- refreshed now. A count that reaches 0 stays for STREAM_TTL (see
+-- listening).
 local function streamCount(inst, delta)
   local c = math.max(streamsOf(redis.call('HGET', s, inst)) + delta, 0)
-  if c == 0 then redis.call('HDEL', s, inst) else redis.call('HSET', s, inst, fmt(c) .. ' ' .. fmt(now)) end
+  redis.call('HSET', s, inst, fmt(c) .. ' ' .. fmt(now))
 end
 
 -- remove deletes a loaded channel's keys. A deletion (gen given) leaves

@@ -8,6 +8,8 @@
 -- messages. Each is stored, and its notification "m<gen> <id> <key
 -- header><stored>" carries it, as "<publication time, µs, 16
 -- digits>\n<payload>" (the publications of one call take successive µs).
+-- A publication is notified only when some instance has an entry in w or
+-- s (see waiting): one that no instance waits for wakes none of them.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then create(ARGV[17]) end
 local mt = tonumber(ARGV[12])
@@ -29,8 +31,8 @@ for i = 19, #ARGV do
   end
   if tag >= TAGS then tm, tag = tm + 1, 0 end
   local id = fmt(tm) .. ':' .. fmt(tag)
-  local n = waiting()
-  redis.call('DEL', w)
+  local n, listed = waiting()
+  if listed > 0 then redis.call('DEL', w) end
   local gen = tonumber(M.gen) + 1
   redis.call('HSET', m, 'lt', fmt(tm), 'lg', fmt(tag), 'lu', fmt(now), 'ct', ARGV[13], 'mb', ARGV[9], 'op', ARGV[14],
     'gen', fmt(gen))
@@ -60,7 +62,7 @@ for i = 19, #ARGV do
     end
     stored = true
   end
-  redis.call('PUBLISH', ARGV[15], 'm' .. fmt(gen) .. ' ' .. id .. ' ' .. ARGV[16] .. value)
+  if listed > 0 then redis.call('PUBLISH', ARGV[15], 'm' .. fmt(gen) .. ' ' .. id .. ' ' .. ARGV[16] .. value) end
   if n > 0 and stored then
     delivered(id, n)
     nq = redis.call('ZCARD', q) -- a recipient rule may have dropped a message

@@ -1,7 +1,9 @@
 -- recheck.lua looks again for a parked waiter after the notifications
 -- may have been missed. Arguments: cursor score, gen, instance. Returns
 -- {msg, id, payload} (and uncounts the waiter), {same} when nothing
--- happened since it parked, or {changed}.
+-- happened since it parked, or {changed}. A waiter that stays (same)
+-- whose instance has no entry in w any more (a replica promoted before it
+-- had the registration) gets one back, so publications notify it.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then return {'changed'} end
 local found = redis.call('ZRANGEBYSCORE', q, '(' .. ARGV[7], '+inf', 'LIMIT', 0, 1)
@@ -17,5 +19,11 @@ if #found == 1 then
   settl({})
   return {'msg', id, payload}
 end
-if same then return {'same'} end
+if same then
+  if redis.call('HEXISTS', w, ARGV[9]) == 0 then
+    redis.call('HSET', w, ARGV[9], '1')
+    settl({w})
+  end
+  return {'same'}
+end
 return {'changed'}

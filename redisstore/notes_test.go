@@ -1,0 +1,259 @@
+package redisstore
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddypush/caddy-push/internal/redistest"
+	"github.com/caddypush/caddy-push/pushstore"
+	"github.com/caddypush/caddy-push/pushstore/storetest"
+)
+
+// This file tests which publications are notified: only those of a
+// channel where Redis counts a subscriber of some instance (an entry in w
+// or s), and what keeps a subscriber counted when Redis lost its entry.
+
+// noteKeys returns the channel keys of the notifications on pubsub, in the
+// order Redis sent them, until it has n (waiting up to 5 s for each).
+func noteKeys(t *testing.T, pubsub *redis.PubSub, n int) []string {
+	t.Helper()
+	var keys []string
+	for len(keys) < n {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		msg, err := pubsub.ReceiveMessage(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after notifications of %q: %v", keys, err)
+		}
+		note, ok := parseNote(msg.Payload)
+		if !ok {
+			t.Fatalf("a malformed notification: %q", msg.Payload)
+		}
+		keys = append(keys, note.key)
+	}
+	return keys
+}
+
+// listenNotes subscribes a client of its own to s's notes channel and
+// returns it once the subscription is confirmed.
+func listenNotes(t *testing.T, srv *redistest.Server, s *Store) *redis.PubSub {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	pubsub := c.Subscribe(context.Background(), s.notes)
+	t.Cleanup(func() { _ = pubsub.Close() })
+	if _, err := pubsub.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return pubsub
+}
+
+// TestNotesOnlyWhenCounted: a publication on a channel where no instance
+// has a subscriber sends no notification (every instance would read it
+// for nothing); one on a channel with a parked long-poll or an open stream
+// does, also once the stream's count lapsed (its instance may still have
+// it). Redis sends notifications in the order its scripts ran, so a
+// publication without a notification is seen as the next one's coming
+// first.
+func TestNotesOnlyWhenCounted(t *testing.T) {
+	srv := redistest.Shared(t)
+	s := newStore(t)
+	var skew atomic.Int64
+	s.SetClockSkew(func() time.Duration { return time.Duration(skew.Load()) })
+	notes := listenNotes(t, srv, s)
+
+	lp, err := s.Subscribe("lp", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || lp.Sub == nil {
+		t.Fatalf("long-poll: %v %v", lp, err)
+	}
+	defer lp.Sub.Cancel()
+	stream, err := s.Follow([]string{"st"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"nobody", "lp", "nobody", "st"} {
+		storetest.Publish(t, s, key, "m", pub())
+	}
+	if got := noteKeys(t, notes, 2); got[0] != "lp" || got[1] != "st" {
+		t.Fatalf("notifications of %q, want [lp st]", got)
+	}
+	if body, end := storetest.Await(t, lp.Sub); body != "m" {
+		t.Fatalf("the long-poll got %q (end %v)", body, end)
+	}
+	storetest.AwaitN(t, stream, 1)
+
+	// The long-poll was answered: its count went with the publication.
+	// The stream's count lapses, and it is still notified.
+	skew.Store(int64(streamTTL + time.Second))
+	storetest.Publish(t, s, "lp", "again", pub())
+	storetest.Publish(t, s, "st", "lapsed", pub())
+	if got := noteKeys(t, notes, 1); got[0] != "st" {
+		t.Fatalf("notification of %q, want st", got)
+	}
+	if got := storetest.Bodies(storetest.AwaitN(t, stream, 1)); got[0] != "lapsed" {
+		t.Fatalf("the stream got %q", got)
+	}
+
+	// The stream leaves: its instance's count is 0, notified for
+	// streamTTL more (see TestStaleKeepaliveCount), then no more.
+	stream.Cancel()
+	waitFor(t, "the stream's count to be 0", func() bool {
+		v, err := s.client.HGet(context.Background(), s.Keys("st")[7], s.instance).Result()
+		return err == nil && strings.HasPrefix(v, "0 ")
+	})
+	storetest.Publish(t, s, "st", "to nobody", pub())
+	if got := noteKeys(t, notes, 1); got[0] != "st" {
+		t.Fatalf("notification of %q, want st", got)
+	}
+	skew.Add(int64(streamTTL + time.Second))
+	lp2, err := s.Subscribe("lp", pushstore.SubscribeRequest{Wait: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || lp2.Sub == nil {
+		t.Fatalf("long-poll: %v %v", lp2, err)
+	}
+	defer lp2.Sub.Cancel()
+	storetest.Publish(t, s, "st", "unheard", pub())
+	storetest.Publish(t, s, "lp", "heard", pub())
+	if got := noteKeys(t, notes, 1); got[0] != "lp" {
+		t.Fatalf("notification of %q, want lp", got)
+	}
+}
+
+// TestStaleKeepaliveCount: a keepalive sets its instance's stream count to
+// the streams it counted when it was sent, so one that was on its way when
+// another stream registered sets one too few; if the streams counted then
+// leave, the count reaches 0 while a stream is open. Its instance must
+// still be notified (until its next keepalive sets the count right).
+// Before, a count of 0 removed the entry, and the open stream heard
+// nothing for up to 20 s.
+func TestStaleKeepaliveCount(t *testing.T) {
+	s := newStore(t)
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	first, err := s.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Cancel()
+	// What a keepalive sent before the second stream registered sets.
+	var gen int64
+	s.mu.Lock()
+	s.local["c"].subs.Each(func(m *member) { gen = m.regGen })
+	s.mu.Unlock()
+	if _, err := s.run(context.Background(), scriptKeepalive, "c", s.instance, 1, gen, gen); err != nil {
+		t.Fatal(err)
+	}
+	first.Cancel()
+	waitFor(t, "the first stream's cancel", func() bool {
+		v, err := s.client.HGet(context.Background(), s.Keys("c")[7], s.instance).Result()
+		return err == nil && strings.HasPrefix(v, "0 ")
+	})
+	storetest.Publish(t, s, "c", "heard", pub())
+	if got := storetest.Bodies(storetest.AwaitN(t, second, 1)); got[0] != "heard" {
+		t.Fatalf("the open stream got %q", got)
+	}
+}
+
+// TestKeepaliveFindsLostChannel: when Redis loses a channel under its
+// subscribers without dropping the connections (FLUSHALL), a publication
+// that makes the channel again counts nobody and notifies nobody; the
+// instance's next keepalive finds the channel gone or made again and looks
+// its subscribers up: a stream ends as deleted (its client resumes with
+// its last id), a long-poll gets the new message, one on a channel that is
+// still gone gets 304. (Before, such subscribers waited for the
+// notification of a later publication.)
+func TestKeepaliveFindsLostChannel(t *testing.T) {
+	srv := redistest.Start(t)
+	s := startOn(t, srv, "lost:")
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	newest := pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}}
+	again, err := s.Subscribe("again", newest)
+	if err != nil || again.Sub == nil {
+		t.Fatalf("long-poll: %v %v", again, err)
+	}
+	defer again.Sub.Cancel()
+	gone, err := s.Subscribe("gone", newest)
+	if err != nil || gone.Sub == nil {
+		t.Fatalf("long-poll: %v %v", gone, err)
+	}
+	defer gone.Sub.Cancel()
+	stream, err := s.Follow([]string{"again"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Cancel()
+
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	if err := admin.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	storetest.Publish(t, s, "again", "after", pub())
+
+	s.mu.Lock()
+	for _, lc := range s.local {
+		lc.kept = time.Now().Add(-time.Hour) // their keepalives are due
+	}
+	s.mu.Unlock()
+	if n := s.Sweep(); n != 2 {
+		t.Fatalf("%d keepalives sent, want 2", n)
+	}
+	if _, end := storetest.Await(t, stream); end != pushstore.Deleted {
+		t.Fatalf("the stream: end %v, want Deleted", end)
+	}
+	if body, end := storetest.Await(t, again.Sub); body != "after" {
+		t.Fatalf("the long-poll on the channel made again: %q (end %v), want after", body, end)
+	}
+	if body, end := storetest.Await(t, gone.Sub); body != "" || end != pushstore.Retry {
+		t.Fatalf("the long-poll on the channel still gone: %q (end %v), want Retry", body, end)
+	}
+}
+
+// TestRecheckRestoresEntries: a replica promoted before it had a
+// subscriber's registration has no entry for its instance, and would
+// notify nobody of the channel's publications. The resubscription after
+// the failover looks every subscriber up (here the notes connection is
+// killed and the entries deleted by hand, as such a replica would lack
+// them): a long-poll that stays parked and a stream that goes on give
+// their instance its entry back, and the next publications reach them.
+func TestRecheckRestoresEntries(t *testing.T) {
+	srv := redistest.Start(t)
+	s := startOn(t, srv, "restore:")
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	lp, err := s.Subscribe("lp", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || lp.Sub == nil {
+		t.Fatalf("long-poll: %v %v", lp, err)
+	}
+	defer lp.Sub.Cancel()
+	stream, err := s.Follow([]string{"st"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Cancel()
+
+	ctx := context.Background()
+	w, st := s.Keys("lp")[5], s.Keys("st")[7]
+	if err := s.client.Del(ctx, w, st).Err(); err != nil {
+		t.Fatal(err)
+	}
+	killNotes(t, srv)
+	waitFor(t, "the entries back", func() bool {
+		n, err := s.client.Exists(ctx, w, st).Result()
+		return err == nil && n == 2
+	})
+	storetest.Publish(t, s, "lp", "to the long-poll", pub())
+	storetest.Publish(t, s, "st", "to the stream", pub())
+	if body, end := storetest.Await(t, lp.Sub); body != "to the long-poll" {
+		t.Fatalf("the long-poll got %q (end %v)", body, end)
+	}
+	if got := storetest.Bodies(storetest.AwaitN(t, stream, 1)); got[0] != "to the stream" {
+		t.Fatalf("the stream got %q", got)
+	}
+}
