@@ -63,14 +63,21 @@ end
 -- and open streams (s). Its second result is how many instances may have
 -- subscribers here (an entry in w, or one in s that is listening): a
 -- publication notifies the instances only when there is one.
-local function waiting()
-  local n, listed = 0, 0
-  for _, v in ipairs(redis.call('HVALS', w)) do n, listed = n + tonumber(v), listed + 1 end
+-- (counts gives the parts: long-polls and their instances, streams and
+-- their listening instances.)
+local function counts()
+  local wn, wl, sn, sl = 0, 0, 0, 0
+  for _, v in ipairs(redis.call('HVALS', w)) do wn, wl = wn + tonumber(v), wl + 1 end
   for _, v in ipairs(redis.call('HVALS', s)) do
-    n = n + streamsOf(v)
-    if listening(v) then listed = listed + 1 end
+    sn = sn + streamsOf(v)
+    if listening(v) then sl = sl + 1 end
   end
-  return n, listed
+  return wn, wl, sn, sl
+end
+
+local function waiting()
+  local wn, wl, sn, sl = counts()
+  return wn + sn, wl + sl
 end
 
 -- streamCount adds delta to an instance's stream count and marks it
@@ -171,18 +178,24 @@ local function settl(written, nq, eadded)
   return nq
 end
 
+-- delivered counts n recipients of a stored message for its recipient
+-- rule, if it has one, and reports whether the rule removed it.
 local function delivered(id, n)
   local rule = redis.call('HGET', x, id)
-  if not rule then return end
+  if not rule then return false end
   local minrec, delold, got = string.match(rule, '^(%d+) (%d) (%d+)$')
   minrec, got = tonumber(minrec), tonumber(got) + n
   redis.call('HSET', x, id, fmt(minrec) .. ' ' .. delold .. ' ' .. fmt(got))
   local cnt = redis.call('ZCARD', q)
   local mb = tonumber(M.mb)
-  if cnt <= mb then return end
+  if cnt <= mb then return false end
   local i = redis.call('ZRANK', q, id)
-  if not i then return end
-  if (minrec > 0 and got >= minrec and i < cnt - mb) or (delold == '1' and i == 0) then drop(id) end
+  if not i then return false end
+  if (minrec > 0 and got >= minrec and i < cnt - mb) or (delold == '1' and i == 0) then
+    drop(id)
+    return true
+  end
+  return false
 end
 
 local function info(expired)
