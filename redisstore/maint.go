@@ -124,7 +124,7 @@ func (s *Store) Sweep() int {
 		}
 		s.mu.Unlock()
 		switch str(res[0]) {
-		case "nf":
+		case "nf", "lost":
 			s.lookUpAgain(k.key, -1)
 		case "wiped":
 			s.lookUpAgain(k.key, num(res[1]))
@@ -134,11 +134,12 @@ func (s *Store) Sweep() int {
 }
 
 // lookUpAgain rechecks in Redis the subscribers of a channel that a
-// keepalive found gone (wiped < 0) or whose counts were wiped at gen wiped
-// (those registered before it): Redis lost the channel, or a displacement
-// ended them, and the notification that would show it may never come (a
-// publication notifies only the instances Redis counts subscribers of).
-// Streams are caught up, long-polls rechecked, as after a resubscription.
+// keepalive found gone, or without this instance's interest (wiped < 0),
+// or whose counts were wiped at gen wiped (those registered before it):
+// Redis lost the channel or the interest, or a displacement ended them,
+// and the notification that would show it may not come (a publication is
+// notified only while some instance's interest lasts). Streams are caught
+// up, long-polls rechecked, as after a resubscription.
 func (s *Store) lookUpAgain(key string, wiped int64) {
 	var list []recheck
 	s.mu.Lock()
@@ -152,7 +153,7 @@ func (s *Store) lookUpAgain(key string, wiped int64) {
 	}
 	s.mu.Unlock()
 	if len(list) > 0 {
-		s.logger.Info("redis lost a channel's subscriber counts; looking its subscribers up again",
+		s.logger.Info("redis lost a channel or this instance's interest in it; looking its subscribers up again",
 			zap.Int("subscribers", len(list)))
 		go s.recheck(list)
 	}

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,8 +14,8 @@ import (
 )
 
 // This file tests which publications are notified: only those of a
-// channel where Redis counts a subscriber of some instance (an entry in w
-// or s), and what keeps a subscriber counted when Redis lost its entry.
+// channel where some instance's interest lasts (the register i), and what
+// renews an instance's interest when Redis lost it.
 
 // noteKeys returns the channel keys of the notifications on pubsub, in the
 // order Redis sent them, until it has n (waiting up to 5 s for each).
@@ -53,14 +52,16 @@ func listenNotes(t *testing.T, srv *redistest.Server, s *Store) *redis.PubSub {
 	return pubsub
 }
 
-// TestNotesOnlyWhenCounted: a publication on a channel where no instance
-// has a subscriber sends no notification (every instance would read it
-// for nothing); one on a channel with a parked long-poll or an open stream
-// does, also once the stream's count lapsed (its instance may still have
-// it). Redis sends notifications in the order its scripts ran, so a
-// publication without a notification is seen as the next one's coming
-// first.
-func TestNotesOnlyWhenCounted(t *testing.T) {
+// TestNotesOnlyWhereInterested: a publication on a channel where no
+// instance has registered a subscriber sends no notification (every
+// instance would read it for nothing); one on a channel with a parked
+// long-poll or an open stream does, and goes on doing so while the
+// instance's interest lasts (channel_timeout, at least streamTTL): after
+// the stream's count lapsed and after it left. Once the interest lapsed
+// (here with the channel), it does not. Redis sends notifications in the
+// order its scripts ran, so a publication without a notification is seen
+// as the next one's coming first.
+func TestNotesOnlyWhereInterested(t *testing.T) {
 	srv := redistest.Shared(t)
 	s := newStore(t)
 	var skew atomic.Int64
@@ -87,10 +88,8 @@ func TestNotesOnlyWhenCounted(t *testing.T) {
 	}
 	storetest.AwaitN(t, stream, 1)
 
-	// The long-poll was answered: its count went with the publication.
-	// The stream's count lapses, and it is still notified.
+	// The stream's count lapses: it is still notified.
 	skew.Store(int64(streamTTL + time.Second))
-	storetest.Publish(t, s, "lp", "again", pub())
 	storetest.Publish(t, s, "st", "lapsed", pub())
 	if got := noteKeys(t, notes, 1); got[0] != "st" {
 		t.Fatalf("notification of %q, want st", got)
@@ -99,19 +98,20 @@ func TestNotesOnlyWhenCounted(t *testing.T) {
 		t.Fatalf("the stream got %q", got)
 	}
 
-	// The stream leaves: its instance's count is 0, notified for
-	// streamTTL more (see TestStaleKeepaliveCount), then no more.
+	// The stream leaves: notified while the interest lasts.
 	stream.Cancel()
-	waitFor(t, "the stream's count to be 0", func() bool {
-		v, err := s.client.HGet(context.Background(), s.Keys("st")[7], s.instance).Result()
-		return err == nil && strings.HasPrefix(v, "0 ")
+	waitFor(t, "the stream's count to go", func() bool {
+		return s.client.HExists(context.Background(), s.Keys("st")[7], s.instance).Val() == false
 	})
 	storetest.Publish(t, s, "st", "to nobody", pub())
 	if got := noteKeys(t, notes, 1); got[0] != "st" {
 		t.Fatalf("notification of %q, want st", got)
 	}
-	skew.Add(int64(streamTTL + time.Second))
-	lp2, err := s.Subscribe("lp", pushstore.SubscribeRequest{Wait: true, Start: pushstore.Start{Newest: true}})
+
+	// An hour on, the channel and its interest are gone (its messages
+	// expired, nobody waits): a publication makes it again, unheard.
+	skew.Add(int64(pushstore.DefaultChannelTimeout + time.Second))
+	lp2, err := s.Subscribe("lp", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
 	if err != nil || lp2.Sub == nil {
 		t.Fatalf("long-poll: %v %v", lp2, err)
 	}
@@ -126,10 +126,10 @@ func TestNotesOnlyWhenCounted(t *testing.T) {
 // TestStaleKeepaliveCount: a keepalive sets its instance's stream count to
 // the streams it counted when it was sent, so one that was on its way when
 // another stream registered sets one too few; if the streams counted then
-// leave, the count reaches 0 while a stream is open. Its instance must
-// still be notified (until its next keepalive sets the count right).
-// Before, a count of 0 removed the entry, and the open stream heard
-// nothing for up to 20 s.
+// leave, the count goes while a stream is open. Its instance must still be
+// notified: counts are not what decides (a first form of this change,
+// which notified only instances with a count, left the open stream
+// unheard).
 func TestStaleKeepaliveCount(t *testing.T) {
 	s := newStore(t)
 	waitFor(t, "the notes subscription", s.subscribed.Load)
@@ -152,8 +152,7 @@ func TestStaleKeepaliveCount(t *testing.T) {
 	}
 	first.Cancel()
 	waitFor(t, "the first stream's cancel", func() bool {
-		v, err := s.client.HGet(context.Background(), s.Keys("c")[7], s.instance).Result()
-		return err == nil && strings.HasPrefix(v, "0 ")
+		return s.client.HExists(context.Background(), s.Keys("c")[7], s.instance).Val() == false
 	})
 	storetest.Publish(t, s, "c", "heard", pub())
 	if got := storetest.Bodies(storetest.AwaitN(t, second, 1)); got[0] != "heard" {
@@ -216,22 +215,29 @@ func TestKeepaliveFindsLostChannel(t *testing.T) {
 	}
 }
 
-// TestRecheckRestoresEntries: a replica promoted before it had a
-// subscriber's registration has no entry for its instance, and would
+// TestRecheckRestoresInterest: a replica promoted before it had a
+// subscriber's registration lacks its instance's interest, and would
 // notify nobody of the channel's publications. The resubscription after
 // the failover looks every subscriber up (here the notes connection is
-// killed and the entries deleted by hand, as such a replica would lack
-// them): a long-poll that stays parked and a stream that goes on give
-// their instance its entry back, and the next publications reach them.
-func TestRecheckRestoresEntries(t *testing.T) {
+// killed and the interest deleted by hand, as such a replica would lack
+// it): a long-poll that stays parked and a stream that goes on renew it,
+// and the next publications reach them, and a second long-poll of the
+// instance after the first left (a count put back as 1 for two long-polls
+// would have gone with the first).
+func TestRecheckRestoresInterest(t *testing.T) {
 	srv := redistest.Start(t)
 	s := startOn(t, srv, "restore:")
 	waitFor(t, "the notes subscription", s.subscribed.Load)
-	lp, err := s.Subscribe("lp", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
+	newest := pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}}
+	lp, err := s.Subscribe("lp", newest)
 	if err != nil || lp.Sub == nil {
 		t.Fatalf("long-poll: %v %v", lp, err)
 	}
 	defer lp.Sub.Cancel()
+	leaver, err := s.Subscribe("lp", newest)
+	if err != nil || leaver.Sub == nil {
+		t.Fatalf("long-poll: %v %v", leaver, err)
+	}
 	stream, err := s.Follow([]string{"st"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -239,14 +245,20 @@ func TestRecheckRestoresEntries(t *testing.T) {
 	defer stream.Cancel()
 
 	ctx := context.Background()
-	w, st := s.Keys("lp")[5], s.Keys("st")[7]
-	if err := s.client.Del(ctx, w, st).Err(); err != nil {
+	ilp, ist := s.Keys("lp")[8], s.Keys("st")[8]
+	if err := s.client.Del(ctx, ilp, ist, s.Keys("lp")[5]).Err(); err != nil {
 		t.Fatal(err)
 	}
 	killNotes(t, srv)
-	waitFor(t, "the entries back", func() bool {
-		n, err := s.client.Exists(ctx, w, st).Result()
+	waitFor(t, "the interest back", func() bool {
+		n, err := s.client.Exists(ctx, ilp, ist).Result()
 		return err == nil && n == 2
+	})
+	leaver.Sub.Cancel()
+	waitFor(t, "the leaver gone", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.local["lp"].subs.Len() == 1
 	})
 	storetest.Publish(t, s, "lp", "to the long-poll", pub())
 	storetest.Publish(t, s, "st", "to the stream", pub())
@@ -255,5 +267,67 @@ func TestRecheckRestoresEntries(t *testing.T) {
 	}
 	if got := storetest.Bodies(storetest.AwaitN(t, stream, 1)); got[0] != "to the stream" {
 		t.Fatalf("the stream got %q", got)
+	}
+}
+
+// TestKeepaliveFindsLostInterest: a Cluster node that fails over to a
+// replica without its instances' interest leaves their notes connection
+// (on another node) up, so nothing is rechecked; a publication then
+// notifies nobody. The instance's next keepalive finds its interest gone,
+// renews it and looks its subscribers up: the stream and the long-poll get
+// the message published meanwhile. (Here the interest is deleted by hand.)
+func TestKeepaliveFindsLostInterest(t *testing.T) {
+	s := newStore(t)
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	lp, err := s.Subscribe("c", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || lp.Sub == nil {
+		t.Fatalf("long-poll: %v %v", lp, err)
+	}
+	defer lp.Sub.Cancel()
+	stream, err := s.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Cancel()
+	if err := s.client.Del(context.Background(), s.Keys("c")[8]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	storetest.Publish(t, s, "c", "meanwhile", pub())
+	s.mu.Lock()
+	s.local["c"].kept = time.Now().Add(-time.Hour) // its keepalive is due
+	s.mu.Unlock()
+	if n := s.Sweep(); n != 1 {
+		t.Fatalf("%d keepalives sent, want 1", n)
+	}
+	if body, end := storetest.Await(t, lp.Sub); body != "meanwhile" {
+		t.Fatalf("the long-poll got %q (end %v)", body, end)
+	}
+	if got := storetest.Bodies(storetest.AwaitN(t, stream, 1)); got[0] != "meanwhile" {
+		t.Fatalf("the stream got %q", got)
+	}
+}
+
+// TestRegistrationKeepsKeepalive: registrations on a channel do not put
+// off its keepalive (a channel whose long-polls re-poll more often than
+// its keepalive period would otherwise never be kept, and its lost
+// interest never found).
+func TestRegistrationKeepsKeepalive(t *testing.T) {
+	s := newStore(t)
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	stream, err := s.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Cancel()
+	s.mu.Lock()
+	s.local["c"].kept = time.Now().Add(-time.Hour) // its keepalive is due
+	s.mu.Unlock()
+	lp, err := s.Subscribe("c", pushstore.SubscribeRequest{Wait: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || lp.Sub == nil {
+		t.Fatalf("long-poll: %v %v", lp, err)
+	}
+	defer lp.Sub.Cancel()
+	if n := s.Sweep(); n != 1 {
+		t.Fatalf("%d keepalives sent after a registration, want 1", n)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // state machine (ids, buffers, expiry, recipient rules, subscriber counts)
 // has one truth shared by every Caddy instance.
 //
-// A channel K under prefix P lives in eight keys with the hash tag {K}, so
+// A channel K under prefix P lives in nine keys with the hash tag {K}, so
 // that they share a Cluster slot:
 //
 //	P{K}:m  hash: lt, lg (last id), gen, lu (last used, ms), rq (last
@@ -33,6 +33,9 @@ import (
 //	P{K}:z  string: "gen lt lg" (gen and last id) of a removed channel,
 //	        for a minute: a channel made again under its key continues
 //	        both, so neither gens nor ids go backwards
+//	P{K}:i  hash: instance -> until when (ms) it may have subscribers
+//	        here (its interest): a publication is notified only while
+//	        one lasts
 //
 // Every script is lua/prelude.lua followed by its own file. ARGV[1] is the
 // clock skew (ms, 0 outside tests: every script works on Redis's clock, so

@@ -137,7 +137,7 @@ func (s *Store) Client() redis.UniversalClient { return s.client }
 // Keys returns a channel's keys, in the order the scripts take them.
 func (s *Store) Keys(key string) []string {
 	tag := s.prefix + "{" + key + "}:"
-	return []string{tag + "m", tag + "q", tag + "d", tag + "e", tag + "x", tag + "w", tag + "z", tag + "s"}
+	return []string{tag + "m", tag + "q", tag + "d", tag + "e", tag + "x", tag + "w", tag + "z", tag + "s", tag + "i"}
 }
 
 func (s *Store) skewArg() int64 {

@@ -317,7 +317,6 @@ func (s *Store) settle(m *member, gen int64, cursor string, ct time.Duration) {
 	if ct > 0 {
 		lc.ct = ct
 	}
-	lc.kept = time.Now() // the script marked the channel used
 	again := s.replay(lc, m)
 	if again == nil && m.Listed() && (m.epoch == 0 || m.epoch != s.epoch.Load()) && s.subscribed.Load() {
 		again = &recheck{m: m}

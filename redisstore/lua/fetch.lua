@@ -5,10 +5,9 @@
 -- again since the stream registered: deleted, or lost by Redis),
 -- {displaced} (a `last` subscriber displaced it, a notification its
 -- instance missed), or {ok, gen} followed by the id and stored message of
--- each message. A stream that goes on, whose instance has no entry in s
--- (a replica promoted before it had the registration), is counted again
--- (one stream, until the instance's next keepalive sets its count), so
--- publications notify its instance. Arguments (continued): instance.
+-- each message. A stream that goes on renews its instance's interest (a
+-- replica promoted before it had the registration may lack it).
+-- Arguments (continued): instance.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then return {'nf'} end
 if tonumber(M.sw or '0') > tonumber(ARGV[8]) then -- the stream counts were wiped since it registered
@@ -22,10 +21,6 @@ for _, id in ipairs(ids) do
   out[#out + 1] = redis.call('HGET', d, id)
 end
 for _, id in ipairs(ids) do delivered(id, 1) end
-local written = {}
-if redis.call('HEXISTS', s, ARGV[9]) == 0 then
-  streamCount(ARGV[9], 1)
-  written = {s}
-end
-settl(written)
+interest(ARGV[9])
+settl({i})
 return out

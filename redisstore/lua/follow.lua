@@ -35,9 +35,12 @@ end
 local written = {}
 if stream then
   streamCount(ARGV[12], 1)
-  written = {s}
-elseif mode == 'o' and #ids == 0 and redis.call('HINCRBY', w, ARGV[12], 1) == 1 then
-  written = {w}
+  interest(ARGV[12])
+  written = {s, i}
+elseif mode == 'o' and #ids == 0 then
+  redis.call('HINCRBY', w, ARGV[12], 1)
+  interest(ARGV[12])
+  written = {w, i}
 end
 settl(written)
 return out

@@ -3,7 +3,7 @@
 -- helpers the scripts share. ARGV[1] is the clock skew (ms, 0 outside
 -- tests); ARGV[2..6] are constants; each script's own arguments start at
 -- ARGV[7].
-local m, q, d, e, x, w, z, s = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local m, q, d, e, x, w, z, s, i = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local TAGS = tonumber(ARGV[2])          -- tags per second (tagsPerSecond)
@@ -49,43 +49,49 @@ local function streamsOf(v)
   return tonumber(c)
 end
 
--- listening reports whether an instance's entry in s may stand for open
--- streams: a count above 0, lapsed or not (its instance may only have been
--- out of Redis's reach), or 0 set less than STREAM_TTL ago (a keepalive on
--- its way when a stream registered may have set fewer than the instance
--- has; its next one, within STREAM_TTL, sets them right).
-local function listening(v)
-  local c, at = string.match(v, '^(%d+) (%d+)$')
-  return c ~= nil and (c ~= '0' or now - tonumber(at) < STREAM_TTL)
-end
-
--- waiting counts the subscribers of every instance: parked long-polls (w)
--- and open streams (s). Its second result is how many instances may have
--- subscribers here (an entry in w, or one in s that is listening): a
--- publication notifies the instances only when there is one.
--- (counts gives the parts: long-polls and their instances, streams and
--- their listening instances.)
+-- counts counts the subscribers of every instance: parked long-polls (w),
+-- with the number of instances that have some, and open streams (s).
 local function counts()
-  local wn, wl, sn, sl = 0, 0, 0, 0
+  local wn, wl, sn = 0, 0, 0
   for _, v in ipairs(redis.call('HVALS', w)) do wn, wl = wn + tonumber(v), wl + 1 end
-  for _, v in ipairs(redis.call('HVALS', s)) do
-    sn = sn + streamsOf(v)
-    if listening(v) then sl = sl + 1 end
-  end
-  return wn, wl, sn, sl
+  for _, v in ipairs(redis.call('HVALS', s)) do sn = sn + streamsOf(v) end
+  return wn, wl, sn
 end
 
+-- waiting counts the subscribers of every instance.
 local function waiting()
-  local wn, wl, sn, sl = counts()
-  return wn + sn, wl + sl
+  local wn, _, sn = counts()
+  return wn + sn
 end
 
 -- streamCount adds delta to an instance's stream count and marks it
--- refreshed now. A count that reaches 0 stays for STREAM_TTL (see
--- listening).
+-- refreshed now.
 local function streamCount(inst, delta)
   local c = math.max(streamsOf(redis.call('HGET', s, inst)) + delta, 0)
-  redis.call('HSET', s, inst, fmt(c) .. ' ' .. fmt(now))
+  if c == 0 then redis.call('HDEL', s, inst) else redis.call('HSET', s, inst, fmt(c) .. ' ' .. fmt(now)) end
+end
+
+-- The interest register i: instance -> until when (ms) it may have
+-- subscribers on the channel. A publication is notified only while some
+-- instance's interest lasts. Every script that registers or keeps a
+-- subscriber (subscribe, follow, recheck, fetch, keepalive) sets its
+-- instance's for the longer of channel_timeout and STREAM_TTL; the
+-- instance keeps each channel it has subscribers on at least every third
+-- of channel_timeout (of STREAM_TTL with streams), so its interest never
+-- lapses under them. Nothing else removes it (a count is no register:
+-- counts drift, and a leaving subscriber cannot know whether another of
+-- its instance registered meanwhile); it lapses, and goes with the
+-- channel's keys.
+local function interest(inst)
+  redis.call('HSET', i, inst, fmt(now + math.max(tonumber(M.ct), STREAM_TTL)))
+end
+
+-- interested reports whether some instance's interest lasts.
+local function interested()
+  for _, v in ipairs(redis.call('HVALS', i)) do
+    if tonumber(v) > now then return true end
+  end
+  return false
 end
 
 -- remove deletes a loaded channel's keys. A deletion (gen given) leaves
@@ -95,7 +101,7 @@ end
 local function remove(gen)
   local v = gen
   if not v and M.lt and tonumber(M.lt) >= math.floor(now / 1000) then v = M.gen end
-  redis.call('DEL', m, q, d, e, x, w, s)
+  redis.call('DEL', m, q, d, e, x, w, s, i)
   if v then
     if M.lt then v = v .. ' ' .. M.lt .. ' ' .. M.lg end
     redis.call('SET', z, v, 'PX', 60000)
@@ -154,7 +160,7 @@ local function settl(written, nq, eadded)
   local ne = redis.call('ZCARD', e)
   if nq > ne then
     if M.xa ~= 'p' then
-      for _, k in ipairs({m, q, d, e, x, w, s}) do redis.call('PERSIST', k) end
+      for _, k in ipairs({m, q, d, e, x, w, s, i}) do redis.call('PERSIST', k) end
       redis.call('HSET', m, 'xa', 'p')
       M.xa = 'p'
     end
@@ -170,7 +176,7 @@ local function settl(written, nq, eadded)
     local xa = fmt(at + slack)
     redis.call('HSET', m, 'xa', xa)
     M.xa = xa
-    for _, k in ipairs({m, q, d, e, x, w, s}) do redis.call('PEXPIREAT', k, xa) end
+    for _, k in ipairs({m, q, d, e, x, w, s, i}) do redis.call('PEXPIREAT', k, xa) end
     return nq
   end
   if eadded and eadded > 0 and ne <= eadded then redis.call('PEXPIREAT', e, M.xa) end

@@ -8,8 +8,8 @@
 -- messages. Each is stored, and its notification "m<gen> <id> <key
 -- header><stored>" carries it, as "<publication time, µs, 16
 -- digits>\n<payload>" (the publications of one call take successive µs).
--- A publication is notified only when some instance has an entry in w or
--- s (see waiting): one that no instance waits for wakes none of them.
+-- A publication is notified only while some instance's interest lasts
+-- (see interest): one that no instance may wait for wakes none of them.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then create(ARGV[17]) end
 local mt = tonumber(ARGV[12])
@@ -21,7 +21,8 @@ local ft, fg = string.match(ARGV[18], '^(%d+):(%d+)$')
 -- What the publications of this call share is read once and written once
 -- (the meta hash's fields, the bytes): nothing else runs in between. The
 -- first publication ends the long-polls' waits; the streams stay.
-local wn, wl, sn, sl = counts()
+local wn, wl, sn = counts()
+local heard = interested()
 local nq = redis.call('ZCARD', q)
 local added = 0
 M.lu, M.ct, M.mb = fmt(now), ARGV[13], ARGV[9] -- the recipient rules read mb
@@ -38,7 +39,7 @@ for i = 19, #ARGV do
   end
   if tag >= TAGS then tm, tag = tm + 1, 0 end
   local id = fmt(tm) .. ':' .. fmt(tag)
-  local n, listed = wn + sn, wl + sl
+  local n = wn + sn
   if wl > 0 then
     redis.call('DEL', w)
     wn, wl = 0, 0
@@ -70,7 +71,7 @@ for i = 19, #ARGV do
     end
     stored = true
   end
-  if listed > 0 then redis.call('PUBLISH', ARGV[15], 'm' .. fmt(gen) .. ' ' .. id .. ' ' .. ARGV[16] .. value) end
+  if heard then redis.call('PUBLISH', ARGV[15], 'm' .. fmt(gen) .. ' ' .. id .. ' ' .. ARGV[16] .. value) end
   if n > 0 and stored and delivered(id, n) then
     nq = nq - 1 -- its recipient rule dropped a message
   end

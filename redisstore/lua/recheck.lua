@@ -2,8 +2,8 @@
 -- may have been missed. Arguments: cursor score, gen, instance. Returns
 -- {msg, id, payload} (and uncounts the waiter), {same} when nothing
 -- happened since it parked, or {changed}. A waiter that stays (same)
--- whose instance has no entry in w any more (a replica promoted before it
--- had the registration) gets one back, so publications notify it.
+-- renews its instance's interest (a replica promoted before it had the
+-- registration may lack it).
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then return {'changed'} end
 local found = redis.call('ZRANGEBYSCORE', q, '(' .. ARGV[7], '+inf', 'LIMIT', 0, 1)
@@ -20,10 +20,8 @@ if #found == 1 then
   return {'msg', id, payload}
 end
 if same then
-  if redis.call('HEXISTS', w, ARGV[9]) == 0 then
-    redis.call('HSET', w, ARGV[9], '1')
-    settl({w})
-  end
+  interest(ARGV[9])
+  settl({i})
   return {'same'}
 end
 return {'changed'}

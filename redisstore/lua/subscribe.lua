@@ -22,5 +22,7 @@ if #found == 1 then
 end
 if ARGV[9] == '0' then settl({}) return {'none', expired, displaced} end
 local k = tonumber(ARGV[16])
-if redis.call('HINCRBY', w, ARGV[12], k) == k then settl({w}) else settl({}) end
+redis.call('HINCRBY', w, ARGV[12], k)
+interest(ARGV[12])
+settl({w, i})
 return {'wait', expired, displaced, M.gen, cur, M.ct}
