@@ -121,6 +121,11 @@ func (s *Store) Sweep() int {
 		s.mu.Lock()
 		if lc := s.local[k.key]; lc != nil {
 			lc.kept = now
+			if len(res) > 1 && (str(res[0]) == "ok" || str(res[0]) == "lost") {
+				// The channel_timeout its interest lasts for (with streamTTL
+				// at least) and its next keepalive is due by.
+				lc.ct = time.Duration(num(res[1])) * time.Millisecond
+			}
 		}
 		s.mu.Unlock()
 		switch str(res[0]) {

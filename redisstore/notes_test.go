@@ -331,3 +331,39 @@ func TestRegistrationKeepsKeepalive(t *testing.T) {
 		t.Fatalf("%d keepalives sent after a registration, want 1", n)
 	}
 }
+
+// TestKeepaliveLearnsChannelTimeout: an instance keeps a channel every
+// third of the channel_timeout it knows, and each keepalive renews its
+// interest for the channel's (at least streamTTL). A publisher that
+// shortens the channel_timeout after a long-poll registered must not
+// leave the instance keeping the channel less often than its interest
+// needs: the keepalive tells it the channel's. (Before, the instance went
+// on keeping it every 20 minutes, a third of the hour it learned, while
+// each keepalive gave its interest a minute.)
+func TestKeepaliveLearnsChannelTimeout(t *testing.T) {
+	s := newStore(t)
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	lp, err := s.Subscribe("c", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || lp.Sub == nil {
+		t.Fatalf("long-poll: %v %v", lp, err)
+	}
+	defer lp.Sub.Cancel()
+	o := pub()
+	o.StoreMessages = false
+	o.ChannelTimeout = 3 * time.Second
+	if _, err := s.Touch("c", o.ChannelTimeout); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.local["c"].kept = time.Now().Add(-time.Hour) // its keepalive is due
+	s.mu.Unlock()
+	if n := s.Sweep(); n != 1 {
+		t.Fatalf("%d keepalives sent, want 1", n)
+	}
+	s.mu.Lock()
+	ct := s.local["c"].ct
+	s.mu.Unlock()
+	if ct != 3*time.Second {
+		t.Fatalf("the instance keeps the channel by a channel_timeout of %v, want 3s", ct)
+	}
+}

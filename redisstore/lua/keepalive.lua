@@ -8,15 +8,19 @@
 -- while this call was on its way is counted right by the next keepalive.
 -- Arguments: instance, streams counted here, the least gen they
 -- registered at, the least gen any subscriber counted here (stream or
--- parked long-poll) registered at (-1: none). Returns {ok}; {nf} when the channel is
--- gone; {wiped, sw} when the counts were wiped at gen sw, after some of
--- those subscribers registered: the channel was made again (Redis lost
--- its data) or a `last` subscriber displaced them; or {lost} when the
--- instance's interest was gone (a replica promoted before it had it).
--- It renews the instance's interest. A publication is notified only while
--- some instance's interest lasts, so on nf, wiped and lost the instance
--- looks those subscribers up again (recheck, catch-up) instead of waiting
--- for a notification that may not come.
+-- parked long-poll) registered at (-1: none). Returns {ok, channel
+-- timeout}; {nf} when the channel is gone; {wiped, sw} when the counts
+-- were wiped at gen sw, after some of those subscribers registered: the
+-- channel was made again (Redis lost its data) or a `last` subscriber
+-- displaced them; or {lost, channel timeout} when the instance's interest
+-- was gone (a replica promoted before it had it). It renews the
+-- instance's interest for the channel timeout it returns (at least
+-- STREAM_TTL), which the instance keeps the channel by, every third of it:
+-- a publication may have changed it since the instance learned it. A
+-- publication is notified only while some instance's interest lasts, so on
+-- nf, wiped and lost the instance looks those subscribers up again
+-- (recheck, catch-up) instead of waiting for a notification that may not
+-- come.
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then return {'nf'} end
 redis.call('HSET', m, 'lu', fmt(now))
@@ -36,5 +40,5 @@ written[#written + 1] = i
 settl(written)
 local least = tonumber(ARGV[10])
 if least >= 0 and tonumber(M.sw or '0') > least then return {'wiped', M.sw} end
-if not had or tonumber(had) <= now then return {'lost'} end
-return {'ok'}
+if not had or tonumber(had) <= now then return {'lost', M.ct} end
+return {'ok', M.ct}
