@@ -367,3 +367,58 @@ func TestKeepaliveLearnsChannelTimeout(t *testing.T) {
 		t.Fatalf("the instance keeps the channel by a channel_timeout of %v, want 3s", ct)
 	}
 }
+
+// TestInterestNeverShortened: a script answered late may tell the
+// instance an older, longer channel_timeout than the channel's latest,
+// and the instance keeps the channel by it; so a later registration under
+// a shorter channel_timeout must not shorten the interest an earlier one
+// gave (before, it did: a keepalive's late reply set the instance back to
+// keeping the channel every 20 minutes while its interest lasted a
+// minute).
+func TestInterestNeverShortened(t *testing.T) {
+	s := newStore(t)
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	ctx := context.Background()
+	newest := pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}}
+	first, err := s.Subscribe("c", newest) // channel_timeout 1 h: interest for an hour
+	if err != nil || first.Sub == nil {
+		t.Fatalf("long-poll: %v %v", first, err)
+	}
+	defer first.Sub.Cancel()
+	long, err := s.client.HGet(ctx, s.Keys("c")[8], s.instance).Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Touch("c", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Subscribe("c", newest) // channel_timeout 10 s: a minute
+	if err != nil || second.Sub == nil {
+		t.Fatalf("long-poll: %v %v", second, err)
+	}
+	defer second.Sub.Cancel()
+	if after, err := s.client.HGet(ctx, s.Keys("c")[8], s.instance).Int64(); err != nil || after < long {
+		t.Fatalf("the interest went from %d to %d (%v)", long, after, err)
+	}
+}
+
+// TestSubMillisecondChannelTimeout: a channel_timeout under a millisecond
+// reaches Redis as 1 ms, not 0: an instance learns 0 as "the default" and
+// kept the channel every 20 minutes while its interest lasted a minute.
+func TestSubMillisecondChannelTimeout(t *testing.T) {
+	s := newStore(t)
+	o := pub()
+	o.ChannelTimeout = 500 * time.Microsecond
+	storetest.Publish(t, s, "c", "m", o)
+	lp, err := s.Subscribe("c", pushstore.SubscribeRequest{Wait: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || lp.Sub == nil {
+		t.Fatalf("long-poll: %v %v", lp, err)
+	}
+	defer lp.Sub.Cancel()
+	s.mu.Lock()
+	ct := s.local["c"].ct
+	s.mu.Unlock()
+	if ct != time.Millisecond {
+		t.Fatalf("the instance keeps the channel by a channel_timeout of %v, want 1ms", ct)
+	}
+}

@@ -383,7 +383,7 @@ func (s *Store) Publish(key string, msg *pushstore.Message, opts pushstore.Publi
 		args := make([]any, 0, 12+len(payloads))
 		args = append(args, b01(opts.StoreMessages && opts.MaxBufferLength > 0),
 			opts.MaxBufferLength, opts.MinBufferLength, opts.MinRecipients, b01(opts.DeleteOldestReceived),
-			opts.MessageTimeout.Milliseconds(), opts.ChannelTimeout.Milliseconds(), o,
+			opts.MessageTimeout.Milliseconds(), ctMillis(opts.ChannelTimeout), o,
 			s.notes, keyHeader(key), keyCost(key), s.floor(key))
 		for _, p := range payloads {
 			args = append(args, p)
@@ -489,7 +489,7 @@ func (s *Store) subscribeCall(key, cursor string, req pushstore.SubscribeRequest
 
 // Touch creates the channel if needed and returns its info (publisher PUT).
 func (s *Store) Touch(key string, channelTimeout time.Duration) (pushstore.ChannelInfo, error) {
-	res, err := s.run(s.ctx, scriptTouch, key, channelTimeout.Milliseconds(), keyCost(key))
+	res, err := s.run(s.ctx, scriptTouch, key, ctMillis(channelTimeout), keyCost(key))
 	if err != nil {
 		return pushstore.ChannelInfo{}, err
 	}
@@ -542,3 +542,10 @@ var (
 	_ pushstore.Budget    = (*Store)(nil)
 	_ pushstore.Runner    = (*Store)(nil)
 )
+
+// ctMillis is a channel_timeout in whole ms, at least 1: Redis reads "0"
+// as a channel that lasts no time, whose interest the instance would keep
+// by the default's cadence.
+func ctMillis(d time.Duration) int64 {
+	return max(1, (d+time.Millisecond-1).Milliseconds())
+}

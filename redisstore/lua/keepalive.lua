@@ -36,6 +36,10 @@ else
 end
 local had = redis.call('HGET', i, ARGV[7])
 interest(ARGV[7])
+local all = redis.call('HGETALL', i)
+for k = 1, #all, 2 do -- lapsed interest (instances gone)
+  if tonumber(all[k + 1]) <= now then redis.call('HDEL', i, all[k]) end
+end
 written[#written + 1] = i
 settl(written)
 local least = tonumber(ARGV[10])

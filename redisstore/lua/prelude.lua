@@ -81,9 +81,12 @@ end
 -- lapses under them. Nothing else removes it (a count is no register:
 -- counts drift, and a leaving subscriber cannot know whether another of
 -- its instance registered meanwhile); it lapses, and goes with the
--- channel's keys.
+-- channel's keys. It is never shortened: a script answered late may tell
+-- the instance a longer channel_timeout than the latest, and the instance
+-- keeps the channel by it.
 local function interest(inst)
-  redis.call('HSET', i, inst, fmt(now + math.max(tonumber(M.ct), STREAM_TTL)))
+  local til = now + math.max(tonumber(M.ct), STREAM_TTL)
+  if til > tonumber(redis.call('HGET', i, inst) or '0') then redis.call('HSET', i, inst, fmt(til)) end
 end
 
 -- interested reports whether some instance's interest lasts.
