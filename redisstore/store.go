@@ -547,5 +547,5 @@ var (
 // as a channel that lasts no time, whose interest the instance would keep
 // by the default's cadence.
 func ctMillis(d time.Duration) int64 {
-	return max(1, (d+time.Millisecond-1).Milliseconds())
+	return max(1, (d + time.Millisecond - 1).Milliseconds())
 }
