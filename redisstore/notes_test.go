@@ -52,6 +52,67 @@ func listenNotes(t *testing.T, srv *redistest.Server, s *Store) *redis.PubSub {
 	return pubsub
 }
 
+// parkNewest parks a long-poll on key of s that waits for the next
+// publication (creating the channel when create is set); it is cancelled
+// when the test ends.
+func parkNewest(t *testing.T, s *Store, key string, create bool) pushstore.Subscription {
+	t.Helper()
+	res, err := s.Subscribe(key, pushstore.SubscribeRequest{Create: create, Wait: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || res.Sub == nil {
+		t.Fatalf("long-poll on %s: %v %v", key, res, err)
+	}
+	t.Cleanup(res.Sub.Cancel)
+	return res.Sub
+}
+
+// openStream opens a stream on key of s, creating the channel; it is
+// cancelled when the test ends.
+func openStream(t *testing.T, s *Store, key string) pushstore.Subscription {
+	t.Helper()
+	sub, err := s.Follow([]string{key}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Cancel)
+	return sub
+}
+
+// sweepDue makes the keepalives of every channel of s due and sweeps,
+// failing unless want keepalives are sent.
+func sweepDue(t *testing.T, s *Store, want int) {
+	t.Helper()
+	s.mu.Lock()
+	for _, lc := range s.local {
+		lc.kept = time.Now().Add(-time.Hour)
+	}
+	s.mu.Unlock()
+	if n := s.Sweep(); n != want {
+		t.Fatalf("%d keepalives sent, want %d", n, want)
+	}
+}
+
+// ownServer starts a redis-server for the test alone (it may be flushed
+// or have its connections killed) and a store on it, subscribed.
+func ownServer(t *testing.T, prefix string) (*redistest.Server, *Store) {
+	t.Helper()
+	srv := redistest.Start(t)
+	s := startOn(t, srv, prefix)
+	waitFor(t, "the notes subscription", s.subscribed.Load)
+	return srv, s
+}
+
+// bothGet waits for a long-poll to be answered with lpBody and for a
+// stream to be sent streamBody.
+func bothGet(t *testing.T, lp pushstore.Subscription, lpBody string, stream pushstore.Subscription, streamBody string) {
+	t.Helper()
+	if body, end := storetest.Await(t, lp); body != lpBody {
+		t.Fatalf("the long-poll got %q (end %v), want %q", body, end, lpBody)
+	}
+	if got := storetest.Bodies(storetest.AwaitN(t, stream, 1)); got[0] != streamBody {
+		t.Fatalf("the stream got %q, want %q", got, streamBody)
+	}
+}
+
 // TestNotesOnlyWhereInterested: a publication on a channel where no
 // instance has registered a subscriber sends no notification (every
 // instance would read it for nothing); one on a channel with a parked
@@ -68,22 +129,15 @@ func TestNotesOnlyWhereInterested(t *testing.T) {
 	s.SetClockSkew(func() time.Duration { return time.Duration(skew.Load()) })
 	notes := listenNotes(t, srv, s)
 
-	lp, err := s.Subscribe("lp", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
-	if err != nil || lp.Sub == nil {
-		t.Fatalf("long-poll: %v %v", lp, err)
-	}
-	defer lp.Sub.Cancel()
-	stream, err := s.Follow([]string{"st"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lp := parkNewest(t, s, "lp", true)
+	stream := openStream(t, s, "st")
 	for _, key := range []string{"nobody", "lp", "nobody", "st"} {
 		storetest.Publish(t, s, key, "m", pub())
 	}
 	if got := noteKeys(t, notes, 2); got[0] != "lp" || got[1] != "st" {
 		t.Fatalf("notifications of %q, want [lp st]", got)
 	}
-	if body, end := storetest.Await(t, lp.Sub); body != "m" {
+	if body, end := storetest.Await(t, lp); body != "m" {
 		t.Fatalf("the long-poll got %q (end %v)", body, end)
 	}
 	storetest.AwaitN(t, stream, 1)
@@ -111,11 +165,7 @@ func TestNotesOnlyWhereInterested(t *testing.T) {
 	// An hour on, the channel and its interest are gone (its messages
 	// expired, nobody waits): a publication makes it again, unheard.
 	skew.Add(int64(pushstore.DefaultChannelTimeout + time.Second))
-	lp2, err := s.Subscribe("lp", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
-	if err != nil || lp2.Sub == nil {
-		t.Fatalf("long-poll: %v %v", lp2, err)
-	}
-	defer lp2.Sub.Cancel()
+	parkNewest(t, s, "lp", true)
 	storetest.Publish(t, s, "st", "unheard", pub())
 	storetest.Publish(t, s, "lp", "heard", pub())
 	if got := noteKeys(t, notes, 1); got[0] != "lp" {
@@ -133,15 +183,8 @@ func TestNotesOnlyWhereInterested(t *testing.T) {
 func TestStaleKeepaliveCount(t *testing.T) {
 	s := newStore(t)
 	waitFor(t, "the notes subscription", s.subscribed.Load)
-	first, err := s.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	second, err := s.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer second.Cancel()
+	first := openStream(t, s, "c")
+	second := openStream(t, s, "c")
 	// What a keepalive sent before the second stream registered sets.
 	var gen int64
 	s.mu.Lock()
@@ -169,25 +212,10 @@ func TestStaleKeepaliveCount(t *testing.T) {
 // still gone gets 304. (Before, such subscribers waited for the
 // notification of a later publication.)
 func TestKeepaliveFindsLostChannel(t *testing.T) {
-	srv := redistest.Start(t)
-	s := startOn(t, srv, "lost:")
-	waitFor(t, "the notes subscription", s.subscribed.Load)
-	newest := pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}}
-	again, err := s.Subscribe("again", newest)
-	if err != nil || again.Sub == nil {
-		t.Fatalf("long-poll: %v %v", again, err)
-	}
-	defer again.Sub.Cancel()
-	gone, err := s.Subscribe("gone", newest)
-	if err != nil || gone.Sub == nil {
-		t.Fatalf("long-poll: %v %v", gone, err)
-	}
-	defer gone.Sub.Cancel()
-	stream, err := s.Follow([]string{"again"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stream.Cancel()
+	srv, s := ownServer(t, "lost:")
+	again := parkNewest(t, s, "again", true)
+	gone := parkNewest(t, s, "gone", true)
+	stream := openStream(t, s, "again")
 
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer admin.Close()
@@ -196,21 +224,14 @@ func TestKeepaliveFindsLostChannel(t *testing.T) {
 	}
 	storetest.Publish(t, s, "again", "after", pub())
 
-	s.mu.Lock()
-	for _, lc := range s.local {
-		lc.kept = time.Now().Add(-time.Hour) // their keepalives are due
-	}
-	s.mu.Unlock()
-	if n := s.Sweep(); n != 2 {
-		t.Fatalf("%d keepalives sent, want 2", n)
-	}
+	sweepDue(t, s, 2)
 	if _, end := storetest.Await(t, stream); end != pushstore.Deleted {
 		t.Fatalf("the stream: end %v, want Deleted", end)
 	}
-	if body, end := storetest.Await(t, again.Sub); body != "after" {
+	if body, end := storetest.Await(t, again); body != "after" {
 		t.Fatalf("the long-poll on the channel made again: %q (end %v), want after", body, end)
 	}
-	if body, end := storetest.Await(t, gone.Sub); body != "" || end != pushstore.Retry {
+	if body, end := storetest.Await(t, gone); body != "" || end != pushstore.Retry {
 		t.Fatalf("the long-poll on the channel still gone: %q (end %v), want Retry", body, end)
 	}
 }
@@ -225,24 +246,10 @@ func TestKeepaliveFindsLostChannel(t *testing.T) {
 // instance after the first left (a count put back as 1 for two long-polls
 // would have gone with the first).
 func TestRecheckRestoresInterest(t *testing.T) {
-	srv := redistest.Start(t)
-	s := startOn(t, srv, "restore:")
-	waitFor(t, "the notes subscription", s.subscribed.Load)
-	newest := pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}}
-	lp, err := s.Subscribe("lp", newest)
-	if err != nil || lp.Sub == nil {
-		t.Fatalf("long-poll: %v %v", lp, err)
-	}
-	defer lp.Sub.Cancel()
-	leaver, err := s.Subscribe("lp", newest)
-	if err != nil || leaver.Sub == nil {
-		t.Fatalf("long-poll: %v %v", leaver, err)
-	}
-	stream, err := s.Follow([]string{"st"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stream.Cancel()
+	srv, s := ownServer(t, "restore:")
+	lp := parkNewest(t, s, "lp", true)
+	leaver := parkNewest(t, s, "lp", true)
+	stream := openStream(t, s, "st")
 
 	ctx := context.Background()
 	ilp, ist := s.Keys("lp")[8], s.Keys("st")[8]
@@ -254,7 +261,7 @@ func TestRecheckRestoresInterest(t *testing.T) {
 		n, err := s.client.Exists(ctx, ilp, ist).Result()
 		return err == nil && n == 2
 	})
-	leaver.Sub.Cancel()
+	leaver.Cancel()
 	waitFor(t, "the leaver gone", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -262,12 +269,7 @@ func TestRecheckRestoresInterest(t *testing.T) {
 	})
 	storetest.Publish(t, s, "lp", "to the long-poll", pub())
 	storetest.Publish(t, s, "st", "to the stream", pub())
-	if body, end := storetest.Await(t, lp.Sub); body != "to the long-poll" {
-		t.Fatalf("the long-poll got %q (end %v)", body, end)
-	}
-	if got := storetest.Bodies(storetest.AwaitN(t, stream, 1)); got[0] != "to the stream" {
-		t.Fatalf("the stream got %q", got)
-	}
+	bothGet(t, lp, "to the long-poll", stream, "to the stream")
 }
 
 // TestKeepaliveFindsLostInterest: a Cluster node that fails over to a
@@ -279,32 +281,14 @@ func TestRecheckRestoresInterest(t *testing.T) {
 func TestKeepaliveFindsLostInterest(t *testing.T) {
 	s := newStore(t)
 	waitFor(t, "the notes subscription", s.subscribed.Load)
-	lp, err := s.Subscribe("c", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
-	if err != nil || lp.Sub == nil {
-		t.Fatalf("long-poll: %v %v", lp, err)
-	}
-	defer lp.Sub.Cancel()
-	stream, err := s.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stream.Cancel()
+	lp := parkNewest(t, s, "c", true)
+	stream := openStream(t, s, "c")
 	if err := s.client.Del(context.Background(), s.Keys("c")[8]).Err(); err != nil {
 		t.Fatal(err)
 	}
 	storetest.Publish(t, s, "c", "meanwhile", pub())
-	s.mu.Lock()
-	s.local["c"].kept = time.Now().Add(-time.Hour) // its keepalive is due
-	s.mu.Unlock()
-	if n := s.Sweep(); n != 1 {
-		t.Fatalf("%d keepalives sent, want 1", n)
-	}
-	if body, end := storetest.Await(t, lp.Sub); body != "meanwhile" {
-		t.Fatalf("the long-poll got %q (end %v)", body, end)
-	}
-	if got := storetest.Bodies(storetest.AwaitN(t, stream, 1)); got[0] != "meanwhile" {
-		t.Fatalf("the stream got %q", got)
-	}
+	sweepDue(t, s, 1)
+	bothGet(t, lp, "meanwhile", stream, "meanwhile")
 }
 
 // TestRegistrationKeepsKeepalive: registrations on a channel do not put
@@ -314,19 +298,11 @@ func TestKeepaliveFindsLostInterest(t *testing.T) {
 func TestRegistrationKeepsKeepalive(t *testing.T) {
 	s := newStore(t)
 	waitFor(t, "the notes subscription", s.subscribed.Load)
-	stream, err := s.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stream.Cancel()
+	openStream(t, s, "c")
 	s.mu.Lock()
 	s.local["c"].kept = time.Now().Add(-time.Hour) // its keepalive is due
 	s.mu.Unlock()
-	lp, err := s.Subscribe("c", pushstore.SubscribeRequest{Wait: true, Start: pushstore.Start{Newest: true}})
-	if err != nil || lp.Sub == nil {
-		t.Fatalf("long-poll: %v %v", lp, err)
-	}
-	defer lp.Sub.Cancel()
+	parkNewest(t, s, "c", false)
 	if n := s.Sweep(); n != 1 {
 		t.Fatalf("%d keepalives sent after a registration, want 1", n)
 	}
@@ -343,23 +319,14 @@ func TestRegistrationKeepsKeepalive(t *testing.T) {
 func TestKeepaliveLearnsChannelTimeout(t *testing.T) {
 	s := newStore(t)
 	waitFor(t, "the notes subscription", s.subscribed.Load)
-	lp, err := s.Subscribe("c", pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}})
-	if err != nil || lp.Sub == nil {
-		t.Fatalf("long-poll: %v %v", lp, err)
-	}
-	defer lp.Sub.Cancel()
+	parkNewest(t, s, "c", true)
 	o := pub()
 	o.StoreMessages = false
 	o.ChannelTimeout = 3 * time.Second
 	if _, err := s.Touch("c", o.ChannelTimeout); err != nil {
 		t.Fatal(err)
 	}
-	s.mu.Lock()
-	s.local["c"].kept = time.Now().Add(-time.Hour) // its keepalive is due
-	s.mu.Unlock()
-	if n := s.Sweep(); n != 1 {
-		t.Fatalf("%d keepalives sent, want 1", n)
-	}
+	sweepDue(t, s, 1)
 	s.mu.Lock()
 	ct := s.local["c"].ct
 	s.mu.Unlock()
@@ -379,12 +346,7 @@ func TestInterestNeverShortened(t *testing.T) {
 	s := newStore(t)
 	waitFor(t, "the notes subscription", s.subscribed.Load)
 	ctx := context.Background()
-	newest := pushstore.SubscribeRequest{Create: true, Wait: true, Start: pushstore.Start{Newest: true}}
-	first, err := s.Subscribe("c", newest) // channel_timeout 1 h: interest for an hour
-	if err != nil || first.Sub == nil {
-		t.Fatalf("long-poll: %v %v", first, err)
-	}
-	defer first.Sub.Cancel()
+	parkNewest(t, s, "c", true) // channel_timeout 1 h: interest for an hour
 	long, err := s.client.HGet(ctx, s.Keys("c")[8], s.instance).Int64()
 	if err != nil {
 		t.Fatal(err)
@@ -392,11 +354,7 @@ func TestInterestNeverShortened(t *testing.T) {
 	if _, err := s.Touch("c", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	second, err := s.Subscribe("c", newest) // channel_timeout 10 s: a minute
-	if err != nil || second.Sub == nil {
-		t.Fatalf("long-poll: %v %v", second, err)
-	}
-	defer second.Sub.Cancel()
+	parkNewest(t, s, "c", false) // channel_timeout 10 s: a minute
 	if after, err := s.client.HGet(ctx, s.Keys("c")[8], s.instance).Int64(); err != nil || after < long {
 		t.Fatalf("the interest went from %d to %d (%v)", long, after, err)
 	}
@@ -410,11 +368,7 @@ func TestSubMillisecondChannelTimeout(t *testing.T) {
 	o := pub()
 	o.ChannelTimeout = 500 * time.Microsecond
 	storetest.Publish(t, s, "c", "m", o)
-	lp, err := s.Subscribe("c", pushstore.SubscribeRequest{Wait: true, Start: pushstore.Start{Newest: true}})
-	if err != nil || lp.Sub == nil {
-		t.Fatalf("long-poll: %v %v", lp, err)
-	}
-	defer lp.Sub.Cancel()
+	parkNewest(t, s, "c", false)
 	s.mu.Lock()
 	ct := s.local["c"].ct
 	s.mu.Unlock()
