@@ -22,5 +22,5 @@ for _, id in ipairs(ids) do
 end
 for _, id in ipairs(ids) do delivered(id, 1) end
 interest(ARGV[9])
-settl({i})
+settl({ir})
 return out

@@ -36,11 +36,11 @@ local written = {}
 if stream then
   streamCount(ARGV[12], 1)
   interest(ARGV[12])
-  written = {s, i}
+  written = {s, ir}
 elseif mode == 'o' and #ids == 0 then
   redis.call('HINCRBY', w, ARGV[12], 1)
   interest(ARGV[12])
-  written = {w, i}
+  written = {w, ir}
 end
 settl(written)
 return out

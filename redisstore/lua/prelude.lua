@@ -3,7 +3,7 @@
 -- helpers the scripts share. ARGV[1] is the clock skew (ms, 0 outside
 -- tests); ARGV[2..6] are constants; each script's own arguments start at
 -- ARGV[7].
-local m, q, d, e, x, w, z, s, i = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local m, q, d, e, x, w, z, s, ir = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local TAGS = tonumber(ARGV[2])          -- tags per second (tagsPerSecond)
@@ -71,7 +71,7 @@ local function streamCount(inst, delta)
   if c == 0 then redis.call('HDEL', s, inst) else redis.call('HSET', s, inst, fmt(c) .. ' ' .. fmt(now)) end
 end
 
--- The interest register i: instance -> until when (ms) it may have
+-- The interest register ir (P{K}:i): instance -> until when (ms) it may have
 -- subscribers on the channel. A publication is notified only while some
 -- instance's interest lasts. Every script that registers or keeps a
 -- subscriber (subscribe, follow, recheck, fetch, keepalive) sets its
@@ -86,12 +86,12 @@ end
 -- keeps the channel by it.
 local function interest(inst)
   local til = now + math.max(tonumber(M.ct), STREAM_TTL)
-  if til > tonumber(redis.call('HGET', i, inst) or '0') then redis.call('HSET', i, inst, fmt(til)) end
+  if til > tonumber(redis.call('HGET', ir, inst) or '0') then redis.call('HSET', ir, inst, fmt(til)) end
 end
 
 -- interested reports whether some instance's interest lasts.
 local function interested()
-  for _, v in ipairs(redis.call('HVALS', i)) do
+  for _, v in ipairs(redis.call('HVALS', ir)) do
     if tonumber(v) > now then return true end
   end
   return false
@@ -104,7 +104,7 @@ end
 local function remove(gen)
   local v = gen
   if not v and M.lt and tonumber(M.lt) >= math.floor(now / 1000) then v = M.gen end
-  redis.call('DEL', m, q, d, e, x, w, s, i)
+  redis.call('DEL', m, q, d, e, x, w, s, ir)
   if v then
     if M.lt then v = v .. ' ' .. M.lt .. ' ' .. M.lg end
     redis.call('SET', z, v, 'PX', 60000)
@@ -163,7 +163,7 @@ local function settl(written, nq, eadded)
   local ne = redis.call('ZCARD', e)
   if nq > ne then
     if M.xa ~= 'p' then
-      for _, k in ipairs({m, q, d, e, x, w, s, i}) do redis.call('PERSIST', k) end
+      for _, k in ipairs({m, q, d, e, x, w, s, ir}) do redis.call('PERSIST', k) end
       redis.call('HSET', m, 'xa', 'p')
       M.xa = 'p'
     end
@@ -179,7 +179,7 @@ local function settl(written, nq, eadded)
     local xa = fmt(at + slack)
     redis.call('HSET', m, 'xa', xa)
     M.xa = xa
-    for _, k in ipairs({m, q, d, e, x, w, s, i}) do redis.call('PEXPIREAT', k, xa) end
+    for _, k in ipairs({m, q, d, e, x, w, s, ir}) do redis.call('PEXPIREAT', k, xa) end
     return nq
   end
   if eadded and eadded > 0 and ne <= eadded then redis.call('PEXPIREAT', e, M.xa) end

@@ -21,7 +21,7 @@ if #found == 1 then
 end
 if same then
   interest(ARGV[9])
-  settl({i})
+  settl({ir})
   return {'same'}
 end
 return {'changed'}

@@ -24,5 +24,5 @@ if ARGV[9] == '0' then settl({}) return {'none', expired, displaced} end
 local k = tonumber(ARGV[16])
 redis.call('HINCRBY', w, ARGV[12], k)
 interest(ARGV[12])
-settl({w, i})
+settl({w, ir})
 return {'wait', expired, displaced, M.gen, cur, M.ct}
