@@ -110,6 +110,8 @@ func (s *Store) Sweep() int {
 	// a period) once its call succeeded: the first that fails (Redis down)
 	// ends the round, and the rest stay due for the next.
 	sent := 0
+	var again []recheck // of every channel of the round: one recheck, one log line
+	channels := 0
 	for _, k := range due {
 		ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 		res, err := s.run(ctx, scriptKeepalive, k.key, s.instance, k.streams, k.reg, k.least)
@@ -128,12 +130,21 @@ func (s *Store) Sweep() int {
 			}
 		}
 		s.mu.Unlock()
+		n := len(again)
 		switch str(res[0]) {
 		case "nf", "lost":
-			s.lookUpAgain(k.key, -1)
+			again = s.lookUpAgain(again, k.key, -1)
 		case "wiped":
-			s.lookUpAgain(k.key, num(res[1]))
+			again = s.lookUpAgain(again, k.key, num(res[1]))
 		}
+		if len(again) > n {
+			channels++
+		}
+	}
+	if len(again) > 0 {
+		s.logger.Info("redis lost channels or this instance's interest in them; looking their subscribers up again",
+			zap.Int("channels", channels), zap.Int("subscribers", len(again)))
+		go s.recheck(again)
 	}
 	return sent
 }
@@ -144,9 +155,9 @@ func (s *Store) Sweep() int {
 // Redis lost the channel or the interest, or a displacement ended them,
 // and the notification that would show it may not come (a publication is
 // notified only while some instance's interest lasts). Streams are caught
-// up, long-polls rechecked, as after a resubscription.
-func (s *Store) lookUpAgain(key string, wiped int64) {
-	var list []recheck
+// up, long-polls rechecked, as after a resubscription. It appends them to
+// list, marked as being rechecked, and returns it.
+func (s *Store) lookUpAgain(list []recheck, key string, wiped int64) []recheck {
 	s.mu.Lock()
 	if lc := s.local[key]; lc != nil {
 		lc.subs.Each(func(m *member) {
@@ -157,11 +168,7 @@ func (s *Store) lookUpAgain(key string, wiped int64) {
 		})
 	}
 	s.mu.Unlock()
-	if len(list) > 0 {
-		s.logger.Info("redis lost a channel or this instance's interest in it; looking its subscribers up again",
-			zap.Int("subscribers", len(list)))
-		go s.recheck(list)
-	}
+	return list
 }
 
 // ReleaseAll ends every subscription of this process with Shutdown and
