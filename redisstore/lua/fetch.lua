@@ -21,6 +21,7 @@ for _, id in ipairs(ids) do
   out[#out + 1] = redis.call('HGET', d, id)
 end
 for _, id in ipairs(ids) do delivered(id, 1) end
-interest(ARGV[9])
-settl({ir})
+local written = {}
+interest(ARGV[9], written)
+settl(written)
 return out

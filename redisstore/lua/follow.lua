@@ -35,12 +35,11 @@ end
 local written = {}
 if stream then
   streamCount(ARGV[12], 1)
-  interest(ARGV[12])
-  written = {s, ir}
+  written = {s}
+  interest(ARGV[12], written)
 elseif mode == 'o' and #ids == 0 then
-  redis.call('HINCRBY', w, ARGV[12], 1)
-  interest(ARGV[12])
-  written = {w, ir}
+  if redis.call('HINCRBY', w, ARGV[12], 1) == 1 then written = {w} end
+  interest(ARGV[12], written)
 end
 settl(written)
 return out

@@ -34,13 +34,11 @@ else
   local c = streamsOf(redis.call('HGET', s, ARGV[7]))
   if c > 0 then redis.call('HSET', s, ARGV[7], fmt(c) .. ' ' .. fmt(now)) end
 end
-local had = redis.call('HGET', ir, ARGV[7])
-interest(ARGV[7])
+local had = interest(ARGV[7], written)
 local all = redis.call('HGETALL', ir)
 for k = 1, #all, 2 do -- lapsed interest (instances gone)
   if tonumber(all[k + 1]) <= now then redis.call('HDEL', ir, all[k]) end
 end
-written[#written + 1] = ir
 settl(written)
 local least = tonumber(ARGV[10])
 if least >= 0 and tonumber(M.sw or '0') > least then return {'wiped', M.sw} end

@@ -83,10 +83,16 @@ end
 -- its instance registered meanwhile); it lapses, and goes with the
 -- channel's keys. It is never shortened: a script answered late may tell
 -- the instance a longer channel_timeout than the latest, and the instance
--- keeps the channel by it.
-local function interest(inst)
+-- keeps the channel by it. interest appends ir to written when it made
+-- the instance's field (the key may be new: settl gives it the keys'
+-- expiry), and returns the value it found (false when none).
+local function interest(inst, written)
+  local had = redis.call('HGET', ir, inst)
   local til = now + math.max(tonumber(M.ct), STREAM_TTL)
-  if til > tonumber(redis.call('HGET', ir, inst) or '0') then redis.call('HSET', ir, inst, fmt(til)) end
+  if not had or til > tonumber(had) then
+    if redis.call('HSET', ir, inst, fmt(til)) == 1 then written[#written + 1] = ir end
+  end
+  return had
 end
 
 -- interested reports whether some instance's interest lasts.

@@ -20,8 +20,9 @@ if #found == 1 then
   return {'msg', id, payload}
 end
 if same then
-  interest(ARGV[9])
-  settl({ir})
+  local written = {}
+  interest(ARGV[9], written)
+  if #written > 0 then settl(written) end
   return {'same'}
 end
 return {'changed'}

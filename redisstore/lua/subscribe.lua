@@ -22,7 +22,8 @@ if #found == 1 then
 end
 if ARGV[9] == '0' then settl({}) return {'none', expired, displaced} end
 local k = tonumber(ARGV[16])
-redis.call('HINCRBY', w, ARGV[12], k)
-interest(ARGV[12])
-settl({w, ir})
+local written = {}
+if redis.call('HINCRBY', w, ARGV[12], k) == k then written[1] = w end
+interest(ARGV[12], written)
+settl(written)
 return {'wait', expired, displaced, M.gen, cur, M.ct}
