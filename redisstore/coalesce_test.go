@@ -215,6 +215,76 @@ func TestCoalescedPublications(t *testing.T) {
 	}
 }
 
+// TestCoalescedOverflow: publications coalesced into one call that push
+// messages out of the buffer (dropped together, after the call's last
+// publication) leave what the same publications leave one call each: every
+// publication's stored count, the newest max_message_buffer_length
+// messages, and the channel's bytes.
+func TestCoalescedOverflow(t *testing.T) {
+	s, admin := coalesceStore(t)
+	const n = maxPublications + 2 // the first alone, then a full call, then one more
+	opts := pub()
+	opts.MaxBufferLength = 3
+	body := func(i int64) []byte { return []byte(strings.Repeat("x", int(i))) } // each its own length
+	for _, key := range []string{"c", "d"} {
+		if _, err := s.Publish(key, &pushstore.Message{Body: []byte("first")}, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	joint, calls := together(t, []*redis.Client{admin}, n, func() int { return s.pubs.waiting(pubKey{"c", encodeOptions(opts)}) },
+		func() (pushstore.PublishResult, error) {
+			return s.Publish("c", &pushstore.Message{Body: body(next.Add(1))}, opts)
+		})
+	if calls != 3 {
+		t.Fatalf("%d publications took %d scripts, want 3", n, calls)
+	}
+	for i := range n {
+		alone, err := s.Publish("d", &pushstore.Message{Body: body(int64(i + 1))}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := joint[i].Info.Messages, min(i+2, opts.MaxBufferLength); got != want || alone.Info.Messages != want {
+			t.Errorf("publication %d: %d stored together, %d alone, want %d", i, got, alone.Info.Messages, want)
+		}
+	}
+	stored := func(key string) (pushstore.ChannelStat, []string) {
+		ctx := context.Background()
+		ids, err := admin.ZRange(ctx, s.Keys(key)[1], 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var payloads []string
+		for _, id := range ids {
+			v, err := admin.HGet(ctx, s.Keys(key)[2], id).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			payloads = append(payloads, v[17:]) // the publication time's 16 digits and newline off
+		}
+		st, err := s.Channel(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, payloads
+	}
+	var want []string
+	wantBytes := keyCost("c")
+	for i := n - opts.MaxBufferLength + 1; i <= n; i++ {
+		want = append(want, "\n\n"+string(body(int64(i)))) // no content type, no event
+		wantBytes += int64(i + pushstore.MessageOverhead)
+	}
+	for _, key := range []string{"c", "d"} {
+		st, payloads := stored(key)
+		if fmt.Sprint(payloads) != fmt.Sprint(want) {
+			t.Errorf("%s stored %q, want the newest %d: %q", key, payloads, opts.MaxBufferLength, want)
+		}
+		if st.Messages != len(want) || st.Bytes != wantBytes {
+			t.Errorf("%s: %d messages in %d bytes, want %d in %d", key, st.Messages, st.Bytes, len(want), wantBytes)
+		}
+	}
+}
+
 // scriptCalls returns the scripts Redis ran since its statistics were
 // reset.
 func scriptCalls(t *testing.T, c *redis.Client) int64 {

@@ -5,7 +5,8 @@
 -- ARGV[7].
 local m, q, d, e, x, w, z, s, ir = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2]) -- Redis's clock, µs
+local now = math.floor(us / 1000) + tonumber(ARGV[1])
 local TAGS = tonumber(ARGV[2])          -- tags per second (tagsPerSecond)
 local MSG_OVERHEAD = tonumber(ARGV[3])  -- pushstore.MessageOverhead
 local CHANNEL_TIMEOUT = ARGV[4]         -- pushstore.DefaultChannelTimeout, ms
@@ -20,18 +21,43 @@ local function fmt(n) return string.format('%d', n) end
 -- M caches the meta hash's fields for this call; writes update both.
 local M = {}
 local function load()
-  local v = redis.call('HMGET', m, 'gen', 'lt', 'lg', 'lu', 'rq', 'ct', 'mb', 'xa', 'sw')
-  M = {gen = v[1], lt = v[2], lg = v[3], lu = v[4], rq = v[5], ct = v[6], mb = v[7], xa = v[8], sw = v[9]}
+  local v = redis.call('HMGET', m, 'gen', 'lt', 'lg', 'lu', 'rq', 'ct', 'mb', 'xa', 'sw', 'by')
+  M = {gen = v[1], lt = v[2], lg = v[3], lu = v[4], rq = v[5], ct = v[6], mb = v[7], xa = v[8], sw = v[9], by = v[10]}
   return v[1] ~= false
 end
 
 local function drop(id)
-  local body = redis.call('HGET', d, id)
+  local len = redis.call('HSTRLEN', d, id)
   redis.call('ZREM', q, id)
   redis.call('ZREM', e, id)
   redis.call('HDEL', d, id)
   redis.call('HDEL', x, id)
-  if body then redis.call('HINCRBY', m, 'by', -(string.len(body) - STORED_EXTRA + MSG_OVERHEAD)) end
+  if len > 0 then
+    local by = -(len - STORED_EXTRA + MSG_OVERHEAD)
+    redis.call('HINCRBY', m, 'by', by)
+    if M.by then M.by = fmt(tonumber(M.by) + by) end
+  end
+end
+
+-- dropOldest drops the k oldest stored messages, a chunk of ids a call,
+-- and returns their bytes as the budget counts them, for the caller to
+-- take off the meta hash's by.
+local function dropOldest(k)
+  local by = 0
+  while k > 0 do
+    local ids = redis.call('ZRANGE', q, 0, math.min(k, 256) - 1)
+    if #ids == 0 then break end
+    for _, id in ipairs(ids) do
+      local len = redis.call('HSTRLEN', d, id)
+      if len > 0 then by = by + len - STORED_EXTRA + MSG_OVERHEAD end
+    end
+    redis.call('ZREM', q, unpack(ids))
+    redis.call('ZREM', e, unpack(ids))
+    redis.call('HDEL', d, unpack(ids))
+    redis.call('HDEL', x, unpack(ids))
+    k = k - #ids
+  end
+  return by
 end
 
 local function prune()
@@ -144,7 +170,8 @@ local function create(keycost)
   redis.call('HSET', m, 'gen', fmt(gen), 'lu', fmt(now), 'ct', CHANNEL_TIMEOUT, 'mb', MIN_BUFFER, 'by', keycost,
     'sw', fmt(gen))
   if lt then redis.call('HSET', m, 'lt', lt, 'lg', lg) end
-  M = {gen = fmt(gen), lt = lt, lg = lg, lu = fmt(now), rq = false, ct = CHANNEL_TIMEOUT, mb = MIN_BUFFER, xa = false, sw = fmt(gen)}
+  M = {gen = fmt(gen), lt = lt, lg = lg, lu = fmt(now), rq = false, ct = CHANNEL_TIMEOUT, mb = MIN_BUFFER, xa = false, sw = fmt(gen),
+    by = keycost}
 end
 
 local function requested()
@@ -177,7 +204,8 @@ local function settl(written, nq, eadded)
   end
   if ne > 0 then
     local last = redis.call('ZRANGE', e, -1, -1, 'WITHSCORES')
-    if tonumber(last[2]) > at then at = tonumber(last[2]) end
+    local le = tonumber(last[2])
+    if le > at then at = le end
   end
   at = at - tonumber(ARGV[1]) -- Redis expires on its own clock
   local slack = math.max(2000, math.floor(ct / 4))

@@ -14,23 +14,36 @@
 if not live() then create(ARGV[17]) end
 local mt = tonumber(ARGV[12])
 local maxbuf = tonumber(ARGV[8])
-local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local written, eadded = {}, 0
 local out = {0, 0}
 local ft, fg = string.match(ARGV[18], '^(%d+):(%d+)$')
 -- What the publications of this call share is read once and written once
 -- (the meta hash's fields, the bytes): nothing else runs in between. The
 -- first publication ends the long-polls' waits; the streams stay.
-local wn, wl, sn = counts()
-local heard = interested()
+-- A channel without subscribers' keys (w, s, ir) has none to count or
+-- notify.
+local wn, wl, sn, heard = 0, 0, 0, false
+if redis.call('EXISTS', w, s, ir) > 0 then
+  wn, wl, sn = counts()
+  heard = interested()
+end
 local nq = redis.call('ZCARD', q)
 local added = 0
 M.lu, M.ct, M.mb = fmt(now), ARGV[13], ARGV[9] -- the recipient rules read mb
+local store = ARGV[7] == '1'
+local rule = false
+if ARGV[10] ~= '0' or ARGV[11] == '1' then rule = ARGV[10] .. ' ' .. ARGV[11] .. ' 0' end
+local expiry = mt > 0 and fmt(now + mt)
+local lt, lg, gen = tonumber(M.lt or '-1'), tonumber(M.lg or '0'), tonumber(M.gen)
+local sec = math.floor(now / 1000)
+-- Messages a publication pushes out of the buffer are dropped after the
+-- last publication, together (the oldest first, as one by one), unless
+-- the call's messages have a recipient rule, which counts the buffer as
+-- each is delivered.
+local over = 0
 for i = 19, #ARGV do
   local payload = ARGV[i]
-  local lt = tonumber(M.lt or '-1')
-  local lg = tonumber(M.lg or '0')
-  local tm, tag = math.floor(now / 1000), 0
+  local tm, tag = sec, 0
   if lt >= tm then tm, tag = lt, lg + 1 end
   if ft then
     ft, fg = tonumber(ft), tonumber(fg)
@@ -38,50 +51,55 @@ for i = 19, #ARGV do
     ft = nil
   end
   if tag >= TAGS then tm, tag = tm + 1, 0 end
-  local id = fmt(tm) .. ':' .. fmt(tag)
+  lt, lg, gen = tm, tag, gen + 1
+  local id = string.format('%d:%d', tm, tag)
+  local g = fmt(gen)
   local n = wn + sn
   if wl > 0 then
     redis.call('DEL', w)
     wn, wl = 0, 0
   end
-  local gen = tonumber(M.gen) + 1
-  M.lt, M.lg, M.gen = fmt(tm), fmt(tag), fmt(gen)
-  local value = string.format('%016d', us + i - 19) .. '\n' .. payload
+  local value = string.format('%016d\n', us + i - 19) .. payload
   local stored = false
-  if ARGV[7] == '1' then
+  if store then
     redis.call('ZADD', q, fmt(tm * TAGS + tag), id)
     redis.call('HSET', d, id, value)
-    if mt > 0 then
-      redis.call('ZADD', e, fmt(now + mt), id)
+    if expiry then
+      redis.call('ZADD', e, expiry, id)
       eadded = eadded + 1
     end
-    if ARGV[10] ~= '0' or ARGV[11] == '1' then
-      redis.call('HSET', x, id, ARGV[10] .. ' ' .. ARGV[11] .. ' 0')
+    if rule then
+      redis.call('HSET', x, id, rule)
       if not written[x] then written[x], written[#written + 1] = true, x end
     end
     added = added + string.len(payload) - 2 + MSG_OVERHEAD
     nq = nq + 1
-    local over = nq - maxbuf
-    if over > 0 then
-      for _, old in ipairs(redis.call('ZRANGE', q, 0, over - 1)) do drop(old) end
-      nq = nq - over
+    if nq > maxbuf then
+      if rule then
+        for _, old in ipairs(redis.call('ZRANGE', q, 0, nq - maxbuf - 1)) do drop(old) end
+      else
+        over = over + nq - maxbuf
+      end
+      nq = maxbuf
     end
     if nq == 1 and not written[q] then -- q and d may be new
       written[q], written[#written + 1], written[#written + 2] = true, q, d
     end
     stored = true
   end
-  if heard then redis.call('PUBLISH', ARGV[15], 'm' .. fmt(gen) .. ' ' .. id .. ' ' .. ARGV[16] .. value) end
-  if n > 0 and stored and delivered(id, n) then
+  if heard then redis.call('PUBLISH', ARGV[15], 'm' .. g .. ' ' .. id .. ' ' .. ARGV[16] .. value) end
+  if n > 0 and rule and stored and delivered(id, n) then
     nq = nq - 1 -- its recipient rule dropped a message
   end
   out[#out + 1] = id
-  out[#out + 1] = fmt(gen)
+  out[#out + 1] = g
   out[#out + 1] = n
   out[#out + 1] = nq
 end
-redis.call('HSET', m, 'lt', M.lt, 'lg', M.lg, 'lu', M.lu, 'ct', M.ct, 'mb', M.mb, 'op', ARGV[14], 'gen', M.gen)
-if added > 0 then redis.call('HINCRBY', m, 'by', added) end
+if over > 0 then added = added - dropOldest(over) end
+M.lt, M.lg, M.gen = fmt(lt), fmt(lg), fmt(gen)
+if added ~= 0 then M.by = fmt(tonumber(M.by or '0') + added) end
+redis.call('HSET', m, 'lt', M.lt, 'lg', M.lg, 'lu', M.lu, 'ct', M.ct, 'mb', M.mb, 'op', ARGV[14], 'gen', M.gen, 'by', M.by or '0')
 settl(written, nq, eadded)
 out[1], out[2] = requested(), expired
 return out
