@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -11,18 +12,22 @@ import (
 // This file holds the pipeline that sends publish scripts. A publication
 // goes to Redis at once while fewer than maxInFlight calls are there; one
 // that comes while they are waits, and the publications that wait go
-// together, as one pipeline, when one of those in Redis answers: one write
-// and one read for all, in Caddy and in redis-server, instead of a round
-// trip each. Each is still its own script call, answered alone; only the
-// round trip is shared, so a quiet store's latency is unchanged and a busy
-// one's grows by at most one call.
+// together when one of those in Redis answers: as one script call that
+// runs each channel's publications one after another (publish.lua's
+// groups), up to maxGroups a call, the calls of a bigger batch in one
+// pipeline. One write and one read for all, in Caddy and in redis-server,
+// and one script's setup in Redis, instead of a round trip and a setup
+// each; each call's publications are still published as if alone and
+// answered alone, so a quiet store's latency is unchanged and a busy one's
+// grows by at most one call.
 //
 // The coalescer (coalesce.go) already makes the publications of one
 // channel one call; this is for many channels, whose calls are
 // independent, so their order within a batch does not matter (it is the
 // order they came). Long-poll registrations are not sent this way: they
 // are coalesced per channel, and a fan-out's registrations would wait
-// behind its publications.
+// behind its publications. On a Cluster, calls are not batched: the
+// channels of a batch live on different nodes.
 
 // maxInFlight is how many publish calls (or batches) are in Redis at once
 // before the next wait to go together. One alone keeps a busy store's
@@ -34,11 +39,15 @@ const maxInFlight = 4
 // maxBatch bounds a batch.
 const maxBatch = 64
 
-// pcall is one script call waiting for its turn.
+// maxGroups bounds the calls one script runs: a script holds Redis, every
+// other client's commands wait, until its last group is done.
+const maxGroups = 16
+
+// pcall is one publish call waiting for its turn.
 type pcall struct {
-	sc   *redis.Script
-	keys []string
-	argv []any
+	keys    []string
+	argv    []any
+	answers int // how many values its answer has
 
 	v    any
 	err  error
@@ -52,24 +61,25 @@ type pipeline struct {
 	waiting  []*pcall
 
 	batched atomic.Uint64 // calls sent in a batch of more than one (tests read it)
+	scripts atomic.Uint64 // script calls those batches took (tests read it)
 }
 
-// callPiped runs a script call through the pipeline and returns its
-// answer.
-func (s *Store) callPiped(ctx context.Context, sc *redis.Script, keys []string, argv []any) (any, error) {
+// callPiped runs a publish call, whose answer has answers values, through
+// the pipeline and returns its answer.
+func (s *Store) callPiped(ctx context.Context, keys []string, argv []any, answers int) (any, error) {
 	if s.cluster { // go-redis would retry a batch's calls (once.go)
-		return sc.Run(ctx, s.client, keys, argv...).Result()
+		return scriptPublish.Run(ctx, s.client, keys, argv...).Result()
 	}
 	p := &s.pipe
 	p.mu.Lock()
 	if p.inFlight < maxInFlight {
 		p.inFlight++
 		p.mu.Unlock()
-		v, err := sc.Run(ctx, s.client, keys, argv...).Result()
+		v, err := scriptPublish.Run(ctx, s.client, keys, argv...).Result()
 		s.handOff()
 		return v, err
 	}
-	c := &pcall{sc: sc, keys: keys, argv: argv, turn: make(chan []*pcall, 1)}
+	c := &pcall{keys: keys, argv: argv, answers: answers, turn: make(chan []*pcall, 1)}
 	p.waiting = append(p.waiting, c)
 	p.mu.Unlock()
 	if batch := <-c.turn; batch != nil {
@@ -98,32 +108,87 @@ func (s *Store) handOff() {
 }
 
 // sendBatch runs in the goroutine of the batch's first call: it sends the
-// calls as one pipeline, answers them and hands the turn off. A call whose
-// script Redis does not have (NOSCRIPT: Redis restarted or its scripts
-// were flushed) is sent again alone, with the script's text.
+// calls, maxGroups to a script call, the script calls as one pipeline,
+// answers them and hands the turn off. A script call that Redis does not
+// have (NOSCRIPT: Redis restarted or its scripts were flushed) is sent
+// again alone, with the script's text.
 func (s *Store) sendBatch(batch []*pcall) {
 	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 	defer cancel()
-	if len(batch) == 1 {
-		c := batch[0]
-		c.v, c.err = c.sc.Run(ctx, s.client, c.keys, c.argv...).Result()
-	} else {
+	var groups [][]*pcall
+	for rest := batch; len(rest) > 0; {
+		n := min(len(rest), maxGroups)
+		groups, rest = append(groups, rest[:n]), rest[n:]
+	}
+	if len(batch) > 1 {
 		s.pipe.batched.Add(uint64(len(batch)))
+		s.pipe.scripts.Add(uint64(len(groups)))
+	}
+	if len(groups) == 1 {
+		keys, argv := merged(groups[0])
+		v, err := scriptPublish.Run(ctx, s.client, keys, argv...).Result()
+		answer(groups[0], v, err)
+	} else {
 		pipe := s.client.Pipeline()
-		cmds := make([]*redis.Cmd, len(batch))
-		for i, c := range batch {
-			cmds[i] = c.sc.EvalSha(ctx, pipe, c.keys, c.argv...)
+		cmds := make([]*redis.Cmd, len(groups))
+		for i, g := range groups {
+			keys, argv := merged(g)
+			cmds[i] = scriptPublish.EvalSha(ctx, pipe, keys, argv...)
 		}
-		_, _ = pipe.Exec(ctx) // each command's error is its call's
-		for i, c := range batch {
-			c.v, c.err = cmds[i].Result()
-			if c.err != nil && redis.HasErrorPrefix(c.err, "NOSCRIPT") {
-				c.v, c.err = c.sc.Run(ctx, s.client, c.keys, c.argv...).Result()
+		_, _ = pipe.Exec(ctx) // each command's error is its calls'
+		for i, g := range groups {
+			v, err := cmds[i].Result()
+			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				keys, argv := merged(g)
+				v, err = scriptPublish.Run(ctx, s.client, keys, argv...).Result()
 			}
+			answer(g, v, err)
 		}
 	}
 	for _, c := range batch[1:] {
 		c.turn <- nil
 	}
 	s.handOff()
+}
+
+// merged is the keys and arguments of one script call that runs the
+// calls of g in order: the prelude's arguments once, then each call's own
+// (publish.lua's groups).
+func merged(g []*pcall) ([]string, []any) {
+	if len(g) == 1 {
+		return g[0].keys, g[0].argv
+	}
+	var nk, na int
+	for _, c := range g {
+		nk, na = nk+len(c.keys), na+len(c.argv)-preludeArgs
+	}
+	keys, argv := make([]string, 0, nk), make([]any, 0, preludeArgs+na)
+	argv = append(argv, g[0].argv[:preludeArgs]...)
+	for _, c := range g {
+		keys, argv = append(keys, c.keys...), append(argv, c.argv[preludeArgs:]...)
+	}
+	return keys, argv
+}
+
+// answer gives each call of g its part of the script call's answer, or
+// the call's error.
+func answer(g []*pcall, v any, err error) {
+	if err == nil {
+		all, _ := v.([]any)
+		want := 0
+		for _, c := range g {
+			want += c.answers
+		}
+		if len(all) != want {
+			err = fmt.Errorf("redis store: publish answered %d values for %d calls, want %d", len(all), len(g), want)
+		} else {
+			for _, c := range g {
+				c.v, all = all[:c.answers:c.answers], all[c.answers:]
+			}
+			return
+		}
+	}
+	for _, c := range g {
+		c.err = err
+	}
 }

@@ -42,7 +42,7 @@ func TestScriptReplies(t *testing.T) {
 	}{
 		{scriptTouch, func() []any { return []any{time.Hour.Milliseconds(), keyCost(key)} }, []string{"ok"}},
 		{scriptPublish, func() []any {
-			return []any{1, opts.MaxBufferLength, opts.MinBufferLength, 0, 0, opts.MessageTimeout.Milliseconds(),
+			return []any{1, 1, opts.MaxBufferLength, opts.MinBufferLength, 0, 0, opts.MessageTimeout.Milliseconds(),
 				opts.ChannelTimeout.Milliseconds(), encodeOptions(opts), rs.notes, keyHeader(key), keyCost(key), "",
 				"text/plain\n\nhello"}
 		}, nil}, // answers requested first

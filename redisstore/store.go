@@ -202,15 +202,19 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, key string, args ...a
 	return s.answer(sc.Run(ctx, s.client, s.Keys(key), s.argv(args)...).Result())
 }
 
-// runPiped is run through the pipeline (pipeline.go): publications of
-// many channels go together.
-func (s *Store) runPiped(ctx context.Context, sc *redis.Script, key string, args ...any) ([]any, error) {
-	return s.answer(s.callPiped(ctx, sc, s.Keys(key), s.argv(args)))
+// runPiped runs publish.lua through the pipeline (pipeline.go):
+// publications of many channels go together. Its answer has answers
+// values.
+func (s *Store) runPiped(ctx context.Context, key string, answers int, args ...any) ([]any, error) {
+	return s.answer(s.callPiped(ctx, s.Keys(key), s.argv(args), answers))
 }
+
+// preludeArgs is how many of a script's arguments are the prelude's.
+var preludeArgs = 1 + len(scriptConstants)
 
 // argv is a script's arguments: the prelude's, then its own.
 func (s *Store) argv(args []any) []any {
-	argv := make([]any, 0, 1+len(scriptConstants)+len(args))
+	argv := make([]any, 0, preludeArgs+len(args))
 	return append(append(append(argv, s.skewArg()), scriptConstants...), args...)
 }
 
@@ -380,15 +384,15 @@ func (s *Store) Publish(key string, msg *pushstore.Message, opts pushstore.Publi
 	}
 	o := encodeOptions(opts)
 	res, i, err := s.pubs.do(pubKey{key, o}, encodePayload(msg), func(payloads [][]byte) ([]any, error) {
-		args := make([]any, 0, 12+len(payloads))
-		args = append(args, b01(opts.StoreMessages && opts.MaxBufferLength > 0),
+		args := make([]any, 0, 13+len(payloads))
+		args = append(args, len(payloads), b01(opts.StoreMessages && opts.MaxBufferLength > 0),
 			opts.MaxBufferLength, opts.MinBufferLength, opts.MinRecipients, b01(opts.DeleteOldestReceived),
 			opts.MessageTimeout.Milliseconds(), ctMillis(opts.ChannelTimeout), o,
 			s.notes, keyHeader(key), keyCost(key), s.floor(key))
 		for _, p := range payloads {
 			args = append(args, p)
 		}
-		res, err := s.runPiped(ctx, scriptPublish, key, args...)
+		res, err := s.runPiped(ctx, key, 2+4*len(payloads), args...)
 		if err == nil && len(res) != 2+4*len(payloads) {
 			err = fmt.Errorf("redis store: publish answered %d values for %d publications", len(res), len(payloads))
 		}
