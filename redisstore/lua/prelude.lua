@@ -5,17 +5,24 @@
 -- ARGV[7].
 local m, q, d, e, x, w, z, s, ir = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local t = redis.call('TIME')
-local us = tonumber(t[1]) * 1000000 + tonumber(t[2]) -- Redis's clock, µs
-local now = math.floor(us / 1000) + tonumber(ARGV[1])
-local TAGS = tonumber(ARGV[2])          -- tags per second (tagsPerSecond)
-local MSG_OVERHEAD = tonumber(ARGV[3])  -- pushstore.MessageOverhead
+local us = t[1] * 1000000 + t[2] -- Redis's clock, µs
+local SKEW = ARGV[1] + 0
+local now = math.floor(us / 1000) + SKEW
+local NOW = string.format('%d', now)
+local TAGS = ARGV[2] + 0                -- tags per second (tagsPerSecond)
+local MSG_OVERHEAD = ARGV[3] + 0        -- pushstore.MessageOverhead
 local CHANNEL_TIMEOUT = ARGV[4]         -- pushstore.DefaultChannelTimeout, ms
 local MIN_BUFFER = ARGV[5]              -- pushstore.DefaultMinBuffer
-local STREAM_TTL = tonumber(ARGV[6])    -- how long a stream count lasts unrefreshed, ms (streamTTL)
+local STREAM_TTL = ARGV[6] + 0          -- how long a stream count lasts unrefreshed, ms (streamTTL)
 -- A stored message is "<publication time, 16 digits of µs>\n<payload>";
 -- its bytes, as the budget counts them, leave out that prefix and the
 -- payload's two separators.
 local STORED_EXTRA = 19
+-- Numbers come from Redis as strings (arguments, replies, hash fields);
+-- those that are always numbers are read with `+ 0`, one conversion, where
+-- Lua 5.1's tonumber makes two (it checks, then converts). Numbers go to
+-- Redis as strings made here (fmt, NOW): a number passed to redis.call is
+-- formatted by Redis as a double, which costs more.
 local function fmt(n) return string.format('%d', n) end
 
 -- M caches the meta hash's fields for this call; writes update both.
@@ -35,7 +42,7 @@ local function drop(id)
   if len > 0 then
     local by = -(len - STORED_EXTRA + MSG_OVERHEAD)
     redis.call('HINCRBY', m, 'by', by)
-    if M.by then M.by = fmt(tonumber(M.by) + by) end
+    if M.by then M.by = fmt(M.by + by) end
   end
 end
 
@@ -61,7 +68,7 @@ local function dropOldest(k)
 end
 
 local function prune()
-  local ids = redis.call('ZRANGEBYSCORE', e, '-inf', now)
+  local ids = redis.call('ZRANGEBYSCORE', e, '-inf', NOW)
   for _, id in ipairs(ids) do drop(id) end
   return #ids
 end
@@ -71,15 +78,15 @@ end
 local function streamsOf(v)
   if not v then return 0 end
   local c, at = string.match(v, '^(%d+) (%d+)$')
-  if not c or now - tonumber(at) >= STREAM_TTL then return 0 end
-  return tonumber(c)
+  if not c or now - at >= STREAM_TTL then return 0 end
+  return c + 0
 end
 
 -- counts counts the subscribers of every instance: parked long-polls (w),
 -- with the number of instances that have some, and open streams (s).
 local function counts()
   local wn, wl, sn = 0, 0, 0
-  for _, v in ipairs(redis.call('HVALS', w)) do wn, wl = wn + tonumber(v), wl + 1 end
+  for _, v in ipairs(redis.call('HVALS', w)) do wn, wl = wn + v, wl + 1 end
   for _, v in ipairs(redis.call('HVALS', s)) do sn = sn + streamsOf(v) end
   return wn, wl, sn
 end
@@ -114,8 +121,8 @@ end
 -- expiry), and returns the value it found (false when none).
 local function interest(inst, written)
   local had = redis.call('HGET', ir, inst)
-  local til = now + math.max(tonumber(M.ct), STREAM_TTL)
-  if not had or til > tonumber(had) then
+  local til = now + math.max(M.ct + 0, STREAM_TTL)
+  if not had or til > had + 0 then
     if redis.call('HSET', ir, inst, fmt(til)) == 1 then written[#written + 1] = ir end
   end
   return had
@@ -124,7 +131,7 @@ end
 -- interested reports whether some instance's interest lasts.
 local function interested()
   for _, v in ipairs(redis.call('HVALS', ir)) do
-    if tonumber(v) > now then return true end
+    if v + 0 > now then return true end
   end
   return false
 end
@@ -150,7 +157,7 @@ local expired = 0
 local function live()
   if not load() then return false end
   expired = prune()
-  if now >= tonumber(M.lu) + tonumber(M.ct) and redis.call('ZCARD', q) == 0 and waiting() == 0 then
+  if now >= M.lu + M.ct and redis.call('ZCARD', q) == 0 and waiting() == 0 then
     remove()
     return false
   end
@@ -176,7 +183,7 @@ end
 
 local function requested()
   if not M.rq then return -1 end
-  return math.floor((now - tonumber(M.rq)) / 1000)
+  return math.floor((now - M.rq) / 1000)
 end
 
 -- settl keeps the keys' own expiry at or after the channel's: the later of
@@ -190,8 +197,8 @@ end
 -- half the slack ahead of it. nq is the stored message count when the
 -- caller knows it; settl returns it.
 local function settl(written, nq, eadded)
-  local ct = tonumber(M.ct)
-  local at = tonumber(M.lu) + ct
+  local ct = M.ct + 0
+  local at = M.lu + ct
   nq = nq or redis.call('ZCARD', q)
   local ne = redis.call('ZCARD', e)
   if nq > ne then
@@ -203,13 +210,13 @@ local function settl(written, nq, eadded)
     return nq
   end
   if ne > 0 then
-    local last = redis.call('ZRANGE', e, -1, -1, 'WITHSCORES')
-    local le = tonumber(last[2])
+    local last = redis.call('ZRANGE', e, '-1', '-1', 'WITHSCORES')
+    local le = last[2] + 0
     if le > at then at = le end
   end
-  at = at - tonumber(ARGV[1]) -- Redis expires on its own clock
+  at = at - SKEW -- Redis expires on its own clock
   local slack = math.max(2000, math.floor(ct / 4))
-  if not M.xa or M.xa == 'p' or at > tonumber(M.xa) - slack / 2 then
+  if not M.xa or M.xa == 'p' or at > M.xa - slack / 2 then
     local xa = fmt(at + slack)
     redis.call('HSET', m, 'xa', xa)
     M.xa = xa
@@ -253,7 +260,7 @@ end
 -- the oldest), or a score, as it is.
 local function resolve(cur)
   if cur == 'newest' then
-    local last = redis.call('ZRANGE', q, -1, -1, 'WITHSCORES')
+    local last = redis.call('ZRANGE', q, '-1', '-1', 'WITHSCORES')
     if #last == 2 then return last[2] end
     return '-1'
   end

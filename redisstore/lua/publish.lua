@@ -25,8 +25,8 @@ while b < #ARGV do
   m, q, d, e, x, w, z, s, ir = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6], KEYS[k + 7],
     KEYS[k + 8], KEYS[k + 9]
   expired = 0
-  local np, store, maxbuf, minbuf, minrec, delold, mt, ct, opts, notes, keyheader, keycost, floor = tonumber(ARGV[b + 1]),
-    ARGV[b + 2] == '1', tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], tonumber(ARGV[b + 7]), ARGV[b + 8],
+  local np, store, maxbuf, minbuf, minrec, delold, mt, ct, opts, notes, keyheader, keycost, floor = ARGV[b + 1] + 0,
+    ARGV[b + 2] == '1', ARGV[b + 3] + 0, ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7] + 0, ARGV[b + 8],
     ARGV[b + 9], ARGV[b + 10], ARGV[b + 11], ARGV[b + 12], ARGV[b + 13]
   if not live() then create(keycost) end
   local written, eadded = {}, 0
@@ -45,11 +45,11 @@ while b < #ARGV do
   end
   local nq = redis.call('ZCARD', q)
   local added = 0
-  M.lu, M.ct, M.mb = fmt(now), ct, minbuf -- the recipient rules read mb
+  M.lu, M.ct, M.mb = NOW, ct, minbuf -- the recipient rules read mb
   local rule = false
   if minrec ~= '0' or delold == '1' then rule = minrec .. ' ' .. delold .. ' 0' end
   local expiry = mt > 0 and fmt(now + mt)
-  local lt, lg, gen = tonumber(M.lt or '-1'), tonumber(M.lg or '0'), tonumber(M.gen)
+  local lt, lg, gen = (M.lt or -1) + 0, (M.lg or 0) + 0, M.gen + 0
   local sec = math.floor(now / 1000)
   -- Messages a publication pushes out of the buffer are dropped after the
   -- last publication, together (the oldest first, as one by one), unless
@@ -114,7 +114,7 @@ while b < #ARGV do
   end
   if over > 0 then added = added - dropOldest(over) end
   M.lt, M.lg, M.gen = fmt(lt), fmt(lg), fmt(gen)
-  if added ~= 0 then M.by = fmt(tonumber(M.by or '0') + added) end
+  if added ~= 0 then M.by = fmt((M.by or 0) + added) end
   redis.call('HSET', m, 'lt', M.lt, 'lg', M.lg, 'lu', M.lu, 'ct', M.ct, 'mb', M.mb, 'op', opts, 'gen', M.gen, 'by', M.by or '0')
   settl(written, nq, eadded)
   out[o + 1], out[o + 2] = requested(), expired
