@@ -114,8 +114,9 @@ func agree(t *testing.T, stores []pushstore.Store, seed uint64) {
 
 // TestKeysExpire checks the keys' own expiry through a channel's
 // life: every key that exists has one while all messages expire (so idle
-// channels leave nothing behind), none while a message never expires, and
-// one again once that message is trimmed away.
+// channels leave nothing behind), and not before the newest message
+// expires, none while a message never expires, and one again once that
+// message is trimmed away.
 func TestKeysExpire(t *testing.T) {
 	srv := redistest.Shared(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
@@ -123,6 +124,7 @@ func TestKeysExpire(t *testing.T) {
 	rs := NewFromClient(client, fmt.Sprintf("ttl%d:", time.Now().UnixNano()), 0, zap.NewNop())
 	t.Cleanup(func() { _ = rs.Close() })
 	ctx := t.Context()
+	least := time.Hour - time.Minute // the newest message's expiry, less the test's time
 	check := func(step string, persistent bool) {
 		t.Helper()
 		for _, k := range rs.Keys("/k")[:6] {
@@ -135,6 +137,8 @@ func TestKeysExpire(t *testing.T) {
 				t.Fatalf("%s: %s expires in %v, want no expiry", step, k, ttl)
 			case !persistent && ttl < 0:
 				t.Fatalf("%s: %s has no expiry (%v): it would outlive the channel", step, k, ttl)
+			case !persistent && ttl < least:
+				t.Fatalf("%s: %s expires in %v, before its newest message (%v)", step, k, ttl, least)
 			}
 		}
 	}
@@ -149,6 +153,14 @@ func TestKeysExpire(t *testing.T) {
 		}
 		check(fmt.Sprint("expiring publication ", i), false)
 	}
+	// A message that outlives the others: the keys' expiry follows it.
+	longer := expiring
+	longer.MessageTimeout = 2 * time.Hour
+	if _, err := rs.Publish("/k", &pushstore.Message{Body: []byte("longer")}, longer); err != nil {
+		t.Fatal(err)
+	}
+	least = 2*time.Hour - time.Minute
+	check("a message that expires later", false)
 	forever := expiring
 	forever.MessageTimeout = 0
 	if _, err := rs.Publish("/k", &pushstore.Message{Body: []byte("forever")}, forever); err != nil {
@@ -160,6 +172,7 @@ func TestKeysExpire(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	least = time.Hour - time.Minute // "longer" is trimmed away too
 	check("the never-expiring message trimmed away", false)
 	// Emptied (delete_oldest_received with no minimum), then refilled: the
 	// message keys are created anew under an existing channel.

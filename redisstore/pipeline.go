@@ -127,7 +127,7 @@ func (s *Store) sendBatch(batch []*pcall) {
 	if len(groups) == 1 {
 		keys, argv := merged(groups[0])
 		v, err := scriptPublish.Run(ctx, s.client, keys, argv...).Result()
-		answer(groups[0], v, err)
+		answerEach(groups[0], v, err)
 	} else {
 		pipe := s.client.Pipeline()
 		cmds := make([]*redis.Cmd, len(groups))
@@ -142,7 +142,7 @@ func (s *Store) sendBatch(batch []*pcall) {
 				keys, argv := merged(g)
 				v, err = scriptPublish.Run(ctx, s.client, keys, argv...).Result()
 			}
-			answer(g, v, err)
+			answerEach(g, v, err)
 		}
 	}
 	for _, c := range batch[1:] {
@@ -170,9 +170,9 @@ func merged(g []*pcall) ([]string, []any) {
 	return keys, argv
 }
 
-// answer gives each call of g its part of the script call's answer, or
+// answerEach gives each call of g its part of the script call's answer, or
 // the call's error.
-func answer(g []*pcall, v any, err error) {
+func answerEach(g []*pcall, v any, err error) {
 	if err == nil {
 		all, _ := v.([]any)
 		want := 0

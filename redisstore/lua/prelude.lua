@@ -29,7 +29,7 @@ local function fmt(n) return string.format('%d', n) end
 local M = {}
 local function load()
   local v = redis.call('HMGET', m, 'gen', 'lt', 'lg', 'lu', 'rq', 'ct', 'mb', 'xa', 'sw', 'by')
-  M = {gen = v[1], lt = v[2], lg = v[3], lu = v[4], rq = v[5], ct = v[6], mb = v[7], xa = v[8], sw = v[9], by = v[10]}
+  M = {gen = v[1], lt = v[2], lg = v[3], lu = v[4], rq = v[5], ct = v[6], mb = v[7], xa = v[8], sw = v[9], by = v[10] or '0'}
   return v[1] ~= false
 end
 
@@ -42,7 +42,7 @@ local function drop(id)
   if len > 0 then
     local by = -(len - STORED_EXTRA + MSG_OVERHEAD)
     redis.call('HINCRBY', m, 'by', by)
-    if M.by then M.by = fmt(M.by + by) end
+    M.by = fmt((M.by or 0) + by)
   end
 end
 
@@ -196,23 +196,38 @@ end
 -- a channel kept alive by regular use (keepalives) always has at least
 -- half the slack ahead of it. nq is the stored message count when the
 -- caller knows it; settl returns it.
-local function settl(written, nq, eadded)
+--
+-- A publication that stored only messages with an expiry, the latest of
+-- them newmax, under the channel_timeout of the channel's last settl,
+-- passes newmax, and settl reads neither e's count nor its latest expiry:
+-- while xa is a time, every stored message has an expiry (one without
+-- makes xa p, and only publications store messages, each followed by a
+-- settl), so e counts nq; and every expiry stored before this call is at
+-- most xa - slack/2 (the last settl left it so, with the same slack), so
+-- when newmax or the channel's own time passes that, it is the latest,
+-- and when neither does, nothing is set again.
+local function settl(written, nq, eadded, newmax)
   local ct = M.ct + 0
   local at = M.lu + ct
   nq = nq or redis.call('ZCARD', q)
-  local ne = redis.call('ZCARD', e)
-  if nq > ne then
-    if M.xa ~= 'p' then
-      for _, k in ipairs({m, q, d, e, x, w, s, ir}) do redis.call('PERSIST', k) end
-      redis.call('HSET', m, 'xa', 'p')
-      M.xa = 'p'
+  local ne = nq
+  if newmax and M.xa and M.xa ~= 'p' then
+    if newmax > at then at = newmax end
+  else
+    ne = redis.call('ZCARD', e)
+    if nq > ne then
+      if M.xa ~= 'p' then
+        for _, k in ipairs({m, q, d, e, x, w, s, ir}) do redis.call('PERSIST', k) end
+        redis.call('HSET', m, 'xa', 'p')
+        M.xa = 'p'
+      end
+      return nq
     end
-    return nq
-  end
-  if ne > 0 then
-    local last = redis.call('ZRANGE', e, '-1', '-1', 'WITHSCORES')
-    local le = last[2] + 0
-    if le > at then at = le end
+    if ne > 0 then
+      local last = redis.call('ZRANGE', e, '-1', '-1', 'WITHSCORES')
+      local le = last[2] + 0
+      if le > at then at = le end
+    end
   end
   at = at - SKEW -- Redis expires on its own clock
   local slack = math.max(2000, math.floor(ct / 4))

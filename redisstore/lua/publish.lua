@@ -45,6 +45,7 @@ while b < #ARGV do
   end
   local nq = redis.call('ZCARD', q)
   local added = 0
+  local sameCt = M.ct == ct -- settl may take the publication's latest expiry (newmax)
   M.lu, M.ct, M.mb = NOW, ct, minbuf -- the recipient rules read mb
   local rule = false
   if minrec ~= '0' or delold == '1' then rule = minrec .. ' ' .. delold .. ' 0' end
@@ -116,7 +117,7 @@ while b < #ARGV do
   M.lt, M.lg, M.gen = fmt(lt), fmt(lg), fmt(gen)
   if added ~= 0 then M.by = fmt((M.by or 0) + added) end
   redis.call('HSET', m, 'lt', M.lt, 'lg', M.lg, 'lu', M.lu, 'ct', M.ct, 'mb', M.mb, 'op', opts, 'gen', M.gen, 'by', M.by or '0')
-  settl(written, nq, eadded)
+  settl(written, nq, eadded, store and expiry and sameCt and now + mt or nil)
   out[o + 1], out[o + 2] = requested(), expired
   b, k = b + 13 + np, k + 9
 end
