@@ -45,15 +45,32 @@ group() {
   ARGS+=("$2" 1 "$3" 1 0 0 3600000 3600000 "1 $3 1 0 0 3600000 3600000" bench:notes "12 bench" 140 "")
   for i in $(seq 1 "$2"); do ARGS+=("$BODY"); done
 }
-# measure NAME PUBLICATIONS-PER-CALL RANDOM-RANGE: N calls of the script
-# with KEYS and ARGS (__rand_int__ in a key: one of RANDOM-RANGE channels).
+# compose GROUPS: the publish script as scripts.go composes it: for one
+# group scriptPublish (the group inline), for more scriptPublishMany (the
+# group as a function, run under pcall by publish_many.lua).
+compose() {
+  cat "$DIR/prelude.lua"
+  if [ "$1" = 1 ]; then
+    printf '\nlocal out, seq, b, k = {}, 0, 6, 0\n'
+    cat "$DIR/publish.lua"
+    printf '\nreturn out\n'
+  else
+    printf '\nlocal out, seq = {}, 0\nlocal function group(b, k)\n'
+    cat "$DIR/publish.lua"
+    printf '\nend\n'
+    cat "$DIR/publish_many.lua"
+  fi
+}
+# measure NAME PUBLICATIONS-PER-CALL GROUPS RANDOM-RANGE: N calls of the
+# script with KEYS and ARGS (__rand_int__ in a key: one of RANDOM-RANGE
+# channels).
 measure() {
-  local name=$1 per=$2 range=$3 sha out ir
+  local name=$1 per=$2 groups=$3 range=$4 sha out ir
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.%p" \
     redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no > "$WORK/valgrind.log" 2>&1 &
   VP=$!
   for _ in $(seq 1 300); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  sha=$( (cat "$DIR/prelude.lua"; echo; cat "$DIR/publish.lua") | redis-cli -p "$PORT" -x script load)
+  sha=$(compose "$groups" | redis-cli -p "$PORT" -x script load)
   out=$(redis-cli -p "$PORT" evalsha "$sha" "${#KEYS[@]}" "${KEYS[@]}" 0 1048576 128 3600000 1 60000 "${ARGS[@]}" 2>&1 | head -n 1)
   case $out in ERR* | *error*) echo "$name: the script failed: $out" >&2; exit 1 ;; esac
   run() {
@@ -72,6 +89,6 @@ measure() {
   rm -f "$WORK"/cg.*
   printf '%-10s %9d instructions per call, %9d per publication\n' "$name" $((ir / N)) $((ir / N / per))
 }
-KEYS=() ARGS=(); group 'c__rand_int__' 1 2000; measure 1000ch 1 1000
-KEYS=() ARGS=(); for t in c d e; do group "${t}__rand_int__" 1 2000; done; measure "1000ch x3" 3 1000
-KEYS=() ARGS=(); group one 8 100; measure "1ch x8" 8 1
+KEYS=() ARGS=(); group 'c__rand_int__' 1 2000; measure 1000ch 1 1 1000
+KEYS=() ARGS=(); for t in c d e; do group "${t}__rand_int__" 1 2000; done; measure "1000ch x3" 3 3 1000
+KEYS=() ARGS=(); group one 8 100; measure "1ch x8" 8 1 1

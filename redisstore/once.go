@@ -52,12 +52,9 @@ type errMaybeRan struct{ msg string }
 
 func (e *errMaybeRan) Error() string { return e.msg }
 
-// onceOnCluster gives a Cluster client's nodes runOnce, and reports
-// whether client is a Cluster's.
-func onceOnCluster(client redis.UniversalClient) bool {
-	cc, ok := client.(*redis.ClusterClient)
-	if ok {
+// onceOnCluster gives a Cluster client's nodes runOnce.
+func onceOnCluster(client redis.UniversalClient) {
+	if cc, ok := client.(*redis.ClusterClient); ok {
 		cc.OnNewNode(func(node *redis.Client) { node.AddHook(runOnce{}) })
 	}
-	return ok
 }

@@ -26,8 +26,9 @@ import (
 // independent, so their order within a batch does not matter (it is the
 // order they came). Long-poll registrations are not sent this way: they
 // are coalesced per channel, and a fan-out's registrations would wait
-// behind its publications. On a Cluster, calls are not batched: the
-// channels of a batch live on different nodes.
+// behind its publications. Only a single node's client (or a Sentinel's)
+// batches: a Cluster's or a Ring's channels live on different nodes, and a
+// call goes to the node of its first key.
 
 // maxInFlight is how many publish calls (or batches) are in Redis at once
 // before the next wait to go together. One alone keeps a busy store's
@@ -67,7 +68,7 @@ type pipeline struct {
 // callPiped runs a publish call, whose answer has answers values, through
 // the pipeline and returns its answer.
 func (s *Store) callPiped(ctx context.Context, keys []string, argv []any, answers int) (any, error) {
-	if s.cluster { // go-redis would retry a batch's calls (once.go)
+	if !s.batches { // a Cluster (or Ring) routes a call by its first key, and go-redis would retry a batch's calls (once.go)
 		return scriptPublish.Run(ctx, s.client, keys, argv...).Result()
 	}
 	p := &s.pipe
@@ -125,22 +126,22 @@ func (s *Store) sendBatch(batch []*pcall) {
 		s.pipe.scripts.Add(uint64(len(groups)))
 	}
 	if len(groups) == 1 {
-		keys, argv := merged(groups[0])
-		v, err := scriptPublish.Run(ctx, s.client, keys, argv...).Result()
+		sc, keys, argv := merged(groups[0])
+		v, err := sc.Run(ctx, s.client, keys, argv...).Result()
 		answerEach(groups[0], v, err)
 	} else {
 		pipe := s.client.Pipeline()
 		cmds := make([]*redis.Cmd, len(groups))
 		for i, g := range groups {
-			keys, argv := merged(g)
-			cmds[i] = scriptPublish.EvalSha(ctx, pipe, keys, argv...)
+			sc, keys, argv := merged(g)
+			cmds[i] = sc.EvalSha(ctx, pipe, keys, argv...)
 		}
 		_, _ = pipe.Exec(ctx) // each command's error is its calls'
 		for i, g := range groups {
 			v, err := cmds[i].Result()
 			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-				keys, argv := merged(g)
-				v, err = scriptPublish.Run(ctx, s.client, keys, argv...).Result()
+				sc, keys, argv := merged(g)
+				v, err = sc.Run(ctx, s.client, keys, argv...).Result()
 			}
 			answerEach(g, v, err)
 		}
@@ -151,12 +152,12 @@ func (s *Store) sendBatch(batch []*pcall) {
 	s.handOff()
 }
 
-// merged is the keys and arguments of one script call that runs the
-// calls of g in order: the prelude's arguments once, then each call's own
-// (publish.lua's groups).
-func merged(g []*pcall) ([]string, []any) {
+// merged is the script, keys and arguments of one script call that runs
+// the calls of g in order: the prelude's arguments once, then each call's
+// own (publish.lua's groups, scriptPublishMany's for more than one).
+func merged(g []*pcall) (*redis.Script, []string, []any) {
 	if len(g) == 1 {
-		return g[0].keys, g[0].argv
+		return scriptPublish, g[0].keys, g[0].argv
 	}
 	var nk, na int
 	for _, c := range g {
@@ -167,11 +168,12 @@ func merged(g []*pcall) ([]string, []any) {
 	for _, c := range g {
 		keys, argv = append(keys, c.keys...), append(argv, c.argv[preludeArgs:]...)
 	}
-	return keys, argv
+	return scriptPublishMany, keys, argv
 }
 
-// answerEach gives each call of g its part of the script call's answer, or
-// the call's error.
+// answerEach gives each call of g its part of the script call's answer,
+// the error its own group answered ("err" and Redis's message), or the
+// script call's error.
 func answerEach(g []*pcall, v any, err error) {
 	if err == nil {
 		all, _ := v.([]any)
@@ -184,6 +186,9 @@ func answerEach(g []*pcall, v any, err error) {
 		} else {
 			for _, c := range g {
 				c.v, all = all[:c.answers:c.answers], all[c.answers:]
+				if part := c.v.([]any); len(part) > 1 && part[0] == "err" {
+					c.v, c.err = nil, groupError(str(part[1]))
+				}
 			}
 			return
 		}
@@ -192,3 +197,15 @@ func answerEach(g []*pcall, v any, err error) {
 		c.err = err
 	}
 }
+
+// groupError is the error one group of a merged publish script answered:
+// Redis's own, as a call of its own would have got it (so Store.fail
+// tells a refusal from an outage the same way).
+type groupError string
+
+func (e groupError) Error() string { return string(e) }
+
+// RedisError marks it as Redis's answer (redis.Error).
+func (groupError) RedisError() {}
+
+var _ redis.Error = groupError("")

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,5 +139,53 @@ func TestMergedPublications(t *testing.T) {
 		if r.Info.Messages != 1 || r.Delivered != 0 {
 			t.Errorf("publication %d: %+v", i, r)
 		}
+	}
+}
+
+// TestMergedGroupFails: in a script that runs several channels' calls, a
+// call that fails (its channel's meta key holds a string) gets Redis's
+// error, alone: the calls before and after it in the script are answered
+// and stored as if alone, and the store does not take the refusal for an
+// outage.
+func TestMergedGroupFails(t *testing.T) {
+	s, admin := coalesceStore(t)
+	ctx := context.Background()
+	if err := admin.Set(ctx, s.Keys("bad")[0], "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"f0", "f1", "f2", "f3", "a", "bad", "b"} // the first maxInFlight go alone
+	gathered := func() int {
+		s.pipe.mu.Lock()
+		defer s.pipe.mu.Unlock()
+		return s.pipe.inFlight + len(s.pipe.waiting) - 1
+	}
+	type answer struct {
+		r   pushstore.PublishResult
+		err error
+	}
+	var next atomic.Int64
+	results, _ := together(t, []*redis.Client{admin}, len(keys), gathered, func() (answer, error) {
+		k := keys[next.Add(1)-1]
+		r, err := s.Publish(k, &pushstore.Message{Body: []byte("m" + k)}, pub())
+		return answer{r, err}, nil // each call's error is checked below
+	})
+	if batched, scripts := s.pipe.batched.Load(), s.pipe.scripts.Load(); batched != 3 || scripts != 1 {
+		t.Fatalf("%d publications went in %d batched script calls, want 3 in 1", batched, scripts)
+	}
+	for i, k := range keys {
+		got := results[i]
+		if k == "bad" {
+			if got.err == nil || !strings.Contains(got.err.Error(), "WRONGTYPE") {
+				t.Errorf("the call on bad answered %+v, %v; want Redis's WRONGTYPE", got.r, got.err)
+			}
+			continue
+		}
+		n, err := admin.ZCard(ctx, s.Keys(k)[1]).Result()
+		if got.err != nil || got.r.Info.Messages != 1 || err != nil || n != 1 {
+			t.Errorf("the call on %s answered %+v, %v; %d stored (%v)", k, got.r, got.err, n, err)
+		}
+	}
+	if s.down.Load() {
+		t.Error("the store took a refused call for Redis being down")
 	}
 }

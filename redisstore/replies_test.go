@@ -46,6 +46,11 @@ func TestScriptReplies(t *testing.T) {
 				opts.ChannelTimeout.Milliseconds(), encodeOptions(opts), rs.notes, keyHeader(key), keyCost(key), "",
 				"text/plain\n\nhello"}
 		}, nil}, // answers requested first
+		{scriptPublishMany, func() []any { // one group: as scriptPublish
+			return []any{1, 1, opts.MaxBufferLength, opts.MinBufferLength, 0, 0, opts.MessageTimeout.Milliseconds(),
+				opts.ChannelTimeout.Milliseconds(), encodeOptions(opts), rs.notes, keyHeader(key), keyCost(key), "",
+				"text/plain\n\nagain"}
+		}, nil},
 		{scriptSubscribe, func() []any {
 			return []any{1, "-1", 1, 0, 0, rs.instance, rs.notes, keyHeader(key), keyCost(key), 1}
 		}, []string{"msg"}},

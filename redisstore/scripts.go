@@ -3,6 +3,7 @@ package redisstore
 import (
 	"embed"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -59,21 +60,31 @@ const tagsPerSecond = 1 << 20
 //go:embed lua/*.lua
 var luaFiles embed.FS
 
-func script(name string) *redis.Script {
-	prelude, err := luaFiles.ReadFile("lua/prelude.lua")
+// luaFile returns one of the lua files.
+func luaFile(name string) string {
+	b, err := luaFiles.ReadFile("lua/" + name + ".lua")
 	if err != nil {
 		panic(err)
 	}
-	body, err := luaFiles.ReadFile("lua/" + name + ".lua")
-	if err != nil {
-		panic(err)
-	}
-	return redis.NewScript(string(prelude) + "\n" + string(body))
+	return string(b)
 }
 
-// The scripts; each file's header says its arguments and answers.
+// script is the prelude, then the named file.
+func script(name string) *redis.Script { return scriptOf(luaFile(name)) }
+
+// scriptOf is the prelude, then the given parts.
+func scriptOf(parts ...string) *redis.Script {
+	return redis.NewScript(luaFile("prelude") + "\n" + strings.Join(parts, "\n"))
+}
+
+// The scripts; each file's header says its arguments and answers. The
+// publish scripts run publish.lua's group: once, inline, for one channel's
+// call, and as a function under pcall for each of several channels' calls
+// (publish_many.lua), so that one group's failure is that group's alone.
 var (
-	scriptPublish   = script("publish")
+	scriptPublish     = scriptOf("local out, seq, b, k = {}, 0, 6, 0", luaFile("publish"), "return out")
+	scriptPublishMany = scriptOf("local out, seq = {}, 0", "local function group(b, k)", luaFile("publish"), "end",
+		luaFile("publish_many"))
 	scriptSubscribe = script("subscribe")
 	scriptRecheck   = script("recheck")
 	scriptCancel    = script("cancel")
@@ -88,7 +99,7 @@ var (
 
 // scripts are all the scripts, for loading them ahead of their first use
 // (see Store.loadScripts).
-var scripts = []*redis.Script{scriptPublish, scriptSubscribe, scriptRecheck, scriptCancel,
+var scripts = []*redis.Script{scriptPublish, scriptPublishMany, scriptSubscribe, scriptRecheck, scriptCancel,
 	scriptKeepalive, scriptTouch, scriptInfo, scriptDelete, scriptFollow, scriptFetch, scriptReceived}
 
 // streamTTL is how long an instance's stream count in Redis lasts without

@@ -30,7 +30,7 @@ import (
 // safe for concurrent use.
 type Store struct {
 	client   redis.UniversalClient
-	cluster  bool // client is a Cluster's: no pipelined publications (once.go)
+	batches  bool // client is a single node's (or Sentinel's): publish calls may go together (pipeline.go)
 	prefix   string
 	notes    string // the pub/sub channel of notifications
 	instance string // this store's id in subscriber counts and notifications
@@ -117,7 +117,8 @@ func NewFromClient(client redis.UniversalClient, prefix string, maxBytes int64, 
 		ctx: ctx, cancel: cancel, listenDone: make(chan struct{}), pubs: coalescer[pubKey, []byte]{max: maxPublications},
 	}
 	s.maxBytes.Store(maxBytes)
-	s.cluster = onceOnCluster(client)
+	onceOnCluster(client)
+	_, s.batches = client.(*redis.Client)
 	return s
 }
 
