@@ -38,7 +38,8 @@ import (
 //	        here (its interest): a publication is notified only while
 //	        one lasts
 //
-// Every script is lua/prelude.lua followed by its own file. ARGV[1] is the
+// Every script is lua/prelude.lua followed by its own file (the publish
+// scripts by publish.lua in two forms, below). ARGV[1] is the
 // clock skew (ms, 0 outside tests: every script works on Redis's clock, so
 // instances need no synchronized clocks), ARGV[2..6] are the constants the
 // Go side owns (scriptConstants), and a script's own arguments follow.
