@@ -125,25 +125,27 @@ func (s *Store) sendBatch(batch []*pcall) {
 		s.pipe.batched.Add(uint64(len(batch)))
 		s.pipe.scripts.Add(uint64(len(groups)))
 	}
-	if len(groups) == 1 {
-		sc, keys, argv := merged(groups[0])
-		v, err := sc.Run(ctx, s.client, keys, argv...).Result()
+	calls := make([]scriptCall, len(groups))
+	for i, g := range groups {
+		calls[i] = merged(g)
+	}
+	if len(calls) == 1 {
+		c := calls[0]
+		v, err := c.sc.Run(ctx, s.client, c.keys, c.argv...).Result()
 		answerEach(groups[0], v, err)
 	} else {
 		pipe := s.client.Pipeline()
-		cmds := make([]*redis.Cmd, len(groups))
-		for i, g := range groups {
-			sc, keys, argv := merged(g)
-			cmds[i] = sc.EvalSha(ctx, pipe, keys, argv...)
+		cmds := make([]*redis.Cmd, len(calls))
+		for i, c := range calls {
+			cmds[i] = c.sc.EvalSha(ctx, pipe, c.keys, c.argv...)
 		}
 		_, _ = pipe.Exec(ctx) // each command's error is its calls'
-		for i, g := range groups {
+		for i, c := range calls {
 			v, err := cmds[i].Result()
 			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-				sc, keys, argv := merged(g)
-				v, err = sc.Run(ctx, s.client, keys, argv...).Result()
+				v, err = c.sc.Run(ctx, s.client, c.keys, c.argv...).Result()
 			}
-			answerEach(g, v, err)
+			answerEach(groups[i], v, err)
 		}
 	}
 	for _, c := range batch[1:] {
@@ -152,12 +154,19 @@ func (s *Store) sendBatch(batch []*pcall) {
 	s.handOff()
 }
 
-// merged is the script, keys and arguments of one script call that runs
-// the calls of g in order: the prelude's arguments once, then each call's
-// own (publish.lua's groups, scriptPublishMany's for more than one).
-func merged(g []*pcall) (*redis.Script, []string, []any) {
+// scriptCall is one script call: a script, its keys and its arguments.
+type scriptCall struct {
+	sc   *redis.Script
+	keys []string
+	argv []any
+}
+
+// merged is the script call that runs the calls of g in order: the
+// prelude's arguments once, then each call's own (publish.lua's groups,
+// scriptPublishMany's for more than one).
+func merged(g []*pcall) scriptCall {
 	if len(g) == 1 {
-		return scriptPublish, g[0].keys, g[0].argv
+		return scriptCall{scriptPublish, g[0].keys, g[0].argv}
 	}
 	var nk, na int
 	for _, c := range g {
@@ -168,7 +177,7 @@ func merged(g []*pcall) (*redis.Script, []string, []any) {
 	for _, c := range g {
 		keys, argv = append(keys, c.keys...), append(argv, c.argv[preludeArgs:]...)
 	}
-	return scriptPublishMany, keys, argv
+	return scriptCall{scriptPublishMany, keys, argv}
 }
 
 // answerEach gives each call of g its part of the script call's answer,
@@ -185,9 +194,12 @@ func answerEach(g []*pcall, v any, err error) {
 			err = fmt.Errorf("redis store: publish answered %d values for %d calls, want %d", len(all), len(g), want)
 		} else {
 			for _, c := range g {
-				c.v, all = all[:c.answers:c.answers], all[c.answers:]
-				if part := c.v.([]any); len(part) > 1 && part[0] == "err" {
-					c.v, c.err = nil, groupError(str(part[1]))
+				part := all[:c.answers:c.answers]
+				all = all[c.answers:]
+				if len(part) > 1 && part[0] == "err" {
+					c.err = groupError(str(part[1]))
+				} else {
+					c.v = part
 				}
 			}
 			return

@@ -393,8 +393,9 @@ func (s *Store) Publish(key string, msg *pushstore.Message, opts pushstore.Publi
 		for _, p := range payloads {
 			args = append(args, p)
 		}
-		res, err := s.runPiped(ctx, key, 2+4*len(payloads), args...)
-		if err == nil && len(res) != 2+4*len(payloads) {
+		want := 2 + 4*len(payloads) // requested, expired, then id, gen, waiters, stored for each
+		res, err := s.runPiped(ctx, key, want, args...)
+		if err == nil && len(res) != want {
 			err = fmt.Errorf("redis store: publish answered %d values for %d publications", len(res), len(payloads))
 		}
 		if err == nil {

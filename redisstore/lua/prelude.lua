@@ -33,44 +33,47 @@ local function load()
   return v[1] ~= false
 end
 
-local function drop(id)
-  local len = redis.call('HSTRLEN', d, id)
-  redis.call('ZREM', q, id)
-  redis.call('ZREM', e, id)
-  redis.call('HDEL', d, id)
-  redis.call('HDEL', x, id)
-  if len > 0 then
-    local by = -(len - STORED_EXTRA + MSG_OVERHEAD)
-    redis.call('HINCRBY', m, 'by', by)
-    M.by = fmt((M.by or 0) + by)
+-- dropIds drops the stored messages ids (at most 256, within unpack's
+-- reach) from the four keys that hold them and takes their bytes, as the
+-- budget counts them, off the meta hash's by.
+local function dropIds(ids)
+  if #ids == 0 then return end
+  local by = 0
+  for _, id in ipairs(ids) do
+    local len = redis.call('HSTRLEN', d, id)
+    if len > 0 then by = by + len - STORED_EXTRA + MSG_OVERHEAD end
+  end
+  redis.call('ZREM', q, unpack(ids))
+  redis.call('ZREM', e, unpack(ids))
+  redis.call('HDEL', d, unpack(ids))
+  redis.call('HDEL', x, unpack(ids))
+  if by > 0 then
+    redis.call('HINCRBY', m, 'by', -by)
+    M.by = fmt(M.by - by)
   end
 end
 
--- dropOldest drops the k oldest stored messages, a chunk of ids a call,
--- and returns their bytes as the budget counts them, for the caller to
--- take off the meta hash's by.
+local function drop(id) dropIds({id}) end
+
+-- dropOldest drops the k oldest stored messages, 256 at a time.
 local function dropOldest(k)
-  local by = 0
   while k > 0 do
     local ids = redis.call('ZRANGE', q, 0, math.min(k, 256) - 1)
-    if #ids == 0 then break end
-    for _, id in ipairs(ids) do
-      local len = redis.call('HSTRLEN', d, id)
-      if len > 0 then by = by + len - STORED_EXTRA + MSG_OVERHEAD end
-    end
-    redis.call('ZREM', q, unpack(ids))
-    redis.call('ZREM', e, unpack(ids))
-    redis.call('HDEL', d, unpack(ids))
-    redis.call('HDEL', x, unpack(ids))
+    if #ids == 0 then return end
+    dropIds(ids)
     k = k - #ids
   end
-  return by
 end
 
+-- prune drops the expired messages, 256 at a time, and returns how many.
 local function prune()
-  local ids = redis.call('ZRANGEBYSCORE', e, '-inf', NOW)
-  for _, id in ipairs(ids) do drop(id) end
-  return #ids
+  local n = 0
+  repeat
+    local ids = redis.call('ZRANGEBYSCORE', e, '-inf', NOW, 'LIMIT', 0, 256)
+    dropIds(ids)
+    n = n + #ids
+  until #ids < 256
+  return n
 end
 
 -- streamsOf reads one instance's stream count in s, "<count> <refreshed
@@ -136,6 +139,10 @@ local function interested()
   return false
 end
 
+-- channelKeys are the channel's keys but the tombstone z (a function: a
+-- merged publish script rebinds the keys for each channel).
+local function channelKeys() return {m, q, d, e, x, w, s, ir} end
+
 -- remove deletes a loaded channel's keys. A deletion (gen given) leaves
 -- its gen and last id in the tombstone z for a minute; a channel that
 -- timed out leaves one only if its last id is of this second (or later:
@@ -143,7 +150,7 @@ end
 local function remove(gen)
   local v = gen
   if not v and M.lt and tonumber(M.lt) >= math.floor(now / 1000) then v = M.gen end
-  redis.call('DEL', m, q, d, e, x, w, s, ir)
+  redis.call('DEL', unpack(channelKeys()))
   if v then
     if M.lt then v = v .. ' ' .. M.lt .. ' ' .. M.lg end
     redis.call('SET', z, v, 'PX', 60000)
@@ -217,7 +224,7 @@ local function settl(written, nq, eadded, newmax)
     ne = redis.call('ZCARD', e)
     if nq > ne then
       if M.xa ~= 'p' then
-        for _, k in ipairs({m, q, d, e, x, w, s, ir}) do redis.call('PERSIST', k) end
+        for _, k in ipairs(channelKeys()) do redis.call('PERSIST', k) end
         redis.call('HSET', m, 'xa', 'p')
         M.xa = 'p'
       end
@@ -235,7 +242,7 @@ local function settl(written, nq, eadded, newmax)
     local xa = fmt(at + slack)
     redis.call('HSET', m, 'xa', xa)
     M.xa = xa
-    for _, k in ipairs({m, q, d, e, x, w, s, ir}) do redis.call('PEXPIREAT', k, xa) end
+    for _, k in ipairs(channelKeys()) do redis.call('PEXPIREAT', k, xa) end
     return nq
   end
   if eadded and eadded > 0 and ne <= eadded then redis.call('PEXPIREAT', e, M.xa) end

@@ -74,7 +74,6 @@ for i = 1, np do
   end
   local value = string.format('%016d\n', us + seq) .. payload
   seq = seq + 1
-  local stored = false
   if store then
     redis.call('ZADD', q, fmt(tm * TAGS + tag), id)
     redis.call('HSET', d, id, value)
@@ -89,20 +88,15 @@ for i = 1, np do
     added = added + string.len(payload) - 2 + MSG_OVERHEAD
     nq = nq + 1
     if nq > maxbuf then
-      if rule then
-        for _, old in ipairs(redis.call('ZRANGE', q, 0, nq - maxbuf - 1)) do drop(old) end
-      else
-        over = over + nq - maxbuf
-      end
+      if rule then dropOldest(nq - maxbuf) else over = over + nq - maxbuf end
       nq = maxbuf
     end
     if nq == 1 and not written[q] then -- q and d may be new
       written[q], written[#written + 1], written[#written + 2] = true, q, d
     end
-    stored = true
   end
   if heard then redis.call('PUBLISH', notes, 'm' .. g .. ' ' .. id .. ' ' .. keyheader .. value) end
-  if n > 0 and rule and stored and delivered(id, n) then
+  if n > 0 and rule and store and delivered(id, n) then
     nq = nq - 1 -- its recipient rule dropped a message
   end
   out[#out + 1] = id
@@ -110,9 +104,9 @@ for i = 1, np do
   out[#out + 1] = n
   out[#out + 1] = nq
 end
-if over > 0 then added = added - dropOldest(over) end
+dropOldest(over)
 M.lt, M.lg, M.gen = fmt(lt), fmt(lg), fmt(gen)
-if added ~= 0 then M.by = fmt((M.by or 0) + added) end
-redis.call('HSET', m, 'lt', M.lt, 'lg', M.lg, 'lu', M.lu, 'ct', M.ct, 'mb', M.mb, 'op', opts, 'gen', M.gen, 'by', M.by or '0')
+if added > 0 then M.by = fmt(M.by + added) end
+redis.call('HSET', m, 'lt', M.lt, 'lg', M.lg, 'lu', M.lu, 'ct', M.ct, 'mb', M.mb, 'op', opts, 'gen', M.gen, 'by', M.by)
 settl(written, nq, eadded, store and expiry and sameCt and now + mt or nil)
 out[o + 1], out[o + 2] = requested(), expired
