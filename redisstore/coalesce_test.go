@@ -10,7 +10,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/caddypush/caddy-push/internal/redistest"
 	"github.com/caddypush/caddy-push/pushstore"
 	"github.com/caddypush/caddy-push/pushstore/storetest"
 )
@@ -18,9 +17,7 @@ import (
 // coalesceStore is a started store on a redis-server of its own (whose
 // statistics and pauses are the test's alone), and an admin client.
 func coalesceStore(t *testing.T) (*Store, *redis.Client) {
-	srv := redistest.Start(t)
-	s := startOn(t, srv, "coalesce:")
-	waitFor(t, "the notes subscription", s.subscribed.Load)
+	srv, s := ownServer(t, "coalesce:")
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = admin.Close() })
 	return s, admin
