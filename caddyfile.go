@@ -3,6 +3,7 @@ package caddypush
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -266,7 +267,7 @@ func (p *Publisher) unmarshalPublisherSub(d *caddyfile.Dispenser, name string) (
 	case "body_timeout":
 		p.BodyTimeout, err = durationArg(d)
 	case "eventsource_event":
-		p.EventSourceEvent, err = expressionArg(d)
+		p.EventSourceEvent, err = eventArg(d)
 	default:
 		return false, nil
 	}
@@ -284,6 +285,17 @@ func expressionArg(d *caddyfile.Dispenser) (string, error) {
 		return "", d.Errf("%v", err)
 	}
 	return v, nil
+}
+
+// eventArg reads eventsource_event: an expression whose text holds no line
+// break, which no event name may hold (eventName would drop the name at
+// run time, silently).
+func eventArg(d *caddyfile.Dispenser) (string, error) {
+	v, err := expressionArg(d)
+	if err == nil && strings.ContainsAny(v, "\r\n") {
+		return "", d.Errf("eventsource_event %q holds a line break, which an event name cannot hold", v)
+	}
+	return v, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -395,7 +407,7 @@ func (s *Subscriber) unmarshalSubscriberSub(d *caddyfile.Dispenser, name string)
 		v, err = oneArg(d)
 		s.HTTPRawStreamSeparator = &v
 	case "eventsource_event":
-		s.EventSourceEvent, err = expressionArg(d)
+		s.EventSourceEvent, err = eventArg(d)
 	case "longpoll_multipart_response":
 		if s.LongPollMultipart, err = oneArg(d); err == nil {
 			if _, perr := parseLongPollMultipart(s.LongPollMultipart); perr != nil {
@@ -665,6 +677,14 @@ func parseSize(v string) (int64, error) {
 			return 0, strconv.ErrRange
 		}
 		return int64(v), nil
+	}
+	// humanize reads a comma as a thousands separator (1,5M is 15 MB to
+	// it) and drops a fraction of a byte (1.5 is 1, 0.5 is 0: the default)
+	if strings.Contains(v, ",") {
+		return 0, strconv.ErrSyntax
+	}
+	if f, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimRight(v, "Bb")), 64); err == nil && f != math.Trunc(f) {
+		return 0, strconv.ErrSyntax
 	}
 	u, err := humanize.ParseBytes(v)
 	if err != nil || u > maxSize {

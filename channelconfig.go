@@ -150,15 +150,21 @@ func (cc *ChannelConfig) channelKeys(w http.ResponseWriter, r *http.Request) (ke
 			ids = append(ids, id)
 			continue
 		}
-		parts := strings.Split(id, cc.ChannelIDSplitDelimiter)
+		// At most one more part than there is room for is split off (the
+		// last holds the rest), so a list too long costs no string per
+		// channel before it is refused.
+		room := maxChannelsPerSub - len(ids)
+		parts := strings.SplitN(id, cc.ChannelIDSplitDelimiter, room+2)
 		if len(parts) > 1 && parts[len(parts)-1] == "" {
 			parts = parts[:len(parts)-1] // as nchan: a trailing delimiter is dropped
+		}
+		if len(parts) > room {
+			return nil, tooManyChannels(w)
 		}
 		ids = append(ids, parts...)
 	}
 	if len(ids) > maxChannelsPerSub {
-		writeText(w, http.StatusForbidden, "Too many channels: at most "+strconv.Itoa(maxChannelsPerSub)+".")
-		return nil, false
+		return nil, tooManyChannels(w)
 	}
 	keys = make([]string, len(ids))
 	for i, id := range ids {
@@ -175,6 +181,13 @@ func (cc *ChannelConfig) channelKeys(w http.ResponseWriter, r *http.Request) (ke
 	}
 	repl.Set("http.push.channel_id", strings.Join(ids, ","))
 	return keys, true
+}
+
+// tooManyChannels refuses a subscriber on more than maxChannelsPerSub
+// channels.
+func tooManyChannels(w http.ResponseWriter) bool {
+	writeText(w, http.StatusForbidden, "Too many channels: at most "+strconv.Itoa(maxChannelsPerSub)+".")
+	return false
 }
 
 // queryExpr reports whether a channel id expression is exactly

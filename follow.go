@@ -39,6 +39,10 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 		writeText(w, http.StatusBadRequest, badIDText)
 		return nil
 	}
+	if t == tWebSocket && s.Publish != nil && s.wsPublish && lineBreakIn(r.Header) {
+		writeText(w, http.StatusBadRequest, lineBreakText) // what its frames would publish
+		return nil
+	}
 	if t == tWebSocket && !s.wsHandshakeOK(r) {
 		// Refused before it subscribes, so it displaces no one and takes
 		// no message; the upgrader answers why.

@@ -90,10 +90,14 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	if r.ContentLength == 0 {
 		return &body{}, nil
 	}
+	var src io.Reader = r.Body
+	if expectsContinue(r) {
+		src = &continueReader{Reader: r.Body, h: w.Header()}
+	}
 	if timeout > 0 {
 		deadline := time.Now().Add(timeout)
 		lift := bodyDeadline(w, r, deadline)
-		bd, err := readInto(r.Body, r.ContentLength, limit)
+		bd, err := readInto(src, r.ContentLength, limit)
 		if err == nil {
 			lift() // a refused body keeps its deadline: nothing waits for the rest
 		} else if isTimeout(err) && !time.Now().Before(deadline) {
@@ -103,7 +107,43 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 		}
 		return bd, err
 	}
-	return readInto(r.Body, r.ContentLength, limit)
+	return readInto(src, r.ContentLength, limit)
+}
+
+// expectsContinue reports whether r's client waits for 100 Continue
+// before it sends its body (HTTP/1.1 Expect: 100-continue).
+func expectsContinue(r *http.Request) bool {
+	return r.ProtoMajor == 1 && r.ProtoMinor >= 1 && r.ContentLength != 0 && headerHasToken(r.Header.Get("Expect"), "100-continue")
+}
+
+// closeUnlessRead makes the answer to a request whose client waits for 100
+// Continue close the connection, unless its body is read (continueReader
+// lifts it). net/http does so itself for a body left unread, but Caddy
+// replaces the request's Body with its own reader, which hides the
+// expectation from net/http: it would then read the body the client never
+// sends before the answer goes out, and the client would get nothing until
+// a read timeout.
+func closeUnlessRead(w http.ResponseWriter, r *http.Request) {
+	if expectsContinue(r) {
+		w.Header().Set("Connection", "close")
+	}
+}
+
+// continueReader is the body of a request that expects 100 Continue: its
+// first read sends 100 Continue, and the client then sends the body, so
+// the answer need not close the connection (closeUnlessRead) any more.
+type continueReader struct {
+	io.Reader
+	h    http.Header
+	read bool
+}
+
+func (c *continueReader) Read(p []byte) (int, error) {
+	if !c.read {
+		c.read = true
+		c.h.Del("Connection")
+	}
+	return c.Reader.Read(p)
 }
 
 // readInto reads src, want bytes (-1: unknown, to EOF), into a buffer

@@ -185,6 +185,8 @@ func (p *Publisher) Validate() error {
 		return fmt.Errorf("max_message_size must be from 0 to %d bytes, got %d", int64(maxSize), p.MaxMessageSize)
 	case p.BodyTimeout < 0:
 		return fmt.Errorf("body_timeout must not be negative")
+	case strings.ContainsAny(p.EventSourceEvent, "\r\n"):
+		return fmt.Errorf("eventsource_event %q holds a line break, which an event name cannot hold", p.EventSourceEvent)
 	}
 	return nil
 }
@@ -193,6 +195,8 @@ const publisherMethods = "GET, POST, PUT, DELETE, OPTIONS"
 
 // ServeHTTP answers a publisher request (docs/protocol.md, "Publisher").
 func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	// a POST's body read lifts it
+	closeUnlessRead(w, r)
 	way := pubHTTP // a pub/sub location hands over requests only
 	if !p.pubsub && isWebSocketUpgrade(r) {
 		way = pubWebSocket
@@ -212,6 +216,10 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 	}
 	p.nameEvent(r)
 	if way == pubWebSocket {
+		if lineBreakIn(r.Header) {
+			writeText(w, http.StatusBadRequest, lineBreakText)
+			return nil
+		}
 		p.serveWebSocket(w, r, key)
 		return nil
 	}
@@ -268,6 +276,20 @@ func eventName(v string) string {
 	return v
 }
 
+// lineBreakIn reports whether the X-EventSource-Event or Content-Type of a
+// request, which what it publishes is stored with, holds a line break.
+// net/http refuses one in a header a client sends, but a handler before
+// this one may set them from placeholders (request_header ... {query.ev}
+// decodes %0A): a line break would forge lines of EventSource events and
+// multipart part headers, and the Redis store ends each of the two with a
+// newline before the body.
+func lineBreakIn(h http.Header) bool {
+	return strings.ContainsAny(h.Get("X-EventSource-Event"), "\r\n") || strings.ContainsAny(h.Get("Content-Type"), "\r\n")
+}
+
+// lineBreakText is the reason of the 400 answering lineBreakIn.
+const lineBreakText = "X-EventSource-Event or Content-Type holds a line break."
+
 // replaceAll evaluates the placeholders of expr for r.
 func replaceAll(r *http.Request, expr string) string {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -288,6 +310,10 @@ func publishRequest(w http.ResponseWriter, r *http.Request, store pushstore.Stor
 	limits bodyLimits, opts pushstore.PublishOptions, logger *zap.Logger,
 ) (status int, err error) {
 	defer func() { countPublish(status) }()
+	if lineBreakIn(r.Header) {
+		writeText(w, http.StatusBadRequest, lineBreakText)
+		return http.StatusBadRequest, nil
+	}
 	bd, err := readBody(w, r, limits.maxSize, limits.timeout)
 	if err != nil {
 		return bodyRefusal(w, err, limits)

@@ -294,6 +294,8 @@ func (s *Subscriber) Validate() error {
 		return fmt.Errorf("ping intervals must not be negative")
 	case s.StreamQueueSize < 0:
 		return fmt.Errorf("stream_queue_size must not be negative")
+	case strings.ContainsAny(s.EventSourceEvent, "\r\n"):
+		return fmt.Errorf("eventsource_event %q holds a line break, which an event name cannot hold", s.EventSourceEvent)
 	}
 	if s.Publish != nil {
 		if len(s.Publish.Transports) > 0 {
@@ -312,6 +314,9 @@ const subscriberMethods = "GET, OPTIONS"
 // with as few calls as it can be (see wait); the other transports have
 // their own functions.
 func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method != http.MethodGet {
+		closeUnlessRead(w, r) // a publication's body read lifts it
+	}
 	switch r.Method {
 	case http.MethodGet:
 	case http.MethodOptions:
@@ -333,7 +338,10 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 		fallthrough
 	default:
 		allow := subscriberMethods
-		if s.Publish != nil { // a pub/sub location without http: DELETE still works
+		switch {
+		case s.Publish != nil && s.httpPublish:
+			allow = publisherMethods
+		case s.Publish != nil: // a pub/sub location without http: DELETE still works
 			allow = "GET, DELETE, OPTIONS"
 		}
 		w.Header().Set("Allow", allow)

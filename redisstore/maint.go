@@ -248,11 +248,11 @@ func (s *Store) scan(ctx context.Context, pattern string) ([]string, error) {
 // globEscape escapes the pattern characters of Redis's SCAN MATCH.
 func globEscape(v string) string {
 	var b strings.Builder
-	for _, r := range v {
-		if strings.ContainsRune(`*?[]\`, r) {
+	for i := 0; i < len(v); i++ { // bytes: a key need not be UTF-8
+		if strings.IndexByte(`*?[]\`, v[i]) >= 0 {
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(v[i])
 	}
 	return b.String()
 }
