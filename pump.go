@@ -235,10 +235,10 @@ func (p *pump) tick() bool {
 			return false
 		}
 		p.sub.Sent() // the flush sent what a parked write left
-		p.pingAt += int64(p.ping)
-		if p.pingAt <= now {
-			p.pingAt = now + int64(p.ping)
-		}
+		// The next ping, and with it a WebSocket's check for this one's
+		// pong, comes a whole interval after this one went out: a ping
+		// held back by a blocked write leaves the client no less time.
+		p.pingAt = nanotime() + int64(p.ping)
 	}
 	if p.timeout > 0 && now >= p.timeoutAt() {
 		p.unpark()
