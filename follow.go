@@ -176,11 +176,15 @@ func (s *Subscriber) pollMany(w http.ResponseWriter, r *http.Request, sub pushst
 		defer t.Stop()
 		timeout = t.C
 	}
+	conn := watchConn(r)
+	defer unwatch(conn)
 	select {
 	case <-sub.Ready():
 	case <-timeout:
 		sub.Cancel()
 	case <-r.Context().Done():
+		return
+	case <-conn.Gone():
 		return
 	}
 	var buf [1]pushstore.Delivery

@@ -199,7 +199,7 @@ func startHTTPStream(w http.ResponseWriter, r *http.Request) httpStream {
 	if d := goDirect(w, r); d != nil {
 		return httpStream{w: d, direct: d, cut: d.cut}
 	}
-	return httpStream{w: w, rc: rc, gone: r.Context().Done(), cut: deadlineCut(w)}
+	return httpStream{w: w, rc: rc, gone: leftOrGone(r), cut: deadlineCut(w)}
 }
 
 func (hs httpStream) canInline() bool { return hs.direct != nil && hs.direct.raw != nil }

@@ -170,6 +170,7 @@ func (Subscriber) CaddyModule() caddy.ModuleInfo {
 func (s *Subscriber) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
 	s.setDefaults()
+	registerConn(ctx)
 	var err error
 	if err = s.parseTransports(); err != nil {
 		return err
@@ -432,6 +433,8 @@ func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, su
 	}
 	streams[tLongPoll].Add(1)
 	defer streams[tLongPoll].Add(-1)
+	conn := watchConn(r)
+	defer unwatch(conn)
 	select {
 	case <-sub.Ready():
 		s.answer(w, r, sub)
@@ -439,6 +442,8 @@ func (s *Subscriber) wait(w http.ResponseWriter, r *http.Request, key string, su
 		sub.Cancel()
 		s.answer(w, r, sub) // a message that came just before the cancel, or 304
 	case <-r.Context().Done():
+		sub.Cancel()
+	case <-conn.Gone():
 		sub.Cancel()
 	}
 }
