@@ -1,6 +1,8 @@
 package caddypush
 
 import (
+	"crypto/tls"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -47,4 +49,41 @@ func TestClientThatSentMoreAndLeft(t *testing.T) {
 		waitFor(t, "the wait of client "+itoa(i)+" (it sent bytes and left) to end",
 			func() bool { return waiters(t, "/"+l.ch) == 0 })
 	}
+}
+
+// TestClientThatSentMoreAndLeftOverTLS: the same for a long-poll over
+// HTTPS (HTTP/1.1), whose connection the probe finds under the TLS one.
+func TestClientThatSentMoreAndLeftOverTLS(t *testing.T) {
+	tester := startMain(t)
+	load(tester, strings.Replace(mainConfig, ":9080 {", "https://localhost:9443 {\n\ttls internal\n\tpush_publisher /tls/pub\n\tpush_subscriber /tls/sub\n}\n:9080 {", 1))
+	defer load(tester, mainConfig)
+	dial := func() *tls.Conn {
+		c, err := tls.Dial("tcp", "localhost:9443", &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}) // Caddy's internal CA
+		if err != nil {
+			return nil
+		}
+		return c
+	}
+	waitFor(t, "HTTPS with the internal certificate", func() bool {
+		c := dial()
+		if c != nil {
+			c.Close()
+		}
+		return c != nil
+	})
+	ch := chanName(t, "tls")
+	c := dial()
+	if c == nil {
+		t.Fatal("no TLS connection")
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /tls/sub?id="+ch+" HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the long-poll to wait", func() bool { return waiters(t, "/"+ch) == 1 })
+	if _, err := io.WriteString(c, "x"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	waitFor(t, "the long-poll of the client that sent a byte and left to end", func() bool { return waiters(t, "/"+ch) == 0 })
 }
