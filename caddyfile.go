@@ -155,7 +155,10 @@ func (cc *ChannelConfig) unmarshalChannelSub(d *caddyfile.Dispenser, name string
 	case "max_channel_id_length":
 		cc.MaxChannelIDLength, err = intArg(d, 1)
 	case "allow_origin":
-		cc.AllowOrigin, err = oneArg(d)
+		// Empty would be the default, *: the widest, not what "" suggests.
+		if cc.AllowOrigin, err = oneArg(d); err == nil && cc.AllowOrigin == "" {
+			err = d.Errf("allow_origin needs an origin, or * for any")
+		}
 	case "allow_credentials":
 		cc.AllowCredentials, err = onOffArg(d)
 	default:

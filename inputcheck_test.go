@@ -148,7 +148,8 @@ func TestTooManyChannelsRefusedCheaply(t *testing.T) {
 // message would keep its own name: eventName drops it at run time), and
 // sizes humanize reads by other rules than ours (`1,5M` as 15 MB, a comma
 // being a thousands separator to it; `1.5` as 1 byte; `0.5` as 0 bytes,
-// which is then the 1 MiB default).
+// which is then the 1 MiB default); an empty allow_origin (which the JSON's
+// zero value makes the default, *: any origin, the widest there is).
 func TestCaddyfileRefusesValuesItCannotUse(t *testing.T) {
 	for _, line := range []string{
 		"eventsource_event \"a\nb\"",
@@ -156,6 +157,7 @@ func TestCaddyfileRefusesValuesItCannotUse(t *testing.T) {
 		"max_message_size 1,5M",
 		"max_message_size 1.5",
 		"max_message_size 0.5",
+		`allow_origin ""`,
 	} {
 		cfg := ":8080 {\n\tpush_publisher {\n\t\t" + line + "\n\t}\n}\n"
 		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
