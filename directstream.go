@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -102,6 +101,9 @@ func goDirect(w http.ResponseWriter, r *http.Request) *directConn {
 // when a server speaks HTTP/1.1 alone), which reads the connection's
 // first bytes and writes through.
 func rawOf(c net.Conn) syscall.RawConn {
+	if !rawIO {
+		return nil
+	}
 	if reflect.TypeOf(c).String() == "*caddyhttp.http2Conn" {
 		inner, ok := reflect.ValueOf(c).Elem().FieldByName("Conn").Interface().(net.Conn)
 		if !ok {
@@ -176,26 +178,7 @@ func (l *leftover) waitReadable() {
 	if l.raw == nil {
 		return
 	}
-	var b [1]byte
-	_ = l.raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return n > 0 || err != syscall.EAGAIN // bytes, the end, or an error the read will see
-	})
-}
-
-// writeRaw is write(2) on a non-blocking socket, which returns at once,
-// without telling the scheduler it entered a system call: a publisher
-// writing to thousands of parked streams in a row does not have its
-// processor handed to another thread while one write takes long.
-func writeRaw(fd uintptr, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
+	_ = l.raw.Read(readable)
 }
 
 // writePending writes what a write that must not block left, to c.
