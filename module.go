@@ -76,8 +76,13 @@ type App struct {
 // Destruct, a store ends with Close.
 type pooled struct{ pushstore.Store }
 
-// Destruct closes the store: its last user is gone.
+// Destruct closes the store: its last user is gone. The WebSockets that
+// publish into it are closed first (1001), as its subscribers' streams
+// end: left open, they would go on publishing into the closed store, and
+// the subscribers of the config's new store would never get what they
+// send.
 func (p pooled) Destruct() error {
+	publishingSockets.goingAway(caddy.Log().Named("push"), p.Store)
 	if r, ok := p.Store.(pushstore.Runner); ok {
 		return r.Close()
 	}
@@ -250,7 +255,7 @@ func (h stoppingHandler) Handle(context.Context, caddy.Event) error {
 		n := r.ReleaseAll()
 		h.app.logger.Info("released waiting subscribers for exit", zap.Int("waiters", n))
 	}
-	if n := publishingSockets.goingAway(h.app.logger); n > 0 {
+	if n := publishingSockets.goingAway(h.app.logger, nil); n > 0 {
 		h.app.logger.Info("closed publishing websockets for exit", zap.Int("sockets", n))
 	}
 	// The streams on hijacked connections (WebSockets, direct HTTP/1.1

@@ -8,6 +8,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
+
+	"github.com/caddypush/caddy-push/pushstore"
 )
 
 // This file holds publishing over a WebSocket to a publisher location, as
@@ -63,7 +65,7 @@ func (p *Publisher) serveWebSocket(w http.ResponseWriter, r *http.Request, key s
 		return // the upgrader answered
 	}
 	hijacked.Add() // the exit waits for the socket's end
-	publishingSockets.add(conn)
+	publishingSockets.add(conn, p.store)
 	format, _ := negotiateInfo(r.Header.Get("Accept"))
 	typing := typingOf(r.Header)
 	p.logger.Debug("websocket publisher opened", zap.String("channel", key))
@@ -106,22 +108,24 @@ func finishClose(conn *websocket.Conn) {
 }
 
 // publishingSockets are the open WebSockets of publisher locations, which
-// the exit closes (1001 Going Away): no store release ends them, as it
-// ends a subscriber's stream.
+// the exit, and the closing of the store they publish into (a reload that
+// switches stores), close (1001 Going Away): no store release ends them,
+// as it ends a subscriber's stream.
 var publishingSockets socketSet
 
-// socketSet is a set of open WebSockets.
+// socketSet is a set of open WebSockets, each with the store it publishes
+// into.
 type socketSet struct {
 	mu    sync.Mutex
-	conns map[*websocket.Conn]struct{}
+	conns map[*websocket.Conn]pushstore.Store
 }
 
-func (s *socketSet) add(c *websocket.Conn) {
+func (s *socketSet) add(c *websocket.Conn, store pushstore.Store) {
 	s.mu.Lock()
 	if s.conns == nil {
-		s.conns = map[*websocket.Conn]struct{}{}
+		s.conns = map[*websocket.Conn]pushstore.Store{}
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = store
 	s.mu.Unlock()
 }
 
@@ -138,19 +142,27 @@ func (s *socketSet) len() int {
 	return len(s.conns)
 }
 
-// goingAway sends every socket a close frame (1001), and closes those
-// whose client has not answered it within wsCloseWait. It returns how
-// many sockets were open.
-func (s *socketSet) goingAway(logger *zap.Logger) int {
+// goingAway sends every socket that publishes into store (every socket,
+// if store is nil) a close frame (1001), and closes those whose client
+// has not answered it within wsCloseWait. It returns how many sockets it
+// closed.
+func (s *socketSet) goingAway(logger *zap.Logger, store pushstore.Store) int {
 	s.mu.Lock()
 	conns := make([]*websocket.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
+	for c, st := range s.conns {
+		if store == nil || st == store {
+			conns = append(conns, c)
+		}
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		closeWebSocket(c, websocket.CloseGoingAway, "", logger)
-		time.AfterFunc(wsCloseWait, func() { _ = c.NetConn().Close() })
+		// Each on its own: a client that reads nothing holds its close
+		// frame's write for up to a second, and a reload that switches
+		// stores waits here.
+		go func() {
+			closeWebSocket(c, websocket.CloseGoingAway, "", logger)
+			time.AfterFunc(wsCloseWait, func() { _ = c.NetConn().Close() })
+		}()
 	}
 	return len(conns)
 }
