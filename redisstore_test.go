@@ -419,6 +419,21 @@ func (p *caddyProc) load(t *testing.T, cfg string) resp {
 	return r
 }
 
+// switchToRedis reloads a Caddy binary's running config onto a Redis store
+// at addr, under a key prefix of its own beginning with name, which it
+// returns.
+func (p *caddyProc) switchToRedis(t *testing.T, addr, name string) string {
+	t.Helper()
+	cfg := p.adminGet(t, "/config/").body
+	prefix := fmt.Sprintf("%s%d:", name, time.Now().UnixNano())
+	cfg = strings.Replace(cfg, `"apps":{`, `"apps":{"push":{"store":{"backend":"redis","addresses":["`+addr+
+		`"],"key_prefix":"`+prefix+`"}},`, 1)
+	if r := p.load(t, cfg); r.status != 200 {
+		t.Fatalf("reload onto Redis: %d %q", r.status, r.body)
+	}
+	return prefix
+}
+
 // adminGet GETs an admin API path of a Caddy binary.
 func (p *caddyProc) adminGet(t *testing.T, path string) resp {
 	t.Helper()
@@ -718,13 +733,7 @@ func TestSwitchStoreOnReload(t *testing.T) {
 	got := make(chan resp, 1)
 	getAsync(h1Client, p.url+"/sub?id=sw", got)
 	waitFor(t, "a waiter on the memory store", func() bool { return p.subscribers(t, "sw") == 1 })
-	cfg := p.adminGet(t, "/config/").body
-	prefix := fmt.Sprintf("switch%d:", time.Now().UnixNano())
-	cfg = strings.Replace(cfg, `"apps":{`, `"apps":{"push":{"store":{"backend":"redis","addresses":["`+srv.Addr()+
-		`"],"key_prefix":"`+prefix+`"}},`, 1)
-	if r := p.load(t, cfg); r.status != 200 {
-		t.Fatalf("reload onto Redis: %d %q", r.status, r.body)
-	}
+	prefix := p.switchToRedis(t, srv.Addr(), "switch")
 	if r := <-got; r.status != 304 {
 		t.Fatalf("waiter of the closed memory store: %d %q, want 304", r.status, r.body)
 	}

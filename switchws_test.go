@@ -2,7 +2,6 @@ package caddypush
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -32,13 +31,7 @@ func TestSwitchStoreEndsPublishingWebSockets(t *testing.T) {
 	if _, info := wsRead(t, pub); !strings.Contains(info, "queued messages: 1") {
 		t.Fatalf("the answer to a frame on the memory store: %q", info)
 	}
-	cfg := p.adminGet(t, "/config/").body
-	prefix := fmt.Sprintf("switchws%d:", time.Now().UnixNano())
-	cfg = strings.Replace(cfg, `"apps":{`, `"apps":{"push":{"store":{"backend":"redis","addresses":["`+srv.Addr()+
-		`"],"key_prefix":"`+prefix+`"}},`, 1)
-	if r := p.load(t, cfg); r.status != 200 {
-		t.Fatalf("reload onto Redis: %d %q", r.status, r.body)
-	}
+	p.switchToRedis(t, srv.Addr(), "switchws")
 	got := make(chan resp, 1)
 	getAsync(h1Client, p.url+"/sub?id=pw", got)
 	waitFor(t, "the waiter on Redis", func() bool { return p.subscribers(t, "pw") == 1 })
