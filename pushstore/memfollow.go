@@ -15,6 +15,19 @@ func (s *MemoryStore) Follow(keys []string, req FollowRequest) (Subscription, er
 }
 
 func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, error) {
+	if req.OneShot && !req.NoWait && len(keys) > 1 {
+		// A multiplexed long-poll first looks at every channel, waiting
+		// on none, and is answered with the oldest stored message if one
+		// has any: registered on an earlier channel while it looked at a
+		// later one, it would be pushed a live message, its answer, whose
+		// compound id moves past an older second's stored message of the
+		// later channel (lost). Only one with nothing stored registers.
+		look := req
+		look.OneShot, look.NoWait = false, true
+		if sub, err := s.follow(keys, look); err != nil || sub != nil {
+			return sub, err
+		}
+	}
 	ms := newMemSub(s, len(keys), req.OneShot || req.NoWait, req.QueueBytes)
 	ms.OnBehind = req.OnBehind
 	if s.closing.Load() && !req.NoWait {
@@ -42,7 +55,7 @@ func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, er
 	if req.NoWait && len(backlog) == 0 {
 		return nil, nil
 	}
-	if !req.OneShot && !req.NoWait {
+	if !req.OneShot && !req.NoWait && !ms.Ended() {
 		// The last channel's backlog was counted by its join.
 		s.delivered.Add(uint64(len(backlog)))
 		ByChannel(backlog[:last], func(ch int, ds []Delivery) { s.receivedAll(keys[ch], ds) })
@@ -119,7 +132,9 @@ func (s *MemoryStore) join(ms *memSub, i int, key string, req FollowRequest, cur
 	}
 	ms.chans[i] = c
 	c.subs.Add(&ms.members[i])
-	if i == len(ms.chans)-1 && !req.OneShot {
+	if i == len(ms.chans)-1 && !req.OneShot && !ms.Ended() {
+		// (A stream already ended, by the deletion or a `last`
+		// displacement on an earlier channel, is sent nothing.)
 		s.receivedStored(c, c.msgs[from:])
 	}
 	return backlog, nil

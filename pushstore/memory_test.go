@@ -356,9 +356,10 @@ func TestOneShotKeepsWhatWasCounted(t *testing.T) {
 		wantAnswer string
 		wantLeft   map[string]int // messages each channel still holds
 	}{
-		// a has nothing: the poll waits there, and a1 pushed to it is
-		// the answer; b0 stays for the next poll.
-		{"live", []string{"g/b/b0"}, "a1", map[string]int{"g/a": 0, "g/b": 1}},
+		// b0 is stored: the poll, which looks at every channel before it
+		// waits on any, is answered b0, and a1, published as it looks
+		// at b, stays stored, uncounted, for the next poll.
+		{"stored", []string{"g/b/b0"}, "b0", map[string]int{"g/a": 1, "g/b": 0}},
 		// a has a0, the answer: the poll does not wait on a, and a1
 		// stays stored, uncounted.
 		{"backlog", []string{"g/a/a0", "g/b/b0"}, "a0", map[string]int{"g/a": 1, "g/b": 1}},

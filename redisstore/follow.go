@@ -17,6 +17,15 @@ import (
 // that no notification passes between the script and the list, and the
 // script answers its backlog; the backlogs are merged in publication order.
 func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Subscription, error) {
+	if req.OneShot && !req.NoWait && len(keys) > 1 {
+		// A multiplexed long-poll first looks at every channel (mode n),
+		// as the memory store's does: see pushstore's follow.
+		look := req
+		look.OneShot, look.NoWait = false, true
+		if sub, err := s.Follow(keys, look); err != nil || sub != nil {
+			return sub, err
+		}
+	}
 	oneShot := req.OneShot || req.NoWait
 	sub := newRedisSub(s, len(keys), oneShot, req.QueueBytes)
 	sub.OnBehind = req.OnBehind
@@ -34,6 +43,14 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 	var backlog []pushstore.Delivery
 	uncounted := 0 // the backlog of channels before the last, for a stream
 	for i, key := range keys {
+		if i > 0 && !oneShot && sub.Ended() {
+			// An earlier channel ended the stream (deleted, or a `last`
+			// subscriber displaced it): it is sent nothing, so it takes
+			// nothing from the later channels (their script counts a
+			// stream's backlog as delivered).
+			sub.Cancel()
+			return sub, nil
+		}
 		m := &sub.members[i]
 		m.key = key
 		cursor := cursorScore(false, pushstore.MessageID{}, req.Start)
