@@ -410,12 +410,21 @@ func TestRedisNotUpAtStart(t *testing.T) {
 }
 
 // load posts a JSON config to a Caddy binary's admin /load, then drops the
-// client's idle connections: the old server closes them, and a POST sent
-// on one would fail.
+// client's idle connections and waits until a request is served on a
+// connection of the site: the old server closes its connections as it
+// shuts down (one just accepted too, which a POST sent on it, not retried
+// as a GET is, would find reset), and the next requests reuse the one
+// that served.
 func (p *caddyProc) load(t *testing.T, cfg string) resp {
 	t.Helper()
 	r := do(t, h1Client, "POST", "http://"+p.admin+"/load", strings.NewReader(cfg), "Content-Type", "application/json")
 	h1Client.CloseIdleConnections()
+	if r.status == 200 {
+		waitFor(t, "the site to serve after the reload", func() bool {
+			_, err := doCtx(context.Background(), h1Client, "OPTIONS", p.url+"/", nil)
+			return err == nil
+		})
+	}
 	return r
 }
 
@@ -568,10 +577,7 @@ func TestRedisMemoryCap(t *testing.T) {
 	// Start without a budget and warm up (connections, scripts), then load
 	// the budget on top of what Redis uses now.
 	p := runCaddyGlobal(t, redisGlobal(srv.Addr(), "cap:"), redisSite)
-	// On a connection of its own: the reload below closes the old server's
-	// idle connections, and one not yet back in the client's pool when
-	// load drops them would carry the next POST into a reset.
-	do(t, h1Client, "POST", p.url+"/pub?id=warm", strings.NewReader("up"), "Connection", "close")
+	post(t, p.url+"/pub?id=warm", "up")
 	budget := used() + 512<<10
 	cfg := p.adminGet(t, "/config/").body
 	cfg = strings.Replace(cfg, `"store":{`, fmt.Sprintf(`"max_reserved_memory":%d,"store":{`, budget), 1)
