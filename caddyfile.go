@@ -290,13 +290,14 @@ func expressionArg(d *caddyfile.Dispenser) (string, error) {
 	return v, nil
 }
 
-// eventArg reads eventsource_event: an expression whose text holds no line
-// break, which no event name may hold (eventName would drop the name at
-// run time, silently).
+// eventArg reads eventsource_event: an expression that checkEventSetting
+// takes.
 func eventArg(d *caddyfile.Dispenser) (string, error) {
 	v, err := expressionArg(d)
-	if err == nil && strings.ContainsAny(v, "\r\n") {
-		return "", d.Errf("eventsource_event %q holds a line break, which an event name cannot hold", v)
+	if err == nil {
+		if cerr := checkEventSetting(v); cerr != nil {
+			return "", d.Errf("%v", cerr)
+		}
 	}
 	return v, err
 }

@@ -185,10 +185,8 @@ func (p *Publisher) Validate() error {
 		return fmt.Errorf("max_message_size must be from 0 to %d bytes, got %d", int64(maxSize), p.MaxMessageSize)
 	case p.BodyTimeout < 0:
 		return fmt.Errorf("body_timeout must not be negative")
-	case strings.ContainsAny(p.EventSourceEvent, "\r\n"):
-		return fmt.Errorf("eventsource_event %q holds a line break, which an event name cannot hold", p.EventSourceEvent)
 	}
-	return nil
+	return checkEventSetting(p.EventSourceEvent)
 }
 
 const publisherMethods = "GET, POST, PUT, DELETE, OPTIONS"
@@ -264,6 +262,16 @@ func (p *Publisher) nameEvent(r *http.Request) {
 	if v := eventName(replaceAll(r, p.EventSourceEvent)); v != "" {
 		r.Header.Set("X-EventSource-Event", v)
 	}
+}
+
+// checkEventSetting refuses an eventsource_event setting that holds a line
+// break, which no event name may hold (eventName would drop the name at
+// run time, silently).
+func checkEventSetting(v string) error {
+	if strings.ContainsAny(v, "\r\n") {
+		return fmt.Errorf("eventsource_event %q holds a line break, which an event name cannot hold", v)
+	}
+	return nil
 }
 
 // eventName is v as an EventSource event name: "" (none) when it holds a

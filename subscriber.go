@@ -295,8 +295,9 @@ func (s *Subscriber) Validate() error {
 		return fmt.Errorf("ping intervals must not be negative")
 	case s.StreamQueueSize < 0:
 		return fmt.Errorf("stream_queue_size must not be negative")
-	case strings.ContainsAny(s.EventSourceEvent, "\r\n"):
-		return fmt.Errorf("eventsource_event %q holds a line break, which an event name cannot hold", s.EventSourceEvent)
+	}
+	if err := checkEventSetting(s.EventSourceEvent); err != nil {
+		return err
 	}
 	if s.Publish != nil {
 		if len(s.Publish.Transports) > 0 {
