@@ -90,3 +90,72 @@ func TestMultiplexedPollKeepsOlderStoredMessage(t *testing.T) {
 		t.Fatalf("polls echoing the compound id got %q (first Etag %q, Last-Modified %q); want a1 and b0, once each", got, etag, lm)
 	}
 }
+
+// TestMultiplexedStreamIDsFollowPublicationOrder: a publication on a
+// reads the clock (second 100) and is held up before it uses it (the
+// clock hook runs a publication on b, a second later by the clock, in
+// between). A stream on a and b is sent b1 then a1, in publication order,
+// and resuming from the id it was given after a1 must send neither again.
+// The memory store used to take a1's id time before b1's and its Seq
+// after b1's, so a1 came second with an earlier second, the stream's
+// compound id went back a second with it, and the resume sent b1 again.
+func TestMultiplexedStreamIDsFollowPublicationOrder(t *testing.T) {
+	sec := int64(1_800_000_000)
+	var hook func()
+	s := pushstore.NewMemoryStore(1<<20, func() time.Time {
+		v := sec // read, then held up (the hook) before it is used
+		if h := hook; h != nil {
+			hook = nil
+			h()
+		}
+		return time.Unix(v, 0)
+	})
+	opts := pushstore.PublishOptions{StoreMessages: true, MaxBufferLength: 10, ChannelTimeout: time.Hour}
+	keys := []string{"a", "b"}
+	sub, err := s.Follow(keys, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	hook = func() {
+		sec++
+		if _, err := s.Publish("b", &pushstore.Message{Body: []byte("b1")}, opts); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := s.Publish("a", &pushstore.Message{Body: []byte("a1")}, opts); err != nil {
+		t.Fatal(err)
+	}
+	ds, _ := sub.Take(nil)
+	ids := streamIDs(nil, len(keys))
+	var sent []string
+	for _, d := range ds {
+		ids.advance(d.Channel, d.Message.ID)
+		sent = append(sent, string(d.Message.Body)+" "+string(ids.appendID(nil)))
+	}
+	if len(ds) != 2 {
+		t.Fatalf("stream got %q", sent)
+	}
+	if ds[1].Message.ID.Time < ds[0].Message.ID.Time {
+		t.Errorf("stream sent %q: an id of an earlier second after a later one", sent)
+	}
+	resumeSendsNothing(t, s, keys, string(ids.appendID(nil)), sent)
+}
+
+// resumeSendsNothing follows keys from id, as a stream resumed with it
+// does, and fails if anything is sent (sent: what the first stream got).
+func resumeSendsNothing(t *testing.T, s *pushstore.MemoryStore, keys []string, id string, sent []string) {
+	t.Helper()
+	cursors, err := parseID(id, len(keys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Follow(keys, pushstore.FollowRequest{HasCursor: true, Cursors: cursors, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Cancel()
+	if ds, _ := again.Take(nil); len(ds) != 0 {
+		t.Fatalf("stream sent %q; resumed from %s it was sent %q again", sent, id, ds[0].Message.Body)
+	}
+}

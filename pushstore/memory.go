@@ -36,7 +36,10 @@ type MemoryStore struct {
 	published atomic.Uint64
 	delivered atomic.Uint64
 	expired   atomic.Uint64
-	seq       atomic.Uint64 // publication order across channels (Delivery.Seq)
+	// seq is the last publication's Delivery.Seq: the second its id was
+	// given (high 32 bits) and its count within that second (low 32 bits),
+	// taken together by one compare-and-swap (tick).
+	seq atomic.Uint64
 
 	sweeper sweep.Ticker
 	visits  atomic.Int64 // channels collect has looked at, for tests
@@ -241,7 +244,8 @@ func (s *MemoryStore) publish(key string, m *Message, opts PublishOptions) (Publ
 	}
 	defer s.done(c)
 
-	m.ID = c.nextID(now)
+	sec, seq := s.tick(now)
+	m.ID = c.nextID(sec)
 	var st *stored
 	if opts.StoreMessages && opts.MaxBufferLength > 0 { // a buffer of 0 stores nothing
 		st = &stored{Message: m, size: int64(len(m.Body)+len(m.ContentType)+len(m.Event)) + MessageOverhead}
@@ -275,7 +279,6 @@ func (s *MemoryStore) publish(key string, m *Message, opts PublishOptions) (Publ
 	c.opts, c.published = opts, true
 	s.published.Add(1)
 
-	seq := s.seq.Add(1)
 	if st != nil {
 		st.seq = seq
 	}
@@ -290,11 +293,35 @@ func (s *MemoryStore) publish(key string, m *Message, opts PublishOptions) (Publ
 	return res, nil
 }
 
-// nextID assigns the id of a new message: (now, 0), or (last.Time,
-// last.Tag+1) when the last id has the same second or a later one, so ids
-// never go backwards even when the clock does.
-func (c *channel) nextID(now time.Time) MessageID {
-	sec := now.Unix()
+// tick takes a publication's place in the store's order: its Seq and the
+// second of its id (now's, or the store's last if that is later), which
+// never goes back across the store. A publication
+// that read the clock and then waited (for its channel's lock, or
+// preempted), or a clock stepped back, could otherwise give a message an
+// earlier second than another channel's message published before it. A
+// multiplexed subscriber's compound id has one second for all its
+// channels: going back with such a message would repeat the other
+// channel's on resume, and staying (runningID.advance) would skip this
+// channel's next messages. (A count past 32 bits carries into the second:
+// still in order.)
+func (s *MemoryStore) tick(now time.Time) (sec int64, seq uint64) {
+	clock := uint64(max(now.Unix(), 0))
+	for {
+		last := s.seq.Load()
+		next := last + 1
+		if clock > last>>32 {
+			next = clock<<32 | 1
+		}
+		if s.seq.CompareAndSwap(last, next) {
+			return int64(next >> 32), next
+		}
+	}
+}
+
+// nextID assigns the id of a new message in second sec (the store's, which
+// never goes back): (sec, 0), or (last.Time, last.Tag+1) when the
+// channel's last id, or its tomb's, has that second.
+func (c *channel) nextID(sec int64) MessageID {
 	if c.lastID.Time >= sec && !c.lastID.IsZero() {
 		return MessageID{Time: c.lastID.Time, Tag: c.lastID.Tag + 1}
 	}

@@ -342,6 +342,27 @@ func TestIDsNeverGoBackwardsAcrossIncarnations(t *testing.T) {
 	}
 }
 
+// TestIDsFollowPublicationOrderWhenTheClockGoesBack: with the clock
+// stepped back 5 s, a message on another channel takes the store's latest
+// second, not the clock's: a multiplexed subscriber sent a then b must not
+// see b's id go back before a's (its compound id, one second for every
+// channel, could then only repeat a's message on resume or skip b's next
+// ones).
+func TestIDsFollowPublicationOrderWhenTheClockGoesBack(t *testing.T) {
+	clk := newFakeClock()
+	s := NewMemoryStore(1<<20, clk.Now)
+	a := mustPublish(t, s, "/a", "a1", defaultPub).ID
+	clk.Advance(-5 * time.Second)
+	b := mustPublish(t, s, "/b", "b1", defaultPub).ID
+	if b.Time != a.Time {
+		t.Fatalf("b1, published after a1 (%v) with the clock 5 s back, has id %v, want a1's second", a, b)
+	}
+	clk.Advance(6 * time.Second)
+	if c := mustPublish(t, s, "/b", "b2", defaultPub).ID; c.Time != a.Time+1 || c.Tag != 0 {
+		t.Fatalf("b2, a second after a1 (%v) by the clock, has id %v", a, c)
+	}
+}
+
 // TestOneShotKeepsWhatWasCounted publishes on a multiplexed long-poll's
 // first channel while it registers on its second, which has a stored
 // message: the poll must not answer with one message while the other was
