@@ -81,9 +81,10 @@ func TestRefusedExpectContinueAnsweredAtOnce(t *testing.T) {
 }
 
 // TestPubSubAllowNamesWhatItServes: a push_pubsub location's 405 names in
-// Allow the methods it serves (RFC 9110 15.5.6): /ps publishes over http
+// Allow the methods it serves (RFC 9110 15.5.6), and its OPTIONS answer
+// offers them in Access-Control-Allow-Methods: /ps publishes over http
 // (POST and PUT work there), /ps/ws only over WebSocket (POST and PUT get
-// 405, DELETE works).
+// 405, DELETE works; its preflight offered POST and PUT).
 func TestPubSubAllowNamesWhatItServes(t *testing.T) {
 	startMain(t)
 	ch := chanName(t, "a")
@@ -98,6 +99,10 @@ func TestPubSubAllowNamesWhatItServes(t *testing.T) {
 		r := do(t, h1Client, "PATCH", base+tc.path+"?id="+ch, nil)
 		if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != tc.methods {
 			t.Errorf("PATCH %s: %d, Allow %q; want 405, Allow %q", tc.path, r.status, r.header.Get("Allow"), tc.methods)
+		}
+		o := do(t, h1Client, "OPTIONS", base+tc.path+"?id="+ch, nil)
+		if got := o.header.Get("Access-Control-Allow-Methods"); got != tc.methods {
+			t.Errorf("OPTIONS %s: %d, Access-Control-Allow-Methods %q; want %q", tc.path, o.status, got, tc.methods)
 		}
 	}
 }

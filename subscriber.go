@@ -311,6 +311,19 @@ func (s *Subscriber) Validate() error {
 
 const subscriberMethods = "GET, OPTIONS"
 
+// methods is what the location serves, for a 405's Allow and an OPTIONS
+// answer's Access-Control-Allow-Methods: a pub/sub location that publishes
+// over WebSocket only takes DELETE but not POST or PUT.
+func (s *Subscriber) methods() string {
+	switch {
+	case s.Publish != nil && s.httpPublish:
+		return publisherMethods
+	case s.Publish != nil:
+		return "GET, DELETE, OPTIONS"
+	}
+	return subscriberMethods
+}
+
 // ServeHTTP answers a subscriber request (docs/protocol.md, "Subscriber").
 // A single-channel long-poll, the push module's protocol, is answered here
 // with as few calls as it can be (see wait); the other transports have
@@ -324,7 +337,7 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 	case http.MethodOptions:
 		if s.Publish != nil {
 			s.writeCORS(w, r, "If-None-Match, If-Modified-Since, Last-Event-ID, Content-Type, X-EventSource-Event, Origin",
-				publisherMethods)
+				s.methods())
 		} else {
 			s.writeCORS(w, r, "If-None-Match, If-Modified-Since, Origin", subscriberMethods)
 		}
@@ -339,14 +352,7 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 		}
 		fallthrough
 	default:
-		allow := subscriberMethods
-		switch {
-		case s.Publish != nil && s.httpPublish:
-			allow = publisherMethods
-		case s.Publish != nil: // a pub/sub location without http: DELETE still works
-			allow = "GET, DELETE, OPTIONS"
-		}
-		w.Header().Set("Allow", allow)
+		w.Header().Set("Allow", s.methods())
 		writeEmpty(w, http.StatusMethodNotAllowed)
 		return nil
 	}
