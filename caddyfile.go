@@ -629,12 +629,63 @@ func parseDuration(v string) (time.Duration, error) {
 			return 0, strconv.ErrRange
 		}
 	} else if dur, err = caddy.ParseDuration(v); err != nil {
-		return 0, err
+		var nerr error
+		if dur, nerr = parseNginxTime(v); nerr != nil {
+			return 0, err // Caddy's message: it names the unit it did not know
+		}
 	}
 	if dur < 0 {
 		return 0, strconv.ErrRange
 	}
 	return dur, nil
+}
+
+// nginxUnits are nginx's time units (ngx_parse_time): M is 30 days and y
+// 365, as nginx counts them. The longest unit that matches is read (1ms is
+// a millisecond).
+var nginxUnits = []struct {
+	name string
+	d    time.Duration
+}{
+	{"ms", time.Millisecond}, {"s", time.Second}, {"m", time.Minute}, {"h", time.Hour},
+	{"d", 24 * time.Hour}, {"w", 7 * 24 * time.Hour}, {"M", 30 * 24 * time.Hour}, {"y", 365 * 24 * time.Hour},
+}
+
+// parseNginxTime reads a time as nginx writes one, whole numbers each with
+// a unit, `1w`, `1y2M`, `1h30m`: the forms Caddy's parser does not take
+// are nginx's w, M and y.
+func parseNginxTime(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, strconv.ErrSyntax
+	}
+	var total time.Duration
+	for v != "" {
+		i := 0
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+		}
+		n, err := strconv.ParseInt(v[:i], 10, 64)
+		if err != nil {
+			return 0, strconv.ErrSyntax
+		}
+		v = v[i:]
+		unit := -1
+		for j, u := range nginxUnits {
+			if strings.HasPrefix(v, u.name) && (unit < 0 || len(u.name) > len(nginxUnits[unit].name)) {
+				unit = j
+			}
+		}
+		if unit < 0 {
+			return 0, strconv.ErrSyntax
+		}
+		u := nginxUnits[unit]
+		if n > (1<<63-1-int64(total))/int64(u.d) {
+			return 0, strconv.ErrRange
+		}
+		total += time.Duration(n) * u.d
+		v = v[len(u.name):]
+	}
+	return total, nil
 }
 
 func sizeArg(d *caddyfile.Dispenser) (int64, error) {
@@ -680,18 +731,29 @@ func parseSize(v string) (int64, error) {
 		if !(v >= 0 && v <= maxSize) { // NaN and Inf too
 			return 0, strconv.ErrRange
 		}
+		if v != math.Trunc(v) { // 0.1k: a fraction of a byte
+			return 0, strconv.ErrSyntax
+		}
 		return int64(v), nil
 	}
 	// humanize reads a comma as a thousands separator (1,5M is 15 MB to
-	// it) and drops a fraction of a byte (1.5 is 1, 0.5 is 0: the default)
+	// it) and drops a fraction of a byte (1.5 is 1, 0.5 is 0: the default;
+	// 1.0001KB is 1000)
 	if strings.Contains(v, ",") {
-		return 0, strconv.ErrSyntax
-	}
-	if f, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimRight(v, "Bb")), 64); err == nil && f != math.Trunc(f) {
 		return 0, strconv.ErrSyntax
 	}
 	u, err := humanize.ParseBytes(v)
 	if err != nil || u > maxSize {
+		return 0, strconv.ErrSyntax
+	}
+	num = strings.TrimSpace(v)
+	end := 0
+	for end < len(num) && (num[end] >= '0' && num[end] <= '9' || num[end] == '.') {
+		end++
+	}
+	f, ferr := strconv.ParseFloat(num[:end], 64)
+	unit, uerr := humanize.ParseBytes("1" + num[end:])
+	if ferr != nil || uerr != nil || f*float64(unit) != math.Trunc(f*float64(unit)) {
 		return 0, strconv.ErrSyntax
 	}
 	return int64(u), nil

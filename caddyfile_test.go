@@ -95,18 +95,22 @@ func TestParseSizeAndDuration(t *testing.T) {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "M", "-1", "-1M", "ten", "99999999999999999999G", "+5", "NaNM", "InfK", "-0.5M", "+1.5M"} {
+	for _, bad := range []string{"", "M", "-1", "-1M", "ten", "99999999999999999999G", "+5", "NaNM", "InfK", "-0.5M", "+1.5M",
+		"0.1k", "0.3m", "1.0001KB", "1.5B"} { // a fraction of a byte
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("parseSize(%q) accepted", bad)
 		}
 	}
-	durs := map[string]time.Duration{"2h": 2 * time.Hour, "90s": 90 * time.Second, "1d": 24 * time.Hour, "30": 30 * time.Second, "0": 0}
+	durs := map[string]time.Duration{"2h": 2 * time.Hour, "90s": 90 * time.Second, "1d": 24 * time.Hour, "30": 30 * time.Second, "0": 0,
+		"1h30m": 90 * time.Minute, "500ms": 500 * time.Millisecond,
+		// nginx's units beyond Caddy's: w, M (30 days), y (365 days)
+		"1w": 7 * 24 * time.Hour, "2M": 60 * 24 * time.Hour, "1y": 365 * 24 * time.Hour, "1w2d": 9 * 24 * time.Hour, "1M1m": 30*24*time.Hour + time.Minute}
 	for in, want := range durs {
 		if got, err := parseDuration(in); err != nil || got != want {
 			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "soon", "-1s", "-3", "99999999999999999999"} {
+	for _, bad := range []string{"", "soon", "-1s", "-3", "99999999999999999999", "1W", "1.5w", "w", "1w-2d", "99999999999y"} {
 		if _, err := parseDuration(bad); err == nil {
 			t.Errorf("parseDuration(%q) accepted", bad)
 		}
@@ -241,5 +245,26 @@ func TestNginxVariables(t *testing.T) {
 		if got, err := nginxVariables(bad); err == nil {
 			t.Errorf("nginxVariables(%q) = %q, accepted", bad, got)
 		}
+	}
+}
+
+// TestConfigurationDocShowsTheTransportsCaddyfile: configuration.md's
+// working example says it is transports.caddyfiletest's Caddyfile, which
+// the tests adapt and load: it must stay that file's text.
+func TestConfigurationDocShowsTheTransportsCaddyfile(t *testing.T) {
+	doc, err := os.ReadFile("docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, err := os.ReadFile("testdata/caddyfile_adapt/transports.caddyfiletest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ := strings.Cut(string(golden), "----------\n")
+	_, example, _ := strings.Cut(string(doc), "## A working example")
+	_, block, _ := strings.Cut(example, "```caddyfile\n")
+	block, _, _ = strings.Cut(block, "```")
+	if block != want {
+		t.Fatalf("configuration.md's working example is not transports.caddyfiletest's Caddyfile:\n%s", block)
 	}
 }
