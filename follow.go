@@ -72,6 +72,9 @@ func (s *Subscriber) serveFollow(w http.ResponseWriter, r *http.Request, t trans
 		s.serveWebSocket(w, r, keys, sub, ids, st, ended)
 		return nil
 	}
+	// The head's flush may block (an HTTP/2 client that grants no
+	// window): a stream that falls behind meanwhile is cut there too.
+	st.open(deadlineCut(w))
 	sw, hs, ping := s.openHTTPStream(t, w, r)
 	if hs.direct == nil {
 		s.pumpHTTP(sw, hs, sub, ids, ping, st, ended)

@@ -174,7 +174,16 @@ func (ww *wsWriter) message(m *pushstore.Message, ids *runningID) error {
 		}).(*websocket.PreparedMessage))
 	}
 	ww.scratch = appendMeta(ww.scratch[:0], m, ids.appendID(nil))
-	return ww.conn.WriteMessage(frameType(m), ww.scratch)
+	// Compressed here, for this connection alone (its compound id is its
+	// own), into memory first: gorilla's WriteMessage compresses inside
+	// the write, and keeps its flate compressor (1.2 MB) for as long as a
+	// client that reads nothing blocks it (wsWriteTimeout). A prepared
+	// message holds the compressor only while it compresses.
+	pm, err := websocket.NewPreparedMessage(frameType(m), ww.scratch)
+	if err != nil {
+		return err
+	}
+	return ww.conn.WritePreparedMessage(pm)
 }
 
 // appendFrame appends an unmasked, unfragmented frame of opcode op (a
