@@ -29,7 +29,8 @@ func runExample(t *testing.T) *caddyProc {
 		t.Fatal(err)
 	}
 	bin := caddyBinary(t)
-	adminPort, httpPort := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	adminPort, httpPort := ports[0], ports[1]
 	cfg := strings.Replace(string(example), "{\n", fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n", adminPort), 1)
 	cfg = strings.Replace(cfg, "\n:8080 {\n", fmt.Sprintf("\n:%d {\n\tbind 127.0.0.1\n", httpPort), 1)
 	if !strings.Contains(cfg, fmt.Sprintf("admin 127.0.0.1:%d", adminPort)) || !strings.Contains(cfg, fmt.Sprintf(":%d {", httpPort)) {

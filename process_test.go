@@ -54,14 +54,22 @@ func caddyBinary(t *testing.T) string {
 	return binPath
 }
 
-func freePort(t *testing.T) int {
+// freePorts returns n distinct ports free now: each listener stays open
+// until all are chosen, or the kernel may hand the same port out twice (a
+// Caddy given it for both its admin endpoint and its site binds both,
+// SO_REUSEPORT, and the admin endpoint then answers the site's requests).
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // startCaddyProc starts the Caddy binary bin on the Caddyfile cfg, whose
@@ -130,7 +138,8 @@ func runCaddyGlobal(t *testing.T, global, site string) *caddyProc {
 func runCaddyServers(t *testing.T, servers, global, site string) *caddyProc {
 	t.Helper()
 	bin := caddyBinary(t)
-	adminPort, httpPort := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	adminPort, httpPort := ports[0], ports[1]
 	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tservers {\n\t\tprotocols h1 h2c\n%s\n\t}\n%s\n}\nhttp://127.0.0.1:%d {\n%s\n}\n",
 		adminPort, servers, global, httpPort, site)
 	p := startCaddyProc(t, bin, cfg, "", adminPort, httpPort)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -409,23 +410,56 @@ func TestRedisNotUpAtStart(t *testing.T) {
 	waitFor(t, "publishing to work", func() bool { return post(t, p.url+"/pub?id=late", "x").status == 202 })
 }
 
-// load posts a JSON config to a Caddy binary's admin /load, then drops the
-// client's idle connections and waits until a request is served on a
-// connection of the site: the old server closes its connections as it
-// shuts down (one just accepted too, which a POST sent on it, not retried
-// as a GET is, would find reset), and the next requests reuse the one
-// that served.
+// load posts a JSON config to a Caddy binary's admin /load, waits until
+// the old site and admin servers have closed their listening sockets, then
+// drops the client's idle connections. A reload binds new sockets to the
+// same ports (SO_REUSEPORT, caddy's listen_unix.go), and /load answers
+// before the old servers' Shutdown has closed theirs: caddyhttp's App.stop
+// waits only until its shutdown goroutines have started, and the admin
+// endpoint stops its old server in a goroutine of its own. Until then the
+// kernel hands about half of the new connections to an old socket, where
+// the old server resets them (queued when the socket closes, or accepted
+// and read after its Shutdown began, net/http server.go's "if
+// c.server.shuttingDown() { return }"): the POST sent on one fails with
+// "connection reset by peer" or EOF, and a POST is never retried. The
+// connections the old servers served are closed too, hence the drop.
 func (p *caddyProc) load(t *testing.T, cfg string) resp {
 	t.Helper()
 	r := do(t, h1Client, "POST", "http://"+p.admin+"/load", strings.NewReader(cfg), "Content-Type", "application/json")
-	h1Client.CloseIdleConnections()
 	if r.status == 200 {
-		waitFor(t, "the site to serve after the reload", func() bool {
-			_, err := doCtx(context.Background(), h1Client, "OPTIONS", p.url+"/", nil)
-			return err == nil
+		waitFor(t, "the old servers' listeners to close after the reload", func() bool {
+			return listeners(t, p.url) <= 1 && listeners(t, p.admin) <= 1
 		})
 	}
+	h1Client.CloseIdleConnections()
 	return r
+}
+
+// listeners counts the listening TCP sockets on the port of addr (a URL or
+// host:port), from /proc/net/tcp and tcp6 (a site address without bind
+// listens on every interface: tcp6); 0 where they cannot be read (not
+// Linux).
+func listeners(t *testing.T, addr string) int {
+	t.Helper()
+	port, err := strconv.Atoi(addr[strings.LastIndex(addr, ":")+1:])
+	if err != nil {
+		t.Fatalf("no port in %q", addr)
+	}
+	suffix := fmt.Sprintf(":%04X", port)
+	n := 0
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st ...; st 0A is LISTEN.
+			if f := strings.Fields(line); len(f) > 3 && strings.HasSuffix(f[1], suffix) && f[3] == "0A" {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // switchToRedis reloads a Caddy binary's running config onto a Redis store
