@@ -651,7 +651,11 @@ func TestRedisMemoryCap(t *testing.T) {
 	}
 	rc.ConfigSet(context.Background(), "maxmemory", "0")
 	if r := post(t, p.url+"/pub/big?id=oom", body); r.status != 202 {
-		t.Fatalf("publish after maxmemory is lifted: %d %q", r.status, r.body)
+		// Seen 2 in 180 runs under heavy parallel load (2026-11-29), a 507
+		// of the budget, not of Redis; used_memory counts clients' buffers
+		// too (the notifications' output buffer of a slow reader).
+		info, _ := rc.Info(context.Background(), "memory", "clients").Result()
+		t.Fatalf("publish after maxmemory is lifted: %d %q (budget %d, Redis now: %s)", r.status, r.body, budget, info)
 	}
 }
 
