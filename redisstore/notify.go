@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -91,6 +92,15 @@ func (s *Store) listen() {
 				return
 			}
 			backoff = min(2*backoff, 2*time.Second)
+			var reply redis.Error
+			if errors.As(err, &reply) {
+				// Redis answered with an error (a SUBSCRIBE refused with
+				// BUSY, NOPERM, ...): go-redis keeps such a connection and
+				// sends nothing again, so the subscription is asked for
+				// again here (a connection still subscribed confirms it
+				// once more, and its waiters are rechecked).
+				_ = s.pubsub.Subscribe(s.ctx, s.notes)
+			}
 			continue
 		}
 		pinged = false // anything received, the PONG included, shows it alive
@@ -211,6 +221,11 @@ func (s *Store) recheck(list []recheck) {
 	}
 	var all []parked
 	s.mu.Lock()
+	// A resubscription while these calls are in Redis leaves their members
+	// alone (they are being rechecked), though what they read may predate
+	// a publication the broken subscription missed: each is looked up
+	// again if the epoch moved (see endRecheckLocked).
+	epoch := s.epoch.Load()
 	for _, r := range list {
 		if r.m.Listed() && !r.m.pending {
 			all = append(all, parked{r, r.m.key, r.m.cursor, r.m.gen, r.m.regGen})
@@ -234,7 +249,7 @@ func (s *Store) recheck(list []recheck) {
 			for p := range work {
 				ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 				if p.m.stream {
-					if !s.catchUp(ctx, p.m, p.cursor, p.regGen, p.missed) {
+					if !s.catchUp(ctx, p.m, p.cursor, p.regGen, p.missed, epoch) {
 						fail(p.recheck)
 					}
 					cancel()
@@ -242,17 +257,19 @@ func (s *Store) recheck(list []recheck) {
 				}
 				res, err := s.run(ctx, scriptRecheck, p.key, p.cursor, p.gen, s.instance)
 				cancel()
+				if h := testHookRechecked.Load(); h != nil {
+					(*h)()
+				}
 				switch {
 				case err != nil:
-					s.endRecheck(p.m)
-					fail(p.recheck)
+					fail(s.failedRecheck(p.recheck))
 				case str(res[0]) == "msg":
 					msg, seq := newMessage(parseID(str(res[1])), str(res[2]))
 					s.wakeOne(p.m, msg, seq, pushstore.Open)
 				case p.missed != nil && p.missed.kind == 'm':
 					s.wakeOne(p.m, p.missed.msg, p.missed.seq, pushstore.Open)
 				case str(res[0]) == "same" && p.missed == nil:
-					s.endRecheck(p.m)
+					s.endRecheck(p.m, epoch)
 				default:
 					s.wakeOne(p.m, nil, 0, pushstore.Retry)
 				}
@@ -306,7 +323,7 @@ func (s *Store) retryRechecks(failed []recheck) {
 // ends the stream as deleted, and a displacement since as displaced: the
 // notification that would have ended it was missed. It reports false when
 // the fetch failed (the member is open to notifications again).
-func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen int64, missed *note) bool {
+func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen int64, missed *note, epoch uint64) bool {
 	if h := testHookFetching.Load(); h != nil {
 		(*h)()
 	}
@@ -317,6 +334,13 @@ func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen in
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil || !m.Listed() {
+		if err != nil && m.Listed() {
+			// What was heard meanwhile, dropped with the hold, is kept
+			// for the next catch-up (retryRechecks, or a resubscription's).
+			if lc := s.local[m.key]; lc != nil {
+				m.heard = append(m.heard, heard(lc, missed, m.gen, math.MaxInt64)...)
+			}
+		}
 		s.setRechecking(m, false)
 		return err == nil // a failure is tried again (retryRechecks)
 	}
@@ -331,11 +355,17 @@ func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen in
 		m.Queue.Close(end)
 		return true
 	}
-	defer s.endRecheckLocked(m)
+	defer s.endRecheckLocked(m, epoch)
 	// What was fetched, and what this instance heard that the fetch
 	// could not return (messages not stored), sent in id order.
 	gen := num(res[1])
 	ns := heard(s.local[m.key], missed, m.gen, gen)
+	for _, n := range m.heard {
+		if n.gen > m.gen && n.gen <= gen && !slices.ContainsFunc(ns, func(o *note) bool { return o.msg.ID == n.msg.ID }) {
+			ns = append(ns, n)
+		}
+	}
+	m.heard = nil
 	for i := 2; i+1 < len(res); i += 2 {
 		id := parseID(str(res[i]))
 		if slices.ContainsFunc(ns, func(n *note) bool { return n.msg.ID == id }) {
@@ -412,6 +442,9 @@ func (s *Store) catchUpSend(m *member, msg *pushstore.Message, seq uint64) bool 
 // notification is applied.
 var testHookFetching, testHookFetched, testHookDelivered atomic.Pointer[func()]
 
+// testHookRechecked runs after a long-poll's recheck script answered.
+var testHookRechecked atomic.Pointer[func()]
+
 // testHookRegister runs as a subscriber's registration begins.
 var testHookRegister atomic.Pointer[func()]
 
@@ -425,16 +458,40 @@ func parseCursorScore(score string) pushstore.MessageID {
 }
 
 // endRecheck leaves a member registered, open to notifications again.
-func (s *Store) endRecheck(m *member) {
+func (s *Store) endRecheck(m *member, epoch uint64) {
 	s.mu.Lock()
-	s.endRecheckLocked(m)
+	s.endRecheckLocked(m, epoch)
 	s.mu.Unlock()
+}
+
+// failedRecheck ends a long-poll's recheck whose call failed and returns
+// it for retryRechecks: the member is open to notifications again, and
+// those held meanwhile that follow its gen are applied. One held that
+// shows a gap is not rechecked at once, as endRecheckLocked does: Redis
+// has just failed, and would fail it as fast as it refuses (OOM, LOADING:
+// a loop of calls and retry goroutines); it is the retry's missed
+// notification instead, unless an earlier one is.
+func (s *Store) failedRecheck(r recheck) recheck {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := r.m
+	lc := s.local[m.key]
+	if lc != nil && m.Listed() {
+		if again := s.replay(lc, m); again != nil && r.missed == nil {
+			r.missed = again.missed
+		}
+	}
+	s.setRechecking(m, false)
+	if lc != nil {
+		s.forget(m.key, lc)
+	}
+	return r
 }
 
 // endRecheckLocked ends m's recheck: it applies the notifications that
 // came meanwhile and are newer than its gen, or starts another recheck
 // if one of them shows a gap; s.mu is held.
-func (s *Store) endRecheckLocked(m *member) {
+func (s *Store) endRecheckLocked(m *member, epoch uint64) {
 	lc := s.local[m.key]
 	if lc == nil || !m.Listed() {
 		s.setRechecking(m, false)
@@ -442,6 +499,13 @@ func (s *Store) endRecheckLocked(m *member) {
 	}
 	if again := s.replay(lc, m); again != nil {
 		go s.recheck([]recheck{*again})
+		return // still rechecking, still holding
+	}
+	if m.Listed() && epoch != s.epoch.Load() {
+		// The notes subscription was made again since this recheck was
+		// sent, and left m alone: what it read may predate a publication
+		// the broken subscription missed.
+		go s.recheck([]recheck{{m: m}})
 		return // still rechecking, still holding
 	}
 	s.setRechecking(m, false)

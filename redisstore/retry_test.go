@@ -18,7 +18,15 @@ import (
 // message once per attempt (three times) while the publisher got 503.
 func TestPublishNotRetried(t *testing.T) {
 	srv := redistest.Start(t)
-	s, err := New(Options{Addresses: []string{srv.Addr()}, KeyPrefix: "retry:", ReadTimeout: 100 * time.Millisecond})
+	s := impatientStore(t, []string{srv.Addr()}, "retry:")
+	testNotRetried(t, s, srv.Addr(), []string{srv.Addr()})
+}
+
+// impatientStore starts a store on addrs whose calls time out after 100
+// ms, subscribed, with channel c made (touch).
+func impatientStore(t *testing.T, addrs []string, prefix string) *Store {
+	t.Helper()
+	s, err := New(Options{Addresses: addrs, KeyPrefix: prefix, ReadTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +34,7 @@ func TestPublishNotRetried(t *testing.T) {
 	t.Cleanup(func() { _ = s.Close() })
 	waitFor(t, "the notes subscription", s.subscribed.Load)
 	touch(t, s)
-	testNotRetried(t, s, srv.Addr(), []string{srv.Addr()})
+	return s
 }
 
 // touch makes channel c, which loads the scripts, on a store whose
@@ -48,25 +56,7 @@ func testNotRetried(t *testing.T, s *Store, addr string, addrs []string) {
 		wg.Go(func() { _, _ = s.Info("c") })
 	}
 	wg.Wait()
-	admin := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { _ = admin.Close() })
-	ctx := context.Background()
-	busy := make(chan error, 1)
-	go func() { // Redis busy for 600 ms: a slow script of another application, say
-		busy <- admin.Eval(ctx, `local t = redis.call('TIME') local s = t[1] * 1000000 + t[2]
-			repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - s > 600000 return 1`, nil).Err()
-	}()
-	probe := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: 20 * time.Millisecond, MaxRetries: -1})
-	t.Cleanup(func() { _ = probe.Close() })
-	unanswered := 0
-	waitFor(t, "Redis to be busy", func() bool { // two pings in a row unanswered
-		if probe.Ping(ctx).Err() == nil {
-			unanswered = 0
-			return false
-		}
-		unanswered++
-		return unanswered == 2
-	})
+	busy := stallRedis(t, addr)
 	if _, err := s.Publish("c", &pushstore.Message{Body: []byte("once")}, pub()); err == nil {
 		t.Fatal("a publication was answered while Redis was busy past read_timeout")
 	}
@@ -84,7 +74,7 @@ func testNotRetried(t *testing.T, s *Store, addr string, addrs []string) {
 	if _, err := after.Publish("c", &pushstore.Message{Body: []byte("marker")}, pub()); err != nil {
 		t.Fatal(err)
 	}
-	ids, err := admin.ZRange(ctx, s.Keys("c")[1], 0, -1).Result()
+	ids, err := after.client.ZRange(context.Background(), s.Keys("c")[1], 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,18 +92,39 @@ func TestPublishNotRetriedOnCluster(t *testing.T) {
 	for _, n := range nodes {
 		addrs = append(addrs, n.Addr())
 	}
-	s, err := New(Options{Addresses: addrs, KeyPrefix: "retry:", ReadTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() { _ = s.Close() })
-	waitFor(t, "the notes subscription", s.subscribed.Load)
-	touch(t, s)
+	s := impatientStore(t, addrs, "retry:")
 	cc := s.client.(*redis.ClusterClient)
 	node, err := cc.MasterForKey(context.Background(), s.Keys("c")[1])
 	if err != nil {
 		t.Fatal(err)
 	}
 	testNotRetried(t, s, node.Options().Addr, addrs)
+}
+
+// stallRedis makes Redis at addr run a script of another application for
+// 600 ms (under busy-reply-threshold: other clients get no answer at all
+// meanwhile) and returns once two pings in a row went unanswered; the
+// returned channel gets the script's result when it ends.
+func stallRedis(t *testing.T, addr string) <-chan error {
+	t.Helper()
+	admin := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = admin.Close() })
+	ctx := context.Background()
+	busy := make(chan error, 1)
+	go func() {
+		busy <- admin.Eval(ctx, `local t = redis.call('TIME') local s = t[1] * 1000000 + t[2]
+			repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - s > 600000 return 1`, nil).Err()
+	}()
+	probe := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: 20 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = probe.Close() })
+	unanswered := 0
+	waitFor(t, "Redis to be busy", func() bool {
+		if probe.Ping(ctx).Err() == nil {
+			unanswered = 0
+			return false
+		}
+		unanswered++
+		return unanswered == 2
+	})
+	return busy
 }

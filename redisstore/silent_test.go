@@ -49,16 +49,26 @@ func TestSilentNotesConnection(t *testing.T) {
 }
 
 // silentPair starts two stores on one redis-server, a (its connections
-// through a silencer, its listener and rechecks on short times) and b,
+// through a faultProxy, with 300 ms timeouts, its listener and rechecks on
+// short times) and b, both subscribed.
+func silentPair(t *testing.T, prefix string) (a, b *Store, px *faultProxy) {
+	retry := recheckRetry
+	recheckRetry = 100 * time.Millisecond
+	t.Cleanup(func() { recheckRetry = retry })
+	return proxiedPair(t, redistest.Start(t), prefix, &redis.Options{MaxRetries: -1,
+		ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond})
+}
+
+// proxiedPair starts two stores on srv, a (its client made with opts, its
+// connections through a faultProxy, its listener on short times) and b,
 // both subscribed.
-func silentPair(t *testing.T, prefix string) (a, b *Store, px *silencer) {
-	quiet, pong, retry := notesQuiet, pongWait, recheckRetry
-	notesQuiet, pongWait, recheckRetry = 200*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
-	t.Cleanup(func() { notesQuiet, pongWait, recheckRetry = quiet, pong, retry })
-	srv := redistest.Start(t)
-	px = newSilencer(t, srv.Addr())
-	a = NewFromClient(redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), MaxRetries: -1,
-		ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}), prefix, 0, nil)
+func proxiedPair(t *testing.T, srv *redistest.Server, prefix string, opts *redis.Options) (a, b *Store, px *faultProxy) {
+	quiet, pong := notesQuiet, pongWait
+	notesQuiet, pongWait = 200*time.Millisecond, 300*time.Millisecond
+	t.Cleanup(func() { notesQuiet, pongWait = quiet, pong })
+	px = newFaultProxy(t, srv.Addr())
+	opts.Addr = px.ln.Addr().String()
+	a = NewFromClient(redis.NewClient(opts), prefix, 0, nil)
 	a.Start()
 	t.Cleanup(func() { _ = a.Close() })
 	b = startOn(t, srv, prefix)
@@ -67,35 +77,39 @@ func silentPair(t *testing.T, prefix string) (a, b *Store, px *silencer) {
 	return a, b, px
 }
 
-// silencer is a TCP proxy to Redis whose connections open at silence go
-// silent: what they carry is dropped both ways and they are never closed.
-// Connections opened after work.
-type silencer struct {
+// faultProxy is a TCP proxy to Redis for a store's connections, with the
+// faults of a network: silence makes the connections open now go silent
+// (what they carry is dropped both ways, and they are never closed), cut
+// closes them (a reset, or Redis's client-output-buffer-limit), and hold
+// makes new connections close at once. Connections opened after a silence
+// or a cut work.
+type faultProxy struct {
 	ln    net.Listener
 	mu    sync.Mutex
 	epoch int // connections opened before it are silent
 	conns []net.Conn
+	held  bool // new connections are closed at once
 }
 
-func newSilencer(t *testing.T, target string) *silencer {
+func newFaultProxy(t *testing.T, target string) *faultProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &silencer{ln: ln}
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-	})
+	p := &faultProxy{ln: ln}
+	t.Cleanup(func() { _ = ln.Close(); p.cut() })
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			p.mu.Lock()
+			held := p.held
+			p.mu.Unlock()
+			if held {
+				_ = c.Close()
+				continue
 			}
 			u, err := net.Dial("tcp", target)
 			if err != nil {
@@ -113,13 +127,31 @@ func newSilencer(t *testing.T, target string) *silencer {
 	return p
 }
 
-func (p *silencer) silence() {
+func (p *faultProxy) silence() {
 	p.mu.Lock()
 	p.epoch++
 	p.mu.Unlock()
 }
 
-func (p *silencer) pipe(dst, src net.Conn, born int) {
+// cut closes every connection open now.
+func (p *faultProxy) cut() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+// hold makes new connections close at once (on), or work again.
+func (p *faultProxy) hold(on bool) {
+	p.mu.Lock()
+	p.held = on
+	p.mu.Unlock()
+}
+
+func (p *faultProxy) pipe(dst, src net.Conn, born int) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
@@ -134,6 +166,7 @@ func (p *silencer) pipe(dst, src net.Conn, born int) {
 			continue // dropped, and the connection kept open
 		}
 		if _, err := dst.Write(buf[:n]); err != nil {
+			_ = src.Close()
 			return
 		}
 	}

@@ -90,6 +90,10 @@ type member struct {
 	// answers, and are held on its channel (notes) until then.
 	rechecking bool
 	holds      bool // counted in its channel's rechecking
+	// heard are the message notifications a stream's failed catch-up had
+	// held (newer than its gen): the next catch-up sends those the fetch
+	// cannot return (store_messages off).
+	heard []*note
 }
 
 // note is a notification: a message, a deletion or a `last` displacement

@@ -1,5 +1,6 @@
 -- fetch.lua returns what a stream missed: the stored messages after its
--- cursor, counted as delivered, and the channel's gen, so the stream takes
+-- cursor (their publications counted the stream as a recipient), and the
+-- channel's gen, so the stream takes
 -- the notifications after that gen. Arguments: cursor score, the gen the
 -- stream registered at. Returns {nf} (the channel is gone, or was made
 -- again since the stream registered: deleted, or lost by Redis),
@@ -14,13 +15,15 @@ if tonumber(M.sw or '0') > tonumber(ARGV[8]) then -- the stream counts were wipe
   if redis.call('HGET', m, 'sx') == M.sw then return {'displaced'} end
   return {'nf'}
 end
-local ids = redis.call('ZRANGEBYSCORE', q, '(' .. ARGV[7], '+inf')
 local out = {'ok', M.gen}
-for _, id in ipairs(ids) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', d, id)
+for _, v in ipairs(bodied(redis.call('ZRANGEBYSCORE', q, '(' .. ARGV[7], '+inf'))) do
+  out[#out + 1] = v[1]
+  out[#out + 1] = v[2]
 end
-for _, id in ipairs(ids) do delivered(id, 1) end
+-- Not counted as delivered: every message after the stream's cursor was
+-- published while the stream was counted in s, and its publication
+-- counted the stream among its recipients (though its notification was
+-- missed); counting them again would remove messages received once.
 local written = {}
 interest(ARGV[9], written)
 settl(written)

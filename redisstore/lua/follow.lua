@@ -18,19 +18,20 @@ local mode = ARGV[9]
 local stream = mode == 's' or mode == 't'
 local refused = admit()
 if refused then return {refused, expired} end
-local ids
+local ids = {}
 if stream then
-  ids = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf')
+  ids = bodied(redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf'))
 else
-  ids = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 1)
+  local id, v = firstAfter(cur)
+  if id then ids[1] = {id, v} end
 end
 local out = {'ok', expired, M.gen, cur, M.ct}
-for _, id in ipairs(ids) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', d, id)
+for _, v in ipairs(ids) do
+  out[#out + 1] = v[1]
+  out[#out + 1] = v[2]
 end
 if mode == 's' then
-  for _, id in ipairs(ids) do delivered(id, 1) end
+  for _, v in ipairs(ids) do delivered(v[1], 1) end
 end
 local written = {}
 if stream then

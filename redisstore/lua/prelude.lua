@@ -55,6 +55,37 @@ end
 
 local function drop(id) dropIds({id}) end
 
+-- A stored message's body may be gone while its id stays: Redis evicts
+-- single keys under a maxmemory policy other than noeviction, and every
+-- key of a channel has an expiry (volatile-* policies take any of them).
+-- Such an id is dropped, never answered as an empty message.
+
+-- bodied returns the stored messages of ids, {id, stored} each, in order,
+-- and drops the ids whose body is gone.
+local function bodied(ids)
+  local out, gone = {}, {}
+  for _, id in ipairs(ids) do
+    local v = redis.call('HGET', d, id)
+    if v then out[#out + 1] = {id, v} else gone[#gone + 1] = id end
+  end
+  for i = 1, #gone, 256 do dropIds({unpack(gone, i, math.min(i + 255, #gone))}) end
+  return out
+end
+
+-- firstAfter returns the first stored message after score cur whose body
+-- is there (its id and stored form), or nil; it drops the ids before it
+-- whose body is gone (a bounded number a call).
+local function firstAfter(cur)
+  for _ = 1, 64 do
+    local found = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 1)
+    if #found == 0 then return nil end
+    local v = redis.call('HGET', d, found[1])
+    if v then return found[1], v end
+    drop(found[1])
+  end
+  return nil
+end
+
 -- dropOldest drops the k oldest stored messages, 256 at a time.
 local function dropOldest(k)
   while k > 0 do

@@ -6,13 +6,14 @@
 -- registration may lack it).
 -- (Its arguments count from ARGV[7]; ARGV[1..6] are the prelude's.)
 if not live() then return {'changed'} end
-local found = redis.call('ZRANGEBYSCORE', q, '(' .. ARGV[7], '+inf', 'LIMIT', 0, 1)
+local id, payload = firstAfter(ARGV[7])
 local same = M.gen == ARGV[8]
-if #found == 1 then
-  local id = found[1]
-  local payload = redis.call('HGET', d, id)
-  delivered(id, 1)
+if id then
   if same then
+    -- Counted once, here. When the gen moved, the publication that ended
+    -- its wait counted it already (it was in w), though its notification
+    -- never came: counting it again would remove a message received once.
+    delivered(id, 1)
     local v = tonumber(redis.call('HGET', w, ARGV[9]) or '0')
     if v <= 1 then redis.call('HDEL', w, ARGV[9]) else redis.call('HINCRBY', w, ARGV[9], -1) end
   end

@@ -12,10 +12,8 @@ local cur = enter()
 if not cur then return {'nf'} end
 local refused, displaced = admit()
 if refused then return {refused, expired, displaced} end
-local found = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 1)
-if #found == 1 then
-  local id = found[1]
-  local payload = redis.call('HGET', d, id)
+local id, payload = firstAfter(cur)
+if id then
   delivered(id, tonumber(ARGV[16]))
   settl({})
   return {'msg', expired, displaced, id, payload}
