@@ -148,7 +148,10 @@ func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
 				Err: fmt.Errorf("limit must be a number from 1 to %d, got %q", maxAdminPage, v)}
 		}
 	}
-	group := q.Get("group")
+	group, err := adminGroup(q)
+	if err != nil {
+		return err
+	}
 	after := ""
 	if v := q.Get("after"); v != "" {
 		after = group + "/" + v
@@ -172,6 +175,17 @@ func (AdminAPI) serveChannels(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, out)
 }
 
+// adminGroup is a request's ?group=, which, as a location's
+// channel_group, may not contain a '/' (it would be another spelling of a
+// group's id with a '/').
+func adminGroup(q url.Values) (string, error) {
+	g := q.Get("group")
+	if strings.Contains(g, "/") {
+		return "", caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("group %q must not contain '/'", g)}
+	}
+	return g, nil
+}
+
 func (AdminAPI) serveChannel(w http.ResponseWriter, r *http.Request) error {
 	store, insp, err := runningPushStore()
 	if err != nil {
@@ -182,7 +196,11 @@ func (AdminAPI) serveChannel(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest,
 			Err: fmt.Errorf("want /push/channels/{id} with a path-escaped id of 1 to %d bytes", DefaultMaxChannelIDLength)}
 	}
-	key := r.URL.Query().Get("group") + "/" + id
+	group, err := adminGroup(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	key := group + "/" + id
 	switch r.Method {
 	case http.MethodGet:
 		st, err := insp.Channel(key)

@@ -80,6 +80,13 @@ func testAdminChannelAPI(t *testing.T) {
 	if r := adminJSON(t, "GET", "/push/channels/g-"+t.Name()+"?group=g1", &ch); r.status != 200 || ch.Group != "g1" {
 		t.Fatalf("grouped channel: %d %+v", r.status, ch)
 	}
+	// A group with a '/' is none a location can have (channel_group refuses
+	// it): it was another spelling of group g1's id "x/...".
+	for _, path := range []string{"/push/channels/" + t.Name() + "?group=g1/x", "/push/channels?group=g1/x"} {
+		if r := adminJSON(t, "GET", path, nil); r.status != 400 || !strings.Contains(r.body, "group") {
+			t.Errorf("GET %s: %d %q, want 400", path, r.status, r.body)
+		}
+	}
 }
 
 func TestAdminListingAndStats(t *testing.T) { forEachStore(t, testAdminListingAndStats) }
