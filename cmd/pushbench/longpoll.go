@@ -206,13 +206,14 @@ func runPublish(ctx context.Context, cfg *config, r *result) error {
 	lats := make([][]int64, P)
 	errs := make([]int64, P)
 	codes := make([]map[int]int64, P)
-	var wg sync.WaitGroup
-	cpu0 := sampleServer(cfg.pids, cfg.children)
-	start := time.Now()
-	timer := time.AfterFunc(cfg.duration, func() { stop.Store(true) })
-	defer timer.Stop()
+	var wg, opened, finished sync.WaitGroup
+	begin, release := make(chan struct{}), make(chan struct{})
+	var cpu0 procSample
+	var start time.Time
 	for w := 0; w < P; w++ {
 		wg.Add(1)
+		opened.Add(1)
+		finished.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			client := cfg.factory()
@@ -220,6 +221,19 @@ func runPublish(ctx context.Context, cfg *config, r *result) error {
 			sockets := &wsPublisher{dial: cfg.dial}
 			defer sockets.close()
 			codes[w] = map[int]int64{}
+			// a publisher's sockets are opened before the measured window
+			// (a socket per channel: 2000 upgrades at 16 x 1000)
+			if cfg.transport == "websocket" {
+				for k := 0; k < C; k++ {
+					if u := urls[(w+k*P)%C]; sockets.sockets[u].c == nil {
+						if err := sockets.open(ctx, u); err != nil {
+							errs[w]++
+						}
+					}
+				}
+			}
+			opened.Done()
+			<-begin
 			for k := 0; !stop.Load() && ctx.Err() == nil; k++ {
 				u := urls[(w+k*P)%C]
 				t := mono()
@@ -241,11 +255,22 @@ func runPublish(ctx context.Context, cfg *config, r *result) error {
 					lats[w] = append(lats[w], d)
 				}
 			}
+			// the sockets are closed after the window too
+			finished.Done()
+			<-release
 		}(w)
 	}
-	wg.Wait()
+	opened.Wait()
+	cpu0 = sampleServer(cfg.pids, cfg.children)
+	start = time.Now()
+	timer := time.AfterFunc(cfg.duration, func() { stop.Store(true) })
+	defer timer.Stop()
+	close(begin)
+	finished.Wait()
 	el := time.Since(start)
 	cpu1 := sampleServer(cfg.pids, cfg.children)
+	close(release)
+	wg.Wait()
 	var all []int64
 	var nerr int64
 	cm := map[string]int64{}

@@ -244,18 +244,12 @@ type wsSocket struct {
 // 200 for a text answer. A socket that fails is closed and dropped (the
 // next publication opens another).
 func (p *wsPublisher) publish(ctx context.Context, url string, body []byte) (int, error) {
-	sock, ok := p.sockets[url]
-	if !ok {
-		c, s, err := dialWebSocket(ctx, p.dial, url, nil)
-		if err != nil {
+	if _, ok := p.sockets[url]; !ok {
+		if err := p.open(ctx, url); err != nil {
 			return 0, err
 		}
-		if p.sockets == nil {
-			p.sockets = map[string]wsSocket{}
-		}
-		sock = wsSocket{c, s}
-		p.sockets[url] = sock
 	}
+	sock := p.sockets[url]
 	err := sock.c.writeFrame(wsText, body)
 	var op byte
 	if err == nil {
@@ -270,6 +264,19 @@ func (p *wsPublisher) publish(ctx context.Context, url string, body []byte) (int
 		return 0, err
 	}
 	return 200, nil
+}
+
+// open dials url's socket.
+func (p *wsPublisher) open(ctx context.Context, url string) error {
+	c, s, err := dialWebSocket(ctx, p.dial, url, nil)
+	if err != nil {
+		return err
+	}
+	if p.sockets == nil {
+		p.sockets = map[string]wsSocket{}
+	}
+	p.sockets[url] = wsSocket{c, s}
+	return nil
 }
 
 func (p *wsPublisher) close() {

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package main
+
+func processCPU(int) (float64, bool) { return 0, false }
