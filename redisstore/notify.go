@@ -85,7 +85,7 @@ func (s *Store) listen() {
 			}
 			pinged = false
 			s.subscribed.Store(false)
-			_ = s.fail(err)
+			s.notesBroken(err)
 			select {
 			case <-time.After(backoff):
 			case <-s.ctx.Done():
@@ -123,6 +123,25 @@ func (s *Store) listen() {
 	}
 }
 
+// notesBroken reports the notes connection's failure: as Redis's own
+// (s.fail: "redis unavailable") when Redis does not answer a PING on the
+// command connections either, or else once as the notifications' alone (a
+// pub/sub connection that Redis's client-output-buffer-limit, a CLIENT
+// KILL or a proxy cut), whose subscribers here hear nothing until the
+// subscription is made again, while publications are answered as usual.
+func (s *Store) notesBroken(err error) {
+	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
+	perr := s.client.Ping(ctx).Err()
+	cancel()
+	if perr != nil {
+		_ = s.fail(err)
+		return
+	}
+	if s.notesDown.CompareAndSwap(false, true) {
+		s.logger.Warn("redis notifications interrupted; subscribing again", zap.Error(err))
+	}
+}
+
 // receive waits for the next notification, for at most notesQuiet, or
 // once a PING is sent, for pongWait: a read that times out then is the
 // connection's failure, which makes go-redis close it and subscribe again
@@ -144,6 +163,7 @@ func (s *Store) resubscribed() {
 	first := s.epoch.Load() == 0
 	s.epoch.Add(1)
 	s.subscribed.Store(true)
+	s.notesDown.Store(false)
 	var parked []recheck
 	s.mu.Lock()
 	for _, lc := range s.local {

@@ -43,6 +43,9 @@ type Store struct {
 	since    atomic.Int64 // bytes published since that sample
 	down     atomic.Bool
 	closing  atomic.Bool
+	// notesDown says the notes connection broke while Redis answered
+	// commands (logged once until the subscription is made again).
+	notesDown atomic.Bool
 
 	// subscribed says the notes subscription is confirmed and not known to
 	// be broken; epoch counts its confirmations. A subscription registered
