@@ -295,15 +295,13 @@ func (s *MemoryStore) publish(key string, m *Message, opts PublishOptions) (Publ
 
 // tick takes a publication's place in the store's order: its Seq and the
 // second of its id (now's, or the store's last if that is later), which
-// never goes back across the store. A publication
-// that read the clock and then waited (for its channel's lock, or
-// preempted), or a clock stepped back, could otherwise give a message an
-// earlier second than another channel's message published before it. A
-// multiplexed subscriber's compound id has one second for all its
-// channels: going back with such a message would repeat the other
-// channel's on resume, and staying (runningID.advance) would skip this
-// channel's next messages. (A count past 32 bits carries into the second:
-// still in order.)
+// never goes back across the store. A publication that read the clock and
+// then waited (for its channel's lock, or preempted), or a clock stepped
+// back, could otherwise give a message an earlier second than another
+// channel's message published before it. A multiplexed subscriber's
+// compound id has one second for all its channels: it would go back with
+// such a message, and a resume from it would repeat the other channel's.
+// (A count past 32 bits carries into the second: still in order.)
 func (s *MemoryStore) tick(now time.Time) (sec int64, seq uint64) {
 	clock := uint64(max(now.Unix(), 0))
 	for {
