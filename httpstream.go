@@ -44,7 +44,6 @@ func (s *Subscriber) openMultipart(w http.ResponseWriter, r *http.Request) *mult
 	h.Set("Content-Type", "multipart/mixed; boundary="+string(b[:]))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	boundary := append([]byte("\r\n--"), b[:]...)
@@ -103,7 +102,6 @@ func (s *Subscriber) openChunked(w http.ResponseWriter, r *http.Request) *chunke
 	h["Content-Type"] = nil // as nchan: none, the bodies are what they are
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	return &chunkedWriter{startHTTPStream(w, r)}
@@ -138,7 +136,6 @@ func (s *Subscriber) openRaw(w http.ResponseWriter, r *http.Request) *rawWriter 
 	h["Content-Type"] = nil
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	return &rawWriter{httpStream: startHTTPStream(w, r), separator: []byte(s.rawSeparator)}

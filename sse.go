@@ -58,7 +58,6 @@ func (s *Subscriber) openEventSource(w http.ResponseWriter, r *http.Request) *ss
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // an nginx in front must not hold events back
-	s.setCORS(h, r)
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(": hi\nretry: " + strconv.Itoa(eventSourceRetry) + "\n\n"))

@@ -359,6 +359,10 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 	// No cache may store or replay an answer: each depends on the request's
 	// cursor and on what was published since.
 	w.Header()["Cache-Control"] = []string{"no-store"}
+	// allow_origin goes on every answer, refusals and 304s included: a page
+	// on another origin cannot read an answer without it (the streams'
+	// heads and a message's answer count on it being set here).
+	s.setCORS(w.Header(), r)
 	t := s.transports.requested(r)
 	if !s.transports.has(t) {
 		refuseTransport(w, t, s.transports)
