@@ -2,6 +2,7 @@ package caddypush
 
 import (
 	"fmt"
+	"iter"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -84,31 +85,11 @@ func (cc *ChannelConfig) setDefaults() {
 }
 
 // queryParam returns the values of key in a raw query joined with ",", as
-// Caddy's {http.request.uri.query.*} placeholder does (url.Query semantics:
-// pairs with a semicolon or a bad escape are skipped).
+// Caddy's {http.request.uri.query.*} placeholder does.
 func queryParam(raw, key string) string {
 	var out string
 	found := false
-	for raw != "" {
-		var pair string
-		pair, raw, _ = strings.Cut(raw, "&")
-		if pair == "" || strings.Contains(pair, ";") {
-			continue
-		}
-		k, v, _ := strings.Cut(pair, "=")
-		if strings.ContainsAny(k, "%+") {
-			var err error
-			if k, err = url.QueryUnescape(k); err != nil {
-				continue
-			}
-		}
-		if k != key {
-			continue
-		}
-		v, err := url.QueryUnescape(v)
-		if err != nil {
-			continue
-		}
+	for v := range queryValues(raw, key) {
 		if found {
 			out += "," + v
 		} else {
@@ -116,6 +97,38 @@ func queryParam(raw, key string) string {
 		}
 	}
 	return out
+}
+
+// queryValues yields the values of key in a raw query, decoded, with
+// url.Query's semantics: pairs with a semicolon or a bad escape are
+// skipped.
+func queryValues(raw, key string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for raw != "" {
+			var pair string
+			pair, raw, _ = strings.Cut(raw, "&")
+			if pair == "" || strings.Contains(pair, ";") {
+				continue
+			}
+			k, v, _ := strings.Cut(pair, "=")
+			if strings.ContainsAny(k, "%+") {
+				var err error
+				if k, err = url.QueryUnescape(k); err != nil {
+					continue
+				}
+			}
+			if k != key {
+				continue
+			}
+			v, err := url.QueryUnescape(v)
+			if err != nil {
+				continue
+			}
+			if !yield(v) {
+				return
+			}
+		}
+	}
 }
 
 // Limits of a multiplexed subscriber, as nchan's.

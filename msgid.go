@@ -3,6 +3,7 @@ package caddypush
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -168,12 +169,22 @@ func streamCursor(r *http.Request, n int) ([]pushstore.MessageID, error) {
 		return parseID(trimEtag(inm), n)
 	}
 	if id := h.Get("Last-Event-ID"); id != "" {
+		if strings.Contains(id, "%") { // nchan URL-decodes it, as the query argument
+			if u, err := url.PathUnescape(id); err == nil {
+				id = u
+			}
+		}
 		if c, err := parseID(id, n); c != nil || err != nil {
 			return c, err
 		}
 	}
-	if id := queryParam(r.URL.RawQuery, "last_event_id"); id != "" {
-		return parseID(id, n)
+	// The first last_event_id, as nginx's $arg_last_event_id, which nchan
+	// reads: NchanSubscriber.js appends its own to a URL that held one.
+	for id := range queryValues(r.URL.RawQuery, "last_event_id") {
+		if id != "" {
+			return parseID(id, n)
+		}
+		break
 	}
 	return nil, nil
 }

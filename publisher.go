@@ -150,7 +150,9 @@ func (p *Publisher) Provision(ctx caddy.Context) error {
 		p.opts.ChannelTimeout = time.Duration(p.ChannelTimeout)
 	}
 	p.ways, _ = parsePublisherTransports(p.Transports) // Validate refuses an unknown name
-	p.wsUpgrader = p.upgrader()
+	// As nchan_publisher, agree ws+meta.nchan when offered (the answers stay
+	// plain channel info): a browser fails a handshake that agrees none.
+	p.wsUpgrader = p.upgrader(metaProtocol)
 	store, err := pushStore(ctx)
 	if err != nil {
 		return err

@@ -192,3 +192,24 @@ func TestWebSocketPublisherPanic(t *testing.T) {
 		t.Fatalf("after the panic: %q", got)
 	}
 }
+
+// TestPublisherWebSocketAgreesMeta: a WebSocket opened on a publisher location offering ws+meta.nchan: nchan
+// 1.3.6 agrees the subprotocol (its publisher shares the subscriber's
+// handshake), and a browser's `new WebSocket(url, 'ws+meta.nchan')` opens.
+// caddy-push's publisher upgrader offered no subprotocol, so the 101 has no
+// Sec-WebSocket-Protocol and Chromium fails the handshake ("Sent non-empty
+// 'Sec-WebSocket-Protocol' header but no response was received").
+func TestPublisherWebSocketAgreesMeta(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	c := rawStream(t, "GET /pub?id="+ch+" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
+		"Sec-WebSocket-Protocol: ws+meta.nchan\r\n\r\n")
+	h := c.head()
+	if !strings.HasPrefix(h, "HTTP/1.1 101") {
+		t.Fatalf("no upgrade: %q", h)
+	}
+	if got := headerOf(h, "Sec-WebSocket-Protocol"); got != "ws+meta.nchan" {
+		t.Fatalf("Sec-WebSocket-Protocol %q, want ws+meta.nchan (as nchan_publisher); head:\n%s", got, h)
+	}
+}
