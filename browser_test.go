@@ -61,6 +61,10 @@ func TestBrowsers(t *testing.T) {
 	push_subscriber /sub_multipart long-poll {
 		longpoll_multipart_response on
 	}
+	push_subscriber /multi_timeout websocket eventsource long-poll {
+		channel_id {query.id}-a {query.id}-b
+		timeout 2s
+	}
 	handle_path /e2e/* {
 		root * `+e2e+`
 		file_server
