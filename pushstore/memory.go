@@ -36,9 +36,9 @@ type MemoryStore struct {
 	published atomic.Uint64
 	delivered atomic.Uint64
 	expired   atomic.Uint64
-	// seq is the last publication's Delivery.Seq: the second its id was
-	// given (high 32 bits) and its count within that second (low 32 bits),
-	// taken together by one compare-and-swap (tick).
+	// seq is the last publication's Delivery.Seq: the latest second an id
+	// was given (high 32 bits) and a count within it (low 32 bits), taken
+	// together by one compare-and-swap (tick).
 	seq atomic.Uint64
 
 	sweeper sweep.Ticker
@@ -293,15 +293,21 @@ func (s *MemoryStore) publish(key string, m *Message, opts PublishOptions) (Publ
 	return res, nil
 }
 
-// tick takes a publication's place in the store's order: its Seq and the
-// second of its id (now's, or the store's last if that is later), which
-// never goes back across the store. A publication that read the clock and
-// then waited (for its channel's lock, or preempted), or a clock stepped
-// back, could otherwise give a message an earlier second than another
-// channel's message published before it. A multiplexed subscriber's
-// compound id has one second for all its channels: it would go back with
-// such a message, and a resume from it would repeat the other channel's.
-// (A count past 32 bits carries into the second: still in order.)
+// tick takes a publication's place in the store's order, its Seq, and the
+// second of its id. A publication that read the clock and then waited (for
+// its channel's lock, or preempted) while another channel's publication
+// read the next second could otherwise come after it in Seq order with an
+// earlier second; a multiplexed subscriber's compound id, which has one
+// second for all its channels, would go back with it, and a resume from it
+// would repeat the other channel's message. So the second is the store's
+// latest when that is one second ahead of the clock reading (such a race).
+// A clock stepped back by more than that gives its own second again
+// (nextID keeps each channel's ids in order): holding every channel at the
+// latest second until the clock caught up would give an If-Modified-Since
+// client (the push module's protocol) one message again and again. Seq
+// packs the latest second (high 32 bits) and a count within it (low 32
+// bits), advanced by one compare-and-swap, so it only grows (a count past
+// 32 bits carries into the second: still in order).
 func (s *MemoryStore) tick(now time.Time) (sec int64, seq uint64) {
 	clock := uint64(max(now.Unix(), 0))
 	for {
@@ -311,14 +317,18 @@ func (s *MemoryStore) tick(now time.Time) (sec int64, seq uint64) {
 			next = clock<<32 | 1
 		}
 		if s.seq.CompareAndSwap(last, next) {
+			if latest := next >> 32; latest > clock+1 {
+				return int64(clock), next
+			}
 			return int64(next >> 32), next
 		}
 	}
 }
 
-// nextID assigns the id of a new message in second sec (the store's, which
-// never goes back): (sec, 0), or (last.Time, last.Tag+1) when the
-// channel's last id, or its tomb's, has that second.
+// nextID assigns the id of a new message in second sec: (sec, 0), or
+// (last.Time, last.Tag+1) when the channel's last id, or its tomb's, has
+// that second or a later one (the clock went back), so a channel's ids
+// never go backwards.
 func (c *channel) nextID(sec int64) MessageID {
 	if c.lastID.Time >= sec && !c.lastID.IsZero() {
 		return MessageID{Time: c.lastID.Time, Tag: c.lastID.Tag + 1}
