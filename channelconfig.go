@@ -5,6 +5,8 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -67,6 +69,30 @@ type ChannelConfig struct {
 	// then the id is read from the raw query without building the replacer's
 	// map of every parameter.
 	queryKey string
+
+	// queryNames are the query parameters the channel id expressions
+	// read: a request that repeats one is refused (Caddy's placeholder
+	// joins the values with ",", where an auth service, nginx's $arg_ and
+	// most parsers read the first).
+	queryNames []string
+}
+
+// queryPlaceholder matches a query placeholder in a channel id expression.
+var queryPlaceholder = regexp.MustCompile(`\{(?:http\.request\.uri\.)?query\.([^{}]+)\}`)
+
+// repeatedQuery reports whether r's query holds one of the channel id
+// expressions' parameters more than once, and answers 400 if so.
+func (cc *ChannelConfig) repeatedQuery(w http.ResponseWriter, r *http.Request) bool {
+	for _, name := range cc.queryNames {
+		n := 0
+		for range queryValues(r.URL.RawQuery, name) {
+			if n++; n > 1 {
+				writeText(w, http.StatusBadRequest, "The channel id argument "+name+" is repeated.")
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (cc *ChannelConfig) setDefaults() {
@@ -81,6 +107,14 @@ func (cc *ChannelConfig) setDefaults() {
 	}
 	if name, ok := queryExpr(cc.ChannelID); ok {
 		cc.queryKey = name
+	}
+	cc.queryNames = nil
+	for _, e := range append([]string{cc.ChannelID}, cc.ChannelIDs...) {
+		for _, m := range queryPlaceholder.FindAllStringSubmatch(e, -1) {
+			if !slices.Contains(cc.queryNames, m[1]) {
+				cc.queryNames = append(cc.queryNames, m[1])
+			}
+		}
 	}
 }
 
@@ -146,6 +180,9 @@ func (cc *ChannelConfig) multiplexed() bool {
 // store keys, or writes the refusal (404 for a missing or empty id, 403
 // for one too long or too many channels) and returns ok=false.
 func (cc *ChannelConfig) channelKeys(w http.ResponseWriter, r *http.Request) (keys []string, ok bool) {
+	if cc.repeatedQuery(w, r) {
+		return nil, false
+	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	exprs := cc.ChannelIDs
 	if len(exprs) == 0 {
@@ -233,6 +270,9 @@ func (cc *ChannelConfig) validate() error {
 // or writes the protocol's refusal (404 no id, 403 too long) and returns
 // ok=false.
 func (cc *ChannelConfig) channelKey(w http.ResponseWriter, r *http.Request) (id, key string, ok bool) {
+	if cc.repeatedQuery(w, r) {
+		return "", "", false
+	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if cc.queryKey != "" {
 		id = queryParam(r.URL.RawQuery, cc.queryKey)

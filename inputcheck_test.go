@@ -224,3 +224,48 @@ func testLineBreakInMessageHeaders(t *testing.T) {
 		t.Errorf("EventSource: the first event is %+v, want the data %q", ev, "real")
 	}
 }
+
+// TestForwardAuthSeesEveryChannelOfASplitID: operations.md has an auth
+// service behind forward_auth decide per channel from X-Forwarded-Uri. On
+// a location that splits `ids` with ",", an auth service that reads the
+// parameter as Go, Python, Flask, Express or nginx's $arg_ids do (the
+// first value) authorizes `?ids=room&ids=SECRET` as the channel "room";
+// the subscriber must not get SECRET's messages. A request that repeats a
+// query argument its channel id reads is refused (400): Caddy's
+// placeholder joined the values with ",", which the split then read as
+// two channels.
+func TestForwardAuthSeesEveryChannelOfASplitID(t *testing.T) {
+	auth := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := url.Parse(r.Header.Get("X-Forwarded-Uri"))
+		if err != nil {
+			http.Error(w, "bad uri", http.StatusBadRequest)
+			return
+		}
+		for _, id := range strings.Split(u.Query().Get("ids"), ",") {
+			if strings.Contains(id, "secret") {
+				http.Error(w, "no", http.StatusForbidden)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer auth.Close()
+	tester := startMain(t)
+	cfg := strings.Replace(mainConfig, ":9080 {", ":9080 {\n\troute /authsplit {\n\t\tforward_auth "+
+		strings.TrimPrefix(auth.URL, "http://")+" {\n\t\t\turi /check\n\t\t}\n\t\tpush_subscriber long-poll {\n"+
+		"\t\t\tchannel_id {query.ids}\n\t\t\tchannel_id_split_delimiter ,\n\t\t\ttimeout 1s\n\t\t}\n\t}", 1)
+	load(tester, cfg)
+	defer load(tester, mainConfig)
+
+	secret, room := chanName(t, "secret"), chanName(t, "room")
+	defer do(t, h1Client, "DELETE", base+"/pub?id="+secret, nil)
+	publish(t, "/pub", secret, "the secret message")
+	if r := do(t, h1Client, "GET", base+"/authsplit?ids="+room+","+secret, nil); r.status != 403 {
+		t.Fatalf("the auth service did not refuse the secret channel: %d %q", r.status, r.body)
+	}
+	r := do(t, h1Client, "GET", base+"/authsplit?ids="+room+"&ids="+secret, nil)
+	if r.status != 400 || strings.Contains(r.body, "the secret message") {
+		t.Fatalf("?ids=room&ids=secret, authorized as room alone, was answered with the secret channel's message: %d %q",
+			r.status, r.body)
+	}
+}
