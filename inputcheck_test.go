@@ -251,10 +251,8 @@ func TestForwardAuthSeesEveryChannelOfASplitID(t *testing.T) {
 	}))
 	defer auth.Close()
 	tester := startMain(t)
-	cfg := strings.Replace(mainConfig, ":9080 {", ":9080 {\n\troute /authsplit {\n\t\tforward_auth "+
-		strings.TrimPrefix(auth.URL, "http://")+" {\n\t\t\turi /check\n\t\t}\n\t\tpush_subscriber long-poll {\n"+
-		"\t\t\tchannel_id {query.ids}\n\t\t\tchannel_id_split_delimiter ,\n\t\t\ttimeout 1s\n\t\t}\n\t}", 1)
-	load(tester, cfg)
+	load(tester, forwardAuthConfig("/authsplit", auth.URL,
+		"push_subscriber long-poll {\n\t\t\tchannel_id {query.ids}\n\t\t\tchannel_id_split_delimiter ,\n\t\t\ttimeout 1s\n\t\t}"))
 	defer load(tester, mainConfig)
 
 	secret, room := chanName(t, "secret"), chanName(t, "room")

@@ -89,9 +89,7 @@ func TestForwardAuthChecksEachSubscriberOnce(t *testing.T) {
 	}))
 	defer auth.Close()
 	tester := startMain(t)
-	cfg := strings.Replace(mainConfig, ":9080 {", ":9080 {\n\troute /authed {\n\t\tforward_auth "+
-		strings.TrimPrefix(auth.URL, "http://")+" {\n\t\t\turi /check\n\t\t}\n\t\tpush_subscriber\n\t}", 1)
-	load(tester, cfg)
+	load(tester, forwardAuthConfig("/authed", auth.URL, "push_subscriber"))
 	defer load(tester, mainConfig)
 
 	ch := chanName(t, "secret")

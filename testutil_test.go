@@ -515,3 +515,11 @@ func testRun(t testing.TB) int {
 	})
 	return n
 }
+
+// forwardAuthConfig is mainConfig with a route at path that asks the auth
+// service at authURL (forward_auth, uri /check) before subscriber, a
+// push_subscriber line or block.
+func forwardAuthConfig(path, authURL, subscriber string) string {
+	return strings.Replace(mainConfig, ":9080 {", ":9080 {\n\troute "+path+" {\n\t\tforward_auth "+
+		strings.TrimPrefix(authURL, "http://")+" {\n\t\t\turi /check\n\t\t}\n\t\t"+subscriber+"\n\t}", 1)
+}
