@@ -744,3 +744,30 @@ func TestWebSocketPongWhileBehind(t *testing.T) {
 		t.Fatalf("after DELETE the stream ended with %v, want close 1001 \"410 Gone\"", err)
 	}
 }
+
+// TestNarrowDeflateWindowDeclined: a client whose only permessage-deflate
+// offer asks for server_max_window_bits under 15 (a window it can inflate
+// with) is answered without the extension (RFC 7692, 7.1.2.1: the server
+// accepts the parameter or declines the offer); gorilla accepted the offer
+// without reading it and compressed with a 15-bit window. A client that
+// also offers plain permessage-deflate gets it.
+func TestNarrowDeflateWindowDeclined(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "d")
+	for _, tc := range []struct {
+		offer    string
+		deflated bool
+	}{
+		{"permessage-deflate; server_max_window_bits=10", false},
+		{"permessage-deflate; server_max_window_bits=10, permessage-deflate", true},
+		{"permessage-deflate; client_max_window_bits", true},
+	} {
+		c := rawStream(t, "GET /sub?id="+ch+" HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: "+tc.offer+"\r\n\r\n")
+		head := c.head()
+		if !strings.Contains(head, " 101 ") || strings.Contains(head, "permessage-deflate") != tc.deflated {
+			t.Errorf("offer %q: deflate agreed %v, want %v:\n%s", tc.offer, strings.Contains(head, "permessage-deflate"), tc.deflated, head)
+		}
+		_ = c.conn.Close()
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,37 @@ func offersDeflate(h http.Header) bool {
 		}
 	}
 	return false
+}
+
+// declineNarrowDeflate removes a handshake's permessage-deflate offers
+// when every one of them asks the server for a window under 32 KiB
+// (server_max_window_bits below 15): gorilla takes the first offer
+// without reading its parameters and compresses with a 15-bit window,
+// which such a client cannot inflate. Declining them (RFC 7692, 7.1.2.1)
+// leaves the connection uncompressed.
+func declineNarrowDeflate(h http.Header) {
+	offered, usable := false, false
+	for _, v := range h.Values("Sec-Websocket-Extensions") {
+		for ext := range strings.SplitSeq(v, ",") {
+			params := strings.Split(ext, ";")
+			if !strings.EqualFold(strings.TrimSpace(params[0]), "permessage-deflate") {
+				continue
+			}
+			offered = true
+			narrow := false
+			for _, p := range params[1:] {
+				k, v, _ := strings.Cut(p, "=")
+				if strings.EqualFold(strings.TrimSpace(k), "server_max_window_bits") {
+					n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(v), `"`))
+					narrow = narrow || err != nil || n < 15
+				}
+			}
+			usable = usable || !narrow
+		}
+	}
+	if offered && !usable {
+		h.Del("Sec-Websocket-Extensions")
+	}
 }
 
 // wsWriteTimeout bounds writing one batch of frames to a client.
@@ -555,6 +587,7 @@ func (cc *ChannelConfig) upgrade(u *websocket.Upgrader, w http.ResponseWriter, r
 	if o := r.Header.Get("Origin"); o != "" {
 		cc.setCORS(header, r)
 	}
+	declineNarrowDeflate(r.Header)
 	conn, err := u.Upgrade(hijacker{w}, r, header)
 	if err == nil {
 		echoClose(conn)
