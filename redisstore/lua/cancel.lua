@@ -15,5 +15,5 @@ else
 end
 redis.call('HSET', m, 'lu', fmt(now))
 M.lu = fmt(now)
-settl({})
+if not shortLived() then settl({}) end
 return {'ok'}

@@ -281,6 +281,27 @@ local function settl(written, nq, eadded, newmax)
   return nq
 end
 
+-- A channel that a subscriber made (its meta's sc) and no publisher has
+-- published to or PUT lasts SUBSCRIBED_IDLE_TTL ms once nobody waits on it,
+-- not its channel_timeout: requests that cost nothing (long-polls on fresh
+-- ids) would otherwise hold Redis's memory, and the budget, for an hour,
+-- where the memory store drops such idle channels when it needs room.
+local SUBSCRIBED_IDLE_TTL = 60000
+
+-- shortLived gives a loaded channel that expiry if it is such a channel
+-- and nobody waits on it, and reports whether it did (settl is then not
+-- needed). A subscriber registering again sets the long expiry (settl).
+local function shortLived()
+  if M.lt or waiting() > 0 or redis.call('ZCARD', q) > 0 or redis.call('HGET', m, 'sc') ~= '1' then
+    return false
+  end
+  local xa = fmt(now - SKEW + SUBSCRIBED_IDLE_TTL)
+  redis.call('HSET', m, 'xa', xa)
+  M.xa = xa
+  for _, k in ipairs(channelKeys()) do redis.call('PEXPIREAT', k, xa) end
+  return true
+end
+
 -- delivered counts n recipients of a stored message for its recipient
 -- rule, if it has one, and reports whether the rule removed it.
 local function delivered(id, n)
@@ -352,6 +373,7 @@ local function enter()
   if not live() then
     if ARGV[7] == '0' then return false end
     create(ARGV[15])
+    redis.call('HSET', m, 'sc', '1') -- a subscriber made it (shortLived)
   end
   redis.call('HSET', m, 'rq', fmt(now), 'lu', fmt(now))
   M.rq, M.lu = fmt(now), fmt(now)

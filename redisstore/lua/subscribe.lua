@@ -18,7 +18,10 @@ if id then
   settl({})
   return {'msg', expired, displaced, id, payload}
 end
-if ARGV[9] == '0' then settl({}) return {'none', expired, displaced} end
+if ARGV[9] == '0' then
+  if not shortLived() then settl({}) end
+  return {'none', expired, displaced}
+end
 local k = tonumber(ARGV[16])
 local written = {}
 if redis.call('HINCRBY', w, ARGV[12], k) == k then written[1] = w end
