@@ -10,7 +10,8 @@ import (
 
 // TestSubscriberMadeChannelsDoNotLinger: a channel that a subscriber made
 // and nobody published to expires a minute after its last subscriber
-// left (a long-poll that went, an interval-poll that found nothing), not
+// left (a long-poll that went, an interval-poll that found nothing, on
+// one channel or several), not
 // its channel_timeout: long-polls on fresh ids, which cost nothing, held
 // Redis's memory and the budget for an hour (a security review measured
 // 400 of them locking publishers out with 507). A channel a publisher
@@ -46,6 +47,29 @@ func TestSubscriberMadeChannelsDoNotLinger(t *testing.T) {
 	}
 	if d := ttl("polled"); d > time.Minute {
 		t.Fatalf("a channel an interval-poll made expires in %v", d)
+	}
+
+	if sub, err := s.Follow([]string{"ma", "mb"}, pushstore.FollowRequest{NoWait: true, Create: true, Start: pushstore.Start{Newest: true}}); err != nil || sub != nil {
+		t.Fatal(sub, err)
+	}
+	for _, key := range []string{"ma", "mb"} {
+		if d := ttl(key); d > time.Minute {
+			t.Fatalf("a channel a multiplexed interval-poll made expires in %v", d)
+		}
+	}
+
+	// A multiplexed long-poll looks at its channels (an interval-poll's
+	// call), then waits on them: long expiries while it waits.
+	poll, err := s.Follow([]string{"oa", "ob"}, pushstore.FollowRequest{OneShot: true, Create: true, Start: pushstore.Start{Newest: true}})
+	if err != nil || poll == nil {
+		t.Fatal(poll, err)
+	}
+	if d := ttl("ob"); d < 10*time.Minute {
+		t.Fatalf("a channel a multiplexed long-poll waits on expires in %v", d)
+	}
+	poll.Cancel()
+	if d := ttl("ob"); d > time.Minute {
+		t.Fatalf("a channel a multiplexed long-poll made expires %v after it left", d)
 	}
 
 	if _, err := s.Touch("put", time.Hour); err != nil {

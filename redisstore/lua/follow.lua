@@ -42,5 +42,6 @@ elseif mode == 'o' and #ids == 0 then
   if redis.call('HINCRBY', w, ARGV[12], 1) == 1 then written = {w} end
   interest(ARGV[12], written)
 end
+if mode == 'n' and shortLived() then return out end
 settl(written)
 return out
