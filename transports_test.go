@@ -113,8 +113,8 @@ func testEventSource(t *testing.T) {
 // got no message with `:408:`; pings are `event: ping` with no data.
 func TestEventSourceTimeoutAndPing(t *testing.T) {
 	startMain(t)
+	start := time.Now() // before the request: the server's timer starts before its head reaches us
 	s := openSSE(t, h1Client, base+"/s/timeout?id="+chanName(t, "a"))
-	start := time.Now()
 	if got := s.ending(t); len(got) != 2 || got[0] != ": hi" || got[1] != ":408: 408 Request Timeout" {
 		t.Fatalf("timeout: %q", got)
 	}
