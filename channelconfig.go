@@ -87,12 +87,16 @@ func (cc *ChannelConfig) repeatedQuery(w http.ResponseWriter, r *http.Request) b
 		n := 0
 		for range queryValues(r.URL.RawQuery, name) {
 			if n++; n > 1 {
-				writeText(w, http.StatusBadRequest, "The channel id argument "+name+" is repeated.")
+				refuseRepeated(w, name)
 				return true
 			}
 		}
 	}
 	return false
+}
+
+func refuseRepeated(w http.ResponseWriter, name string) {
+	writeText(w, http.StatusBadRequest, "The channel id argument "+name+" is repeated.")
 }
 
 func (cc *ChannelConfig) setDefaults() {
@@ -243,12 +247,8 @@ func tooManyChannels(w http.ResponseWriter) bool {
 // queryExpr reports whether a channel id expression is exactly
 // {http.request.uri.query.NAME} (or {query.NAME}), and NAME.
 func queryExpr(e string) (string, bool) {
-	for _, p := range []string{"{http.request.uri.query.", "{query."} {
-		if name, ok := strings.CutPrefix(e, p); ok {
-			if name, ok = strings.CutSuffix(name, "}"); ok && !strings.ContainsAny(name, "{}") {
-				return name, true
-			}
-		}
+	if m := queryPlaceholder.FindStringSubmatch(e); m != nil && m[0] == e {
+		return m[1], true
 	}
 	return "", false
 }
@@ -270,13 +270,24 @@ func (cc *ChannelConfig) validate() error {
 // or writes the protocol's refusal (404 no id, 403 too long) and returns
 // ok=false.
 func (cc *ChannelConfig) channelKey(w http.ResponseWriter, r *http.Request) (id, key string, ok bool) {
-	if cc.repeatedQuery(w, r) {
-		return "", "", false
-	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if cc.queryKey != "" {
-		id = queryParam(r.URL.RawQuery, cc.queryKey)
+		// The id is the one argument, read in one pass that also finds it
+		// repeated (repeatedQuery's refusal).
+		n := 0
+		for v := range queryValues(r.URL.RawQuery, cc.queryKey) {
+			if n++; n == 1 {
+				id = v
+			}
+		}
+		if n > 1 {
+			refuseRepeated(w, cc.queryKey)
+			return "", "", false
+		}
 	} else {
+		if cc.repeatedQuery(w, r) {
+			return "", "", false
+		}
 		id = repl.ReplaceAll(cc.ChannelID, "")
 	}
 	switch {
