@@ -15,18 +15,8 @@ func (s *MemoryStore) Follow(keys []string, req FollowRequest) (Subscription, er
 }
 
 func (s *MemoryStore) follow(keys []string, req FollowRequest) (Subscription, error) {
-	if req.OneShot && !req.NoWait && len(keys) > 1 {
-		// A multiplexed long-poll first looks at every channel, waiting
-		// on none, and is answered with the oldest stored message if one
-		// has any: registered on an earlier channel while it looked at a
-		// later one, it would be pushed a live message, its answer, whose
-		// compound id moves past an older second's stored message of the
-		// later channel (lost). Only one with nothing stored registers.
-		look := req
-		look.OneShot, look.NoWait = false, true
-		if sub, err := s.follow(keys, look); err != nil || sub != nil {
-			return sub, err
-		}
+	if sub, done, err := LookFirst(keys, req, s.follow); done {
+		return sub, err
 	}
 	ms := newMemSub(s, len(keys), req.OneShot || req.NoWait, req.QueueBytes)
 	ms.OnBehind = req.OnBehind

@@ -249,6 +249,23 @@ func (req FollowRequest) On(keys []string, i int) FollowRequest {
 	return req
 }
 
+// LookFirst is how a store's Follow starts a multiplexed long-poll: it
+// first looks at every channel, waiting on none (follow, with req as an
+// interval-poll), and is answered with the oldest stored message if one
+// has any. Registered on an earlier channel while it looked at a later
+// one, it would be pushed a live message, its answer, whose compound id
+// moves past an older second's stored message of the later channel
+// (lost). It reports done when the look answered (sub, or err); only a
+// poll that found nothing goes on to register.
+func LookFirst(keys []string, req FollowRequest, follow func([]string, FollowRequest) (Subscription, error)) (sub Subscription, done bool, err error) {
+	if !req.OneShot || req.NoWait || len(keys) < 2 {
+		return nil, false, nil
+	}
+	req.OneShot, req.NoWait = false, true
+	sub, err = follow(keys, req)
+	return sub, err != nil || sub != nil, err
+}
+
 // SubscribeResult is the outcome of Subscribe: an immediate message, a
 // registered subscription, or neither (an interval-poll with nothing new).
 type SubscribeResult struct {

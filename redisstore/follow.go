@@ -17,14 +17,8 @@ import (
 // that no notification passes between the script and the list, and the
 // script answers its backlog; the backlogs are merged in publication order.
 func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Subscription, error) {
-	if req.OneShot && !req.NoWait && len(keys) > 1 {
-		// A multiplexed long-poll first looks at every channel (mode n),
-		// as the memory store's does: see pushstore's follow.
-		look := req
-		look.OneShot, look.NoWait = false, true
-		if sub, err := s.Follow(keys, look); err != nil || sub != nil {
-			return sub, err
-		}
+	if sub, done, err := pushstore.LookFirst(keys, req, s.Follow); done { // the look is mode n
+		return sub, err
 	}
 	oneShot := req.OneShot || req.NoWait
 	sub := newRedisSub(s, len(keys), oneShot, req.QueueBytes)
