@@ -141,14 +141,17 @@ func appendInfo(dst []byte, f infoFormat, i pushstore.ChannelInfo) []byte {
 	return append(dst, t[3]...)
 }
 
+// acceptOf is r's Accept, its lines as one list (RFC 9110, 5.3).
+func acceptOf(r *http.Request) string {
+	if a := r.Header["Accept"]; len(a) > 1 {
+		return strings.Join(a, ",")
+	}
+	return r.Header.Get("Accept")
+}
+
 // writeInfo answers with channel info in the format the request accepts.
 func writeInfo(w http.ResponseWriter, r *http.Request, status int, info pushstore.ChannelInfo) {
-	// Several Accept lines are one list (RFC 9110, 5.3).
-	accept := r.Header.Get("Accept")
-	if a := r.Header["Accept"]; len(a) > 1 {
-		accept = strings.Join(a, ",")
-	}
-	f, media := negotiateInfo(accept)
+	f, media := negotiateInfo(acceptOf(r))
 	body := appendInfo(make([]byte, 0, 128), f, info)
 	// One backing array for this response's header values: middleware such
 	// as `header` may rewrite a value in place, so none may be shared.

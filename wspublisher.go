@@ -66,7 +66,7 @@ func (p *Publisher) serveWebSocket(w http.ResponseWriter, r *http.Request, key s
 	}
 	hijacked.Add() // the exit waits for the socket's end
 	publishingSockets.add(conn, p.store)
-	format, _ := negotiateInfo(r.Header.Get("Accept"))
+	format, _ := negotiateInfo(acceptOf(r))
 	typing := typingOf(r.Header)
 	p.logger.Debug("websocket publisher opened", zap.String("channel", key))
 	go func() {
