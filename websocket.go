@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"strconv"
@@ -49,15 +50,25 @@ var (
 // which the upgrader (EnableCompression) then takes, as gorilla reads the
 // offer: the first token of any extension in Sec-WebSocket-Extensions.
 func offersDeflate(h http.Header) bool {
-	for _, v := range h.Values("Sec-Websocket-Extensions") {
-		for ext := range strings.SplitSeq(v, ",") {
-			name, _, _ := strings.Cut(ext, ";")
-			if strings.EqualFold(strings.TrimSpace(name), "permessage-deflate") {
-				return true
+	for range deflateOffers(h) {
+		return true
+	}
+	return false
+}
+
+// deflateOffers yields the parameters (each `name[=value]`) of every
+// permessage-deflate offer of a handshake.
+func deflateOffers(h http.Header) iter.Seq[[]string] {
+	return func(yield func([]string) bool) {
+		for _, v := range h.Values("Sec-Websocket-Extensions") {
+			for ext := range strings.SplitSeq(v, ",") {
+				params := strings.Split(ext, ";")
+				if strings.EqualFold(strings.TrimSpace(params[0]), "permessage-deflate") && !yield(params[1:]) {
+					return
+				}
 			}
 		}
 	}
-	return false
 }
 
 // declineNarrowDeflate removes a handshake's permessage-deflate offers
@@ -68,23 +79,17 @@ func offersDeflate(h http.Header) bool {
 // leaves the connection uncompressed.
 func declineNarrowDeflate(h http.Header) {
 	offered, usable := false, false
-	for _, v := range h.Values("Sec-Websocket-Extensions") {
-		for ext := range strings.SplitSeq(v, ",") {
-			params := strings.Split(ext, ";")
-			if !strings.EqualFold(strings.TrimSpace(params[0]), "permessage-deflate") {
-				continue
+	for params := range deflateOffers(h) {
+		offered = true
+		narrow := false
+		for _, p := range params {
+			k, v, _ := strings.Cut(p, "=")
+			if strings.EqualFold(strings.TrimSpace(k), "server_max_window_bits") {
+				n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(v), `"`))
+				narrow = narrow || err != nil || n < 15
 			}
-			offered = true
-			narrow := false
-			for _, p := range params[1:] {
-				k, v, _ := strings.Cut(p, "=")
-				if strings.EqualFold(strings.TrimSpace(k), "server_max_window_bits") {
-					n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(v), `"`))
-					narrow = narrow || err != nil || n < 15
-				}
-			}
-			usable = usable || !narrow
 		}
+		usable = usable || !narrow
 	}
 	if offered && !usable {
 		h.Del("Sec-Websocket-Extensions")
