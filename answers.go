@@ -141,13 +141,18 @@ func appendInfo(dst []byte, f infoFormat, i pushstore.ChannelInfo) []byte {
 	return append(dst, t[3]...)
 }
 
-// acceptOf is r's Accept, its lines as one list (RFC 9110, 5.3).
-func acceptOf(r *http.Request) string {
-	if a := r.Header["Accept"]; len(a) > 1 {
+// headerList is a list-valued header of h (name in canonical form), its
+// lines as one list (RFC 9110, 5.3): Accept, TE and Connection may come on
+// several lines.
+func headerList(h http.Header, name string) string {
+	if a := h[name]; len(a) > 1 {
 		return strings.Join(a, ",")
 	}
-	return r.Header.Get("Accept")
+	return h.Get(name)
 }
+
+// acceptOf is r's Accept, its lines as one list.
+func acceptOf(r *http.Request) string { return headerList(r.Header, "Accept") }
 
 // writeInfo answers with channel info in the format the request accepts.
 func writeInfo(w http.ResponseWriter, r *http.Request, status int, info pushstore.ChannelInfo) {

@@ -167,3 +167,28 @@ func TestNoContentTypeNoSniffHTTP2(t *testing.T) {
 		t.Fatalf("Content-Type %q over HTTP/2 for a message without one", ct)
 	}
 }
+
+// TestTransportHeadersOnSeveralLines: the headers that choose a
+// subscriber's transport are read whole when a client sends them on
+// several lines (RFC 9110, 5.3): Accept naming text/event-stream or
+// multipart/mixed on its second line, TE chunked on its second, and
+// Connection upgrade on its second (which the WebSocket upgrade itself
+// accepts) each get their transport, not a long-poll.
+func TestTransportHeadersOnSeveralLines(t *testing.T) {
+	startMain(t)
+	ch := chanName(t, "a")
+	publish(t, "/pub", ch, "m")
+	req := "GET /sub?id=" + ch + " HTTP/1.1\r\nHost: localhost\r\n%s\r\n"
+	for _, c := range []struct{ lines, want, value string }{
+		{"Accept: text/html\r\nAccept: text/event-stream\r\n", "Content-Type", "text/event-stream; charset=utf-8"},
+		{"Accept: text/html\r\nAccept: multipart/mixed\r\n", "Content-Type", "multipart/mixed"},
+		{"TE: trailers\r\nTE: chunked\r\n", "Transfer-Encoding", "chunked"},
+		{"Connection: keep-alive\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "Upgrade", "websocket"},
+	} {
+		head := rawStream(t, fmt.Sprintf(req, c.lines)).head()
+		if got := headerOf(head, c.want); !strings.HasPrefix(got, c.value) {
+			t.Errorf("%q: %s %q, want %q; head:\n%s", c.lines, c.want, got, c.value, head)
+		}
+	}
+}

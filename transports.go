@@ -72,13 +72,13 @@ func (s transportSet) names() string {
 // stream, long-poll or interval-poll, whichever the location serves (in
 // that order).
 func (s transportSet) requested(r *http.Request) transport {
-	accept := r.Header.Get("Accept")
+	accept := acceptOf(r)
 	switch {
 	case isWebSocketUpgrade(r):
 		return tWebSocket
 	case strings.Contains(accept, "text/event-stream"):
 		return tEventSource
-	case r.ProtoMajor == 1 && r.ProtoMinor >= 1 && wantsChunked(r.Header.Get("TE")):
+	case r.ProtoMajor == 1 && r.ProtoMinor >= 1 && wantsChunked(headerList(r.Header, "Te")):
 		return tChunked
 	case strings.Contains(accept, "multipart/mixed"):
 		return tMultipart
@@ -93,7 +93,7 @@ func (s transportSet) requested(r *http.Request) transport {
 // isWebSocketUpgrade reports whether r opens a WebSocket.
 func isWebSocketUpgrade(r *http.Request) bool {
 	return r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
-		headerHasToken(r.Header.Get("Connection"), "upgrade")
+		headerHasToken(headerList(r.Header, "Connection"), "upgrade")
 }
 
 // wantsChunked reports whether a TE header asks for chunked with a
