@@ -78,6 +78,9 @@ var nginxNames = map[string]string{
 	"nchan_max_channel_subscribers":              "max_channel_subscribers",
 	"nchan_subscribe_existing_channels_only":     "authorized_channels_only",
 	"nchan_eventsource_ping_interval":            "eventsource_ping_interval",
+	"nchan_eventsource_ping_event":               "eventsource_ping_event",
+	"nchan_eventsource_ping_data":                "eventsource_ping_data",
+	"nchan_eventsource_ping_comment":             "eventsource_ping_comment",
 	"nchan_websocket_ping_interval":              "websocket_ping_interval",
 	"nchan_subscriber_http_raw_stream_separator": "http_raw_stream_separator",
 	"nchan_longpoll_multipart_response":          "longpoll_multipart_response",
@@ -302,6 +305,19 @@ func eventArg(d *caddyfile.Dispenser) (string, error) {
 	return v, err
 }
 
+// lineArg reads the one argument of an option that is sent as one line of
+// an event stream (it may be empty: ""), refusing a line break.
+func lineArg(d *caddyfile.Dispenser) (string, error) {
+	name := optionName(d)
+	v, err := oneArg(d)
+	if err == nil {
+		if lerr := checkLine(name, v); lerr != nil {
+			return "", d.Errf("%v", lerr)
+		}
+	}
+	return v, err
+}
+
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	push_subscriber [<matcher>] [<transport>...] {
@@ -317,6 +333,9 @@ func eventArg(d *caddyfile.Dispenser) (string, error) {
 //		max_channel_subscribers    <n>
 //		first_message              oldest|newest|now|<n>|-<n>
 //		eventsource_ping_interval  <duration>
+//		eventsource_ping_event     <name>|""
+//		eventsource_ping_data      <text>|""
+//		eventsource_ping_comment   <text>|""
 //		websocket_ping_interval    <duration>
 //		stream_queue_size          <size>
 //		http_raw_stream_separator  <separator>
@@ -402,6 +421,14 @@ func (s *Subscriber) unmarshalSubscriberSub(d *caddyfile.Dispenser, name string)
 		}
 	case "eventsource_ping_interval":
 		s.EventSourcePingInterval, err = durationArg(d)
+	case "eventsource_ping_event":
+		var v string
+		v, err = lineArg(d)
+		s.EventSourcePingEvent = &v
+	case "eventsource_ping_data":
+		s.EventSourcePingData, err = lineArg(d)
+	case "eventsource_ping_comment":
+		s.EventSourcePingComment, err = lineArg(d)
 	case "websocket_ping_interval":
 		s.WebSocketPingInterval, err = durationArg(d)
 	case "stream_queue_size":

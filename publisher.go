@@ -269,9 +269,13 @@ func (p *Publisher) nameEvent(r *http.Request) {
 // checkEventSetting refuses an eventsource_event setting that holds a line
 // break, which no event name may hold (eventName would drop the name at
 // run time, silently).
-func checkEventSetting(v string) error {
+func checkEventSetting(v string) error { return checkLine("eventsource_event", v) }
+
+// checkLine refuses a setting that is written as one line of an
+// EventSource stream and holds a line break.
+func checkLine(name, v string) error {
 	if strings.ContainsAny(v, "\r\n") {
-		return fmt.Errorf("eventsource_event %q holds a line break, which an event name cannot hold", v)
+		return fmt.Errorf("%s %q holds a line break, which one line of an event stream cannot hold", name, v)
 	}
 	return nil
 }

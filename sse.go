@@ -48,8 +48,9 @@ func framesOf(m *pushstore.Message) *sseFrames {
 
 type sseWriter struct {
 	httpStream
-	scratch []byte
-	event   string // eventsource_event: every message's event name instead of its own
+	scratch   []byte
+	event     string // eventsource_event: every message's event name instead of its own
+	pingFrame []byte // the location's keep-alive (eventSourcePing)
 }
 
 // openEventSource writes the stream's head and first bytes.
@@ -61,7 +62,7 @@ func (s *Subscriber) openEventSource(w http.ResponseWriter, r *http.Request) *ss
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(": hi\nretry: " + strconv.Itoa(eventSourceRetry) + "\n\n"))
-	sw := &sseWriter{httpStream: startHTTPStream(w, r)}
+	sw := &sseWriter{httpStream: startHTTPStream(w, r), pingFrame: s.esPing}
 	if s.EventSourceEvent != "" {
 		sw.event = eventName(replaceAll(r, s.EventSourceEvent))
 	}
@@ -130,8 +131,43 @@ func (sw *sseWriter) sendNow(m *pushstore.Message) bool {
 }
 
 func (sw *sseWriter) ping() error {
-	_, err := sw.w.Write([]byte("event: ping\n\n")) // as nchan: no data, so no event reaches the page
+	_, err := sw.w.Write(sw.pingFrame)
 	return err
+}
+
+// esPingLine is one line of an EventSource keep-alive: the setting that
+// holds it, what the line starts with, and its text.
+type esPingLine struct{ name, prefix, text string }
+
+// esPingLines are the lines of the location's EventSource keep-alive, in
+// the order they are sent (nchan's): the comment, the event and the data.
+// An empty one is not sent.
+func (s *Subscriber) esPingLines() [3]esPingLine {
+	event := "ping" // nchan's default: no data, so no event reaches the page
+	if s.EventSourcePingEvent != nil {
+		event = *s.EventSourcePingEvent
+	}
+	return [3]esPingLine{
+		{"eventsource_ping_comment", ":", s.EventSourcePingComment},
+		{"eventsource_ping_event", "event: ", event},
+		{"eventsource_ping_data", "data: ", s.EventSourcePingData},
+	}
+}
+
+// eventSourcePing is the keep-alive an EventSource stream is sent every
+// eventsource_ping_interval: its lines and the blank line that ends it, or,
+// when they are all empty, an empty comment.
+func (s *Subscriber) eventSourcePing() []byte {
+	var b []byte
+	for _, l := range s.esPingLines() {
+		if l.text != "" {
+			b = append(append(append(b, l.prefix...), l.text...), '\n')
+		}
+	}
+	if b == nil {
+		return []byte(":\n\n")
+	}
+	return append(b, '\n')
 }
 
 func (sw *sseWriter) end(why streamEnd) error {

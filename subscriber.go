@@ -94,6 +94,23 @@ type Subscriber struct {
 	// sends none. Equivalent to nchan_eventsource_ping_interval. Default: 0.
 	EventSourcePingInterval caddy.Duration `json:"eventsource_ping_interval,omitempty"`
 
+	// EventSourcePingEvent is the `event:` line of an EventSource
+	// keep-alive; empty sends none. Equivalent to
+	// nchan_eventsource_ping_event. Default: ping.
+	EventSourcePingEvent *string `json:"eventsource_ping_event,omitempty"`
+
+	// EventSourcePingData is the `data:` line of an EventSource keep-alive;
+	// empty sends none. With data the keep-alive is an event a page sees
+	// (a listener for its event name, or onmessage when it has none).
+	// Equivalent to nchan_eventsource_ping_data. Default: none.
+	EventSourcePingData string `json:"eventsource_ping_data,omitempty"`
+
+	// EventSourcePingComment is a comment line (`:<comment>`) that opens an
+	// EventSource keep-alive; empty sends none. Equivalent to
+	// nchan_eventsource_ping_comment. Default: none. (With the event, data
+	// and comment all empty, the keep-alive is an empty comment, `:`.)
+	EventSourcePingComment string `json:"eventsource_ping_comment,omitempty"`
+
 	// WebSocketPingInterval is how often a WebSocket is sent a ping, a
 	// duration; one whose previous ping got no pong is closed. Zero sends
 	// none. Equivalent to nchan_websocket_ping_interval. Default: 0.
@@ -144,6 +161,7 @@ type Subscriber struct {
 	httpPublish  bool // POST and PUT publish (pub/sub)
 	wsPublish    bool // WebSocket frames publish (pub/sub)
 	rawSeparator string
+	esPing       []byte // the EventSource keep-alive (eventSourcePing)
 	lpMultipart  lpMode
 	wsUpgrader   *websocket.Upgrader
 	logger       *zap.Logger
@@ -196,6 +214,7 @@ func (s *Subscriber) Provision(ctx caddy.Context) error {
 			s.rawSeparator += "\n"
 		}
 	}
+	s.esPing = s.eventSourcePing()
 	s.wsUpgrader = s.upgrader(metaProtocol)
 	if s.Publish != nil {
 		s.Publish.ChannelConfig = s.ChannelConfig
@@ -298,6 +317,11 @@ func (s *Subscriber) Validate() error {
 	}
 	if err := checkEventSetting(s.EventSourceEvent); err != nil {
 		return err
+	}
+	for _, l := range s.esPingLines() {
+		if err := checkLine(l.name, l.text); err != nil {
+			return err
+		}
 	}
 	if s.Publish != nil {
 		if len(s.Publish.Transports) > 0 {

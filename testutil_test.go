@@ -308,6 +308,16 @@ const mainConfig = globalOptions + `	push {
 		eventsource_ping_interval 100ms
 		websocket_ping_interval 100ms
 	}
+	push_subscriber /s/ping/said eventsource {
+		eventsource_ping_interval 100ms
+		nchan_eventsource_ping_comment keepalive
+		nchan_eventsource_ping_event ""
+		nchan_eventsource_ping_data "{\"t\": 1}"
+	}
+	push_subscriber /s/ping/none eventsource {
+		eventsource_ping_interval 100ms
+		eventsource_ping_event ""
+	}
 	push_subscriber /s/panic {
 		eventsource_ping_interval 77ms
 		websocket_ping_interval 77ms

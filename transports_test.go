@@ -128,6 +128,25 @@ func TestEventSourceTimeoutAndPing(t *testing.T) {
 	}
 }
 
+// TestEventSourcePingSettings: nchan's EventSource ping settings shape
+// the keep-alive as nchan's does: the comment, event and data lines that
+// are not empty, in that order; with none, an empty comment.
+func TestEventSourcePingSettings(t *testing.T) {
+	startMain(t)
+	for path, want := range map[string]string{
+		"/s/ping/said": ":keepalive\ndata: {\"t\": 1}\n\n",
+		"/s/ping/none": ":\n\n",
+		"/s/ping":      "event: ping\n\n",
+	} {
+		c := rawStream(t, "GET "+path+"?id="+chanName(t, "a")+" HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+		c.head()
+		c.until(t, "retry: 3000\n\n")
+		if got := c.until(t, "\n\n"); got != want {
+			t.Errorf("%s: keep-alive %q, want %q", path, got, want)
+		}
+	}
+}
+
 // TestEventSourceOverHTTP2AndThroughEncode: the stream is flushed event by
 // event over HTTP/2 (nchan's open bug #576 is SSE over HTTP/2), and behind
 // Caddy's encode (gzip), each event arrives while the stream is open.
