@@ -82,6 +82,7 @@ var nginxNames = map[string]string{
 	"nchan_eventsource_ping_data":                "eventsource_ping_data",
 	"nchan_eventsource_ping_comment":             "eventsource_ping_comment",
 	"nchan_websocket_ping_interval":              "websocket_ping_interval",
+	"nchan_websocket_client_heartbeat":           "websocket_client_heartbeat",
 	"nchan_subscriber_http_raw_stream_separator": "http_raw_stream_separator",
 	"nchan_longpoll_multipart_response":          "longpoll_multipart_response",
 	"nchan_eventsource_event":                    "eventsource_event",
@@ -337,6 +338,7 @@ func lineArg(d *caddyfile.Dispenser) (string, error) {
 //		eventsource_ping_data      <text>|""
 //		eventsource_ping_comment   <text>|""
 //		websocket_ping_interval    <duration>
+//		websocket_client_heartbeat <in> <out>
 //		stream_queue_size          <size>
 //		http_raw_stream_separator  <separator>
 //		longpoll_multipart_response on|off|raw
@@ -431,6 +433,12 @@ func (s *Subscriber) unmarshalSubscriberSub(d *caddyfile.Dispenser, name string)
 		s.EventSourcePingComment, err = lineArg(d)
 	case "websocket_ping_interval":
 		s.WebSocketPingInterval, err = durationArg(d)
+	case "websocket_client_heartbeat":
+		args := lineArgs(d)
+		if len(args) != 2 {
+			return true, d.ArgErr()
+		}
+		s.WebSocketClientHeartbeat = &WebSocketHeartbeat{In: args[0], Out: args[1]}
 	case "stream_queue_size":
 		s.StreamQueueSize, err = sizeArg(d)
 	case "http_raw_stream_separator":

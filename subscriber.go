@@ -116,6 +116,13 @@ type Subscriber struct {
 	// none. Equivalent to nchan_websocket_ping_interval. Default: 0.
 	WebSocketPingInterval caddy.Duration `json:"websocket_ping_interval,omitempty"`
 
+	// WebSocketClientHeartbeat answers a WebSocket client's own keep-alive,
+	// for clients (browsers) that cannot send a ping: a message from the
+	// client that is exactly In (text or binary) is answered with a text
+	// message Out, and is neither published nor refused. Equivalent to
+	// nchan_websocket_client_heartbeat <in> <out>. Default: none.
+	WebSocketClientHeartbeat *WebSocketHeartbeat `json:"websocket_client_heartbeat,omitempty"`
+
 	// StreamQueueSize is how far a stream's client may fall behind, in
 	// bytes of messages sent to it and not yet written to its connection;
 	// one further behind is ended (a close naming it), its connection
@@ -162,6 +169,7 @@ type Subscriber struct {
 	wsPublish    bool // WebSocket frames publish (pub/sub)
 	rawSeparator string
 	esPing       []byte // the EventSource keep-alive (eventSourcePing)
+	heartbeat    *heartbeat
 	lpMultipart  lpMode
 	wsUpgrader   *websocket.Upgrader
 	logger       *zap.Logger
@@ -215,6 +223,7 @@ func (s *Subscriber) Provision(ctx caddy.Context) error {
 		}
 	}
 	s.esPing = s.eventSourcePing()
+	s.heartbeat = s.WebSocketClientHeartbeat.prepare()
 	s.wsUpgrader = s.upgrader(metaProtocol)
 	if s.Publish != nil {
 		s.Publish.ChannelConfig = s.ChannelConfig

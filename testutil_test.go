@@ -335,6 +335,12 @@ const mainConfig = globalOptions + `	push {
 		max_message_size 1k
 	}
 	push_pubsub /ps/ws websocket
+	push_pubsub /ps/hb {
+		websocket_client_heartbeat PING PONG
+	}
+	push_subscriber /s/hb websocket {
+		nchan_websocket_client_heartbeat PING PONG
+	}
 	push_publisher /p/ws websocket {
 		max_message_size 1k
 	}

@@ -2,6 +2,7 @@ package caddypush
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -147,6 +148,7 @@ type wsWriter struct {
 	out      []byte       // raw: the batch's frames
 	lazy     lazyDeadline // raw: wsWriteTimeout
 	deadline bool         // gorilla: set for the batch being written
+	gmu      sync.Mutex   // gorilla: held by each message write (a heartbeat's answer comes from the reader)
 	lastPong atomic.Int64
 	pinged   int64 // when the last ping was sent (nanotime)
 	scratch  []byte
@@ -196,6 +198,8 @@ func (ww *wsWriter) message(m *pushstore.Message, ids *runningID) error {
 		}
 		return nil
 	}
+	ww.gmu.Lock()
+	defer ww.gmu.Unlock()
 	if !ww.deadline {
 		_ = ww.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
 		ww.deadline = true
@@ -389,7 +393,7 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 	if s.Publish != nil {
 		s.Publish.nameEvent(r) // what its frames publish
 	}
-	go s.readWebSocket(conn, typingOf(r.Header), keys, gone)
+	go s.readWebSocket(conn, ww, typingOf(r.Header), keys, gone)
 	ping := time.Duration(s.WebSocketPingInterval)
 	go s.pump(ww, sub, ids, ping, nil, gone, func() {
 		select { // the client's close frame, or its going away
@@ -406,8 +410,9 @@ func (s *Subscriber) serveWebSocket(w http.ResponseWriter, r *http.Request, keys
 // then says the client left (gone). Control frames are answered by the
 // connection (a close is echoed). On a pub/sub location each text or
 // binary frame is published; elsewhere a frame closes the connection with
-// 1008, whatever its size.
-func (s *Subscriber) readWebSocket(conn *websocket.Conn, typing frameTyping, keys []string, gone *leaving) {
+// 1008, whatever its size. The client's heartbeat, if the location has
+// one, is answered (ww) instead.
+func (s *Subscriber) readWebSocket(conn *websocket.Conn, ww *wsWriter, typing frameTyping, keys []string, gone *leaving) {
 	defer gone.leave()
 	defer containReader(s.logger)
 	pub := s.Publish
@@ -418,13 +423,27 @@ func (s *Subscriber) readWebSocket(conn *websocket.Conn, typing frameTyping, key
 		// wsRefusedDrain, so the client is not reset while it still
 		// sends it; nothing of it is kept.
 		conn.SetReadLimit(0)
-		if _, rd, err := conn.NextReader(); err == nil {
+		for {
+			_, rd, err := conn.NextReader()
+			if err != nil {
+				return
+			}
+			if s.heartbeat.is(rd) {
+				if ww.answer(s.heartbeat) != nil {
+					return
+				}
+				continue
+			}
 			_, _ = io.CopyN(io.Discard, rd, wsRefusedDrain)
 			closeWebSocket(conn, websocket.ClosePolicyViolation, "Publishing not allowed.", s.logger)
+			return
 		}
-		return
 	}
 	readPublications(conn, pub, func(op int, bd *body) bool {
+		if s.heartbeat != nil && bytes.Equal(bd.data, s.heartbeat.in) {
+			bd.release()
+			return ww.answer(s.heartbeat) == nil
+		}
 		return s.publishFrame(conn, typing, keys, op, bd)
 	})
 }
@@ -695,6 +714,16 @@ func (c *wsConn) writeOwn(p []byte, ld *lazyDeadline) error {
 	if err != nil {
 		c.broken()
 	}
+	return err
+}
+
+// writeFrame writes p, whole frames of the server's own, from another
+// goroutine than the stream's (a heartbeat's answer), under deadline.
+func (c *wsConn) writeFrame(p []byte, deadline time.Time) error {
+	c.mu.Lock()
+	c.theirs = deadline
+	c.mu.Unlock()
+	_, err := c.Write(p)
 	return err
 }
 
