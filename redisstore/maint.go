@@ -55,10 +55,10 @@ func (s *Store) connect() {
 }
 
 // Sweep refreshes the used_memory sample (when a budget is set) and marks
-// used the channels that have subscribers here and a third of their
-// channel_timeout since the last keepalive (a third of streamTTL, with
-// streams), so Redis does not expire them under their subscribers and
-// keeps counting this instance's streams. It returns the number of
+// used the channels that have subscribers here and a third of streamTTL
+// (or of their channel_timeout, if shorter) since the last keepalive, so
+// Redis does not expire them under their subscribers and keeps counting
+// this instance's streams and parked long-polls. It returns the number of
 // keepalives sent.
 func (s *Store) Sweep() int {
 	if s.maxBytes.Load() > 0 {
@@ -72,22 +72,22 @@ func (s *Store) Sweep() int {
 		key          string
 		streams, reg int64 // the streams counted here, the least gen they registered at
 		least        int64 // the least gen any subscriber counted here registered at
+		polls        int   // the long-polls waiting here, parked or being registered
 	}
 	var due []keep
 	s.mu.Lock()
 	for key, lc := range s.local {
-		every := lc.ct / 3
-		if every <= 0 {
-			every = pushstore.DefaultChannelTimeout / 3
-		}
-		if lc.streams > 0 {
-			every = min(every, streamTTL/3) // the stream count must not lapse
+		// The counts must not lapse (streamsOf, countPolls), nor the keys
+		// expire.
+		every := streamTTL / 3
+		if lc.ct > 0 {
+			every = min(every, lc.ct/3)
 		}
 		if lc.kept.IsZero() {
 			lc.kept = now
 		}
 		if lc.subs.Len() > 0 && now.Sub(lc.kept) >= every {
-			k := keep{key: key, least: -1}
+			k := keep{key: key, least: -1, polls: lc.subs.Len() - lc.streams}
 			lc.subs.Each(func(m *member) {
 				if !m.counted {
 					return
@@ -114,7 +114,7 @@ func (s *Store) Sweep() int {
 	channels := 0
 	for _, k := range due {
 		ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
-		res, err := s.run(ctx, scriptKeepalive, k.key, s.instance, k.streams, k.reg, k.least)
+		res, err := s.run(ctx, scriptKeepalive, k.key, s.instance, k.streams, k.reg, k.least, k.polls)
 		cancel()
 		sent++
 		if err != nil {

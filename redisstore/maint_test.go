@@ -91,3 +91,78 @@ func TestLapsedStreamCountRestored(t *testing.T) {
 		t.Fatalf("a `first` subscriber while a's stream is open: %v, want ErrConflict", err)
 	}
 }
+
+// TestDeadInstancesLongPollsLapse: an instance that dies (killed: nothing
+// uncounts its parked long-polls) leaves them counted for at most
+// streamTTL, as its streams, not until the channel's next event: another
+// instance's `first` subscriber is admitted once they lapse. A live
+// instance's keepalive keeps its parked long-polls counted.
+func TestDeadInstancesLongPollsLapse(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startOn(t, srv, "deadpoll:")
+	b := startOn(t, srv, "deadpoll:")
+	var skew atomic.Int64
+	clock := func() time.Duration { return time.Duration(skew.Load()) }
+	a.SetClockSkew(clock)
+	b.SetClockSkew(clock)
+	first := pushstore.SubscribeRequest{Create: true, Wait: true, Concurrency: pushstore.First, Start: pushstore.Start{Newest: true}}
+	res, err := a.Subscribe("c", first)
+	if err != nil || res.Sub == nil {
+		t.Fatal(res, err)
+	}
+	defer res.Sub.Cancel()
+	if _, err := b.Subscribe("c", first); err != pushstore.ErrConflict {
+		t.Fatalf("a `first` subscriber while a's long-poll waits: %v, want ErrConflict", err)
+	}
+	skew.Store(int64(streamTTL + time.Second)) // no keepalive of a's reached Redis: a died
+	if info, _ := b.Info("c"); info.Subscribers != 0 {
+		t.Fatalf("a minute after a's last word, c counts %d subscribers, want 0", info.Subscribers)
+	}
+	r, err := b.Subscribe("c", pushstore.SubscribeRequest{Concurrency: pushstore.First, Start: pushstore.Start{Newest: true}})
+	if err != nil {
+		t.Fatalf("a `first` subscriber a minute after a's last word: %v, want it admitted", err)
+	}
+	if r.Sub != nil {
+		r.Sub.Cancel()
+	}
+	a.mu.Lock()
+	a.local["c"].kept = time.Now().Add(-time.Hour) // a lives: its keepalive is due
+	a.mu.Unlock()
+	if n := a.Sweep(); n != 1 {
+		t.Fatalf("%d keepalives sent, want 1", n)
+	}
+	if _, err := b.Subscribe("c", first); err != pushstore.ErrConflict {
+		t.Fatalf("a `first` subscriber after a's keepalive: %v, want ErrConflict", err)
+	}
+}
+
+// TestKeepaliveTakesOffPollsNobodyWaits: a parked long-poll count of this
+// instance's where none of its long-polls waits (a registration answered
+// too late to wait: the request had failed) is taken off by its next
+// keepalive, not kept alive with its streams' count.
+func TestKeepaliveTakesOffPollsNobodyWaits(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startOn(t, srv, "ghost:")
+	sub, err := a.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	if err := rdb.HIncrBy(context.Background(), a.Keys("c")[5], a.instance, 1).Err(); err != nil { // the late registration
+		t.Fatal(err)
+	}
+	if info, _ := a.Info("c"); info.Subscribers != 2 {
+		t.Fatalf("%d subscribers, want the stream and the late registration's count", info.Subscribers)
+	}
+	a.mu.Lock()
+	a.local["c"].kept = time.Now().Add(-time.Hour)
+	a.mu.Unlock()
+	if n := a.Sweep(); n != 1 {
+		t.Fatalf("%d keepalives sent, want 1", n)
+	}
+	if info, _ := a.Info("c"); info.Subscribers != 1 {
+		t.Fatalf("after the keepalive: %d subscribers, want the stream alone", info.Subscribers)
+	}
+}

@@ -10,8 +10,7 @@ if ARGV[10] == 's' then
   streamCount(ARGV[7], -tonumber(ARGV[9]))
 else
   if M.gen ~= ARGV[8] then return {'stale'} end
-  local v = tonumber(redis.call('HGET', w, ARGV[7]) or '0') - tonumber(ARGV[9])
-  if v <= 0 then redis.call('HDEL', w, ARGV[7]) else redis.call('HSET', w, ARGV[7], fmt(v)) end
+  uncountPolls(ARGV[7], tonumber(ARGV[9]))
 end
 redis.call('HSET', m, 'lu', fmt(now))
 M.lu = fmt(now)

@@ -39,7 +39,7 @@ if stream then
   written = {s}
   interest(ARGV[12], written)
 elseif mode == 'o' and #ids == 0 then
-  if redis.call('HINCRBY', w, ARGV[12], 1) == 1 then written = {w} end
+  countPolls(ARGV[12], 1, written)
   interest(ARGV[12], written)
 end
 if mode == 'n' and shortLived() then return out end

@@ -8,7 +8,11 @@
 -- while this call was on its way is counted right by the next keepalive.
 -- Arguments: instance, streams counted here, the least gen they
 -- registered at, the least gen any subscriber counted here (stream or
--- parked long-poll) registered at (-1: none). Returns {ok, channel
+-- parked long-poll) registered at (-1: none), the long-polls waiting here
+-- (parked or being registered). The parked long-polls' count is marked
+-- alive again (see countPolls), or, when none waits here, taken off: a
+-- count left by a registration answered too late to wait (Redis stalled
+-- past read_timeout). Returns {ok, channel
 -- timeout}; {nf} when the channel is gone; {wiped, sw} when the counts
 -- were wiped at gen sw, after some of those subscribers registered: the
 -- channel was made again (Redis lost its data) or a `last` subscriber
@@ -33,6 +37,9 @@ if n > 0 and tonumber(M.sw or '0') <= tonumber(ARGV[9]) then
 else
   local c = streamsOf(redis.call('HGET', s, ARGV[7]))
   if c > 0 then redis.call('HSET', s, ARGV[7], fmt(c) .. ' ' .. fmt(now)) end
+end
+if redis.call('HEXISTS', w, ARGV[7]) == 1 then
+  if ARGV[11] ~= '0' then redis.call('HSET', w, ARGV[7] .. ':t', NOW) else uncountPolls(ARGV[7], math.huge) end
 end
 local had = interest(ARGV[7], written)
 local all = redis.call('HGETALL', ir)

@@ -116,13 +116,50 @@ local function streamsOf(v)
   return c + 0
 end
 
+-- The parked long-polls' counts w (P{K}:w): instance -> how many of its
+-- long-polls wait for the channel's next event, and instance..':t' -> when
+-- that instance last said they wait (ms): when it first counted one since
+-- the last event (countPolls), and at its keepalives. An instance that died
+-- (killed: nothing uncounted them) stops counting after STREAM_TTL, as its
+-- streams do, rather than until the channel's next event; a field without
+-- its time (written before it had one) counts.
+
+-- countPolls counts k parked long-polls of inst; it appends w to written
+-- when it made inst's field (w may be new).
+local function countPolls(inst, k, written)
+  if redis.call('HINCRBY', w, inst, k) == k then
+    redis.call('HSET', w, inst .. ':t', NOW)
+    written[#written + 1] = w
+  end
+end
+
+-- uncountPolls takes n off inst's parked long-polls.
+local function uncountPolls(inst, n)
+  local v = tonumber(redis.call('HGET', w, inst) or '0') - n
+  if v <= 0 then redis.call('HDEL', w, inst, inst .. ':t') else redis.call('HSET', w, inst, fmt(v)) end
+end
+
 -- counts counts the subscribers of every instance: parked long-polls (w),
--- with the number of instances that have some, and open streams (s).
+-- with the number of instances that have some, and open streams (s); and
+-- reports whether w holds fields (lapsed ones included).
 local function counts()
   local wn, wl, sn = 0, 0, 0
-  for _, v in ipairs(redis.call('HVALS', w)) do wn, wl = wn + v, wl + 1 end
+  local all = redis.call('HGETALL', w)
+  if #all > 0 then
+    local at = {}
+    for i = 1, #all, 2 do
+      local f = all[i]
+      if string.byte(f, -2) == 58 then at[string.sub(f, 1, -3)] = all[i + 1] + 0 end -- "<inst>:t"
+    end
+    for i = 1, #all, 2 do
+      local f, when = all[i], at[all[i]]
+      if string.byte(f, -2) ~= 58 and (not when or now - when < STREAM_TTL) then
+        wn, wl = wn + all[i + 1], wl + 1
+      end
+    end
+  end
   for _, v in ipairs(redis.call('HVALS', s)) do sn = sn + streamsOf(v) end
-  return wn, wl, sn
+  return wn, wl, sn, #all > 0
 end
 
 -- waiting counts the subscribers of every instance.

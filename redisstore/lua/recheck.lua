@@ -14,8 +14,7 @@ if id then
     -- its wait counted it already (it was in w), though its notification
     -- never came: counting it again would remove a message received once.
     delivered(id, 1)
-    local v = tonumber(redis.call('HGET', w, ARGV[9]) or '0')
-    if v <= 1 then redis.call('HDEL', w, ARGV[9]) else redis.call('HINCRBY', w, ARGV[9], -1) end
+    uncountPolls(ARGV[9], 1)
   end
   settl({})
   return {'msg', id, payload}

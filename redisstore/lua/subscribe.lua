@@ -24,7 +24,7 @@ if ARGV[9] == '0' then
 end
 local k = tonumber(ARGV[16])
 local written = {}
-if redis.call('HINCRBY', w, ARGV[12], k) == k then written[1] = w end
+countPolls(ARGV[12], k, written)
 interest(ARGV[12], written)
 settl(written)
 return {'wait', expired, displaced, M.gen, cur, M.ct}
