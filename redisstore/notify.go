@@ -404,9 +404,10 @@ func (s *Store) catchUp(ctx context.Context, m *member, cursor string, regGen in
 			last = n.msg.ID
 		}
 	}
-	if gen > m.gen {
-		m.gen = gen
-	}
+	// The fetched gen, even a lower one: the channel's gen went back (a
+	// failover to a replica that lacked the last events), and the
+	// notifications after it must apply.
+	m.gen = gen
 	return true
 }
 

@@ -177,6 +177,13 @@ func (s *Store) fail(err error) error {
 			return fmt.Errorf("redis store: %w", err)
 		}
 	}
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		// A node that fails may have been failed over: go-redis reloads
+		// its slot map on MOVED and ASK, which a dead master never sends,
+		// and otherwise once the map is a minute old. (LazyReload runs
+		// one reload at a time, 200 ms apart at most.)
+		cc.ReloadState(s.ctx)
+	}
 	if s.down.CompareAndSwap(false, true) {
 		s.logger.Error("redis unavailable; answering 503 until it returns", zap.Error(err))
 	}

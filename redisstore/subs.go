@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/caddypush/caddy-push/pushstore"
@@ -355,7 +356,21 @@ func (s *Store) deliver(n note) {
 	fan := pushstore.NewFanout(lc.subs.Len())
 	lc.subs.Filter(func(m *member) bool {
 		switch {
-		case m.pending || m.rechecking || m.gen >= n.gen:
+		case m.pending || m.rechecking:
+			return true
+		case m.gen >= n.gen:
+			if n.kind == 'm' && afterCursor(n.id, m.cursor) {
+				// A message newer than the member's cursor at a gen it
+				// has passed: the channel's gen went back (a failover to a
+				// replica that lacked the last events the member saw).
+				// Looked up again, as a missed notification is.
+				// Its gen goes below the notification's, so the ones after
+				// it show a gap until a recheck answers (one that fails
+				// would otherwise let the next take the member past it).
+				m.gen = n.gen - 1
+				s.setRechecking(m, true)
+				missed = append(missed, recheck{m: m, missed: &n})
+			}
 			return true
 		case n.kind == 'm' && n.gen != m.gen+1:
 			s.setRechecking(m, true)
@@ -412,4 +427,15 @@ func (s *Store) wakeOne(m *member, msg *pushstore.Message, seq uint64, end pushs
 	} else if sent, _ := m.send(msg, seq); sent {
 		s.delivered.Add(1)
 	}
+}
+
+// afterCursor reports whether the message id comes after a member's cursor
+// (a sorted-set score).
+func afterCursor(id, cursor string) bool {
+	c, err := strconv.ParseInt(cursor, 10, 64)
+	if err != nil {
+		return false
+	}
+	sc, err := strconv.ParseInt(scoreOf(parseID(id)), 10, 64)
+	return err == nil && sc > c
 }

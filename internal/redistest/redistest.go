@@ -240,3 +240,57 @@ func Cluster(t testing.TB) []*Server {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Stop pauses the process (SIGSTOP): it keeps its sockets but answers
+// nothing, as a host that hangs; Cont resumes it.
+func (p *Server) Stop() { _ = p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Cont resumes a process Stop paused.
+func (p *Server) Cont() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
+
+// ClusterWithReplicas starts masters*2 nodes and joins them into a
+// Cluster of masters, each with one replica, with cluster-node-timeout
+// nodeTimeoutMS and lines added to every node's config. It returns the
+// nodes; which are replicas is for the caller to ask (roles move with
+// failovers).
+func ClusterWithReplicas(t testing.TB, masters, nodeTimeoutMS int, lines ...string) []*Server {
+	t.Helper()
+	var nodes []*Server
+	var addrs []string
+	for range 2 * masters {
+		conf := append([]string{"cluster-enabled yes", "cluster-config-file nodes.conf",
+			fmt.Sprintf("cluster-node-timeout %d", nodeTimeoutMS)}, lines...)
+		n := Start(t, conf...)
+		nodes = append(nodes, n)
+		addrs = append(addrs, n.Addr())
+	}
+	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...),
+		"--cluster-replicas", "1", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok, up := true, 0
+		for _, n := range nodes {
+			nc := redis.NewClient(&redis.Options{Addr: n.Addr()})
+			info, err := nc.ClusterInfo(context.Background()).Result()
+			repl, err2 := nc.Info(context.Background(), "replication").Result()
+			nc.Close()
+			if err != nil || err2 != nil || !strings.Contains(info, "cluster_state:ok") {
+				ok = false
+			}
+			if strings.Contains(repl, "role:slave") && strings.Contains(repl, "master_link_status:up") &&
+				strings.Contains(repl, "master_sync_in_progress:0") {
+				up++
+			}
+		}
+		if ok && up == masters {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster did not reach cluster_state:ok with %d replicas up within 20 s (%d up)", masters, up)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
