@@ -7,6 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
 	"github.com/caddypush/caddy-push/pushstore"
 )
 
@@ -189,6 +192,39 @@ type httpStream struct {
 	direct *directConn
 	gone   <-chan struct{} // closed when the client leaves (not direct: direct.gone says it)
 	cut    func()          // makes a blocked write fail, from any goroutine
+	// h3 is an HTTP/3 response's own writer, and failed is set when a
+	// write or flush of it failed: the stream is then reset when the
+	// stream ends (resetIfFailed), as HTTP/2 resets a stream whose write
+	// deadline passed. Without it, quic-go ends the response with a FIN,
+	// and the client takes the bytes of a message cut short for a whole
+	// one.
+	h3     http3.HTTPStreamer
+	failed *bool
+}
+
+// failWriter records that a write failed.
+type failWriter struct {
+	io.Writer
+	failed *bool
+}
+
+func (fw failWriter) Write(p []byte) (int, error) {
+	n, err := fw.Writer.Write(p)
+	if err != nil {
+		*fw.failed = true
+	}
+	return n, err
+}
+
+// resetIfFailed resets an HTTP/3 stream whose write failed. It runs in
+// the handler's goroutine, once the stream is over.
+func (hs httpStream) resetIfFailed() {
+	if hs.h3 == nil || !*hs.failed {
+		return
+	}
+	str := hs.h3.HTTPStream() // quic-go no longer ends the stream itself
+	str.CancelWrite(quic.StreamErrorCode(http3.ErrCodeInternalError))
+	str.CancelRead(quic.StreamErrorCode(http3.ErrCodeNoError))
 }
 
 // startHTTPStream sends the stream's head, written to w, and returns the
@@ -199,7 +235,14 @@ func startHTTPStream(w http.ResponseWriter, r *http.Request) httpStream {
 	if d := goDirect(w, r); d != nil {
 		return httpStream{w: d, direct: d, cut: d.cut}
 	}
-	return httpStream{w: w, rc: rc, gone: leftOrGone(r), cut: deadlineCut(w)}
+	hs := httpStream{w: w, rc: rc, gone: leftOrGone(r), cut: deadlineCut(w)}
+	if r.ProtoMajor == 3 {
+		if h3, ok := innermost(w).(http3.HTTPStreamer); ok {
+			hs.h3, hs.failed = h3, new(bool)
+			hs.w = failWriter{w, hs.failed}
+		}
+	}
+	return hs
 }
 
 func (hs httpStream) canInline() bool { return hs.direct != nil && hs.direct.raw != nil }
@@ -212,7 +255,11 @@ func (hs httpStream) flush() error {
 	if hs.direct != nil {
 		return hs.direct.flush()
 	}
-	return hs.rc.Flush()
+	err := hs.rc.Flush()
+	if err != nil && hs.failed != nil {
+		*hs.failed = true
+	}
+	return err
 }
 
 // boundEnd gives what is left to write endWriteTimeout, so a client that
@@ -245,6 +292,7 @@ func (s *Subscriber) pumpHTTP(sw streamWriter, hs httpStream, sub pushstore.Subs
 	st.open(hs.cut)
 	if hs.direct == nil {
 		s.pump(sw, sub, ids, ping, hs.gone, nil, ended)
+		hs.resetIfFailed()
 		return
 	}
 	s.pump(sw, sub, ids, ping, nil, hs.direct.gone, func() {

@@ -385,6 +385,13 @@ func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyht
 		}
 		fallthrough
 	default:
+		if r.Method == http.MethodConnect && strings.EqualFold(r.Proto, "websocket") && s.transports.has(tWebSocket) {
+			// HTTP/3 (quic-go) offers RFC 9220's extended CONNECT, which
+			// Caddy cannot turn off; the module's WebSockets are HTTP/1.1's.
+			writeText(w, http.StatusNotImplemented, "WebSocket over HTTP/2 or HTTP/3 (extended CONNECT) is not supported; "+
+				"open the WebSocket over HTTP/1.1.")
+			return nil
+		}
 		w.Header().Set("Allow", s.methods())
 		writeEmpty(w, http.StatusMethodNotAllowed)
 		return nil
