@@ -92,7 +92,7 @@ func (s transportSet) requested(r *http.Request) transport {
 
 // isWebSocketUpgrade reports whether r opens a WebSocket.
 func isWebSocketUpgrade(r *http.Request) bool {
-	return r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
+	return r.Method == http.MethodGet && headerHasToken(headerList(r.Header, "Upgrade"), "websocket") &&
 		headerHasToken(headerList(r.Header, "Connection"), "upgrade")
 }
 

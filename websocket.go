@@ -269,6 +269,12 @@ var wsCloses = map[streamEnd]struct {
 
 func (ww *wsWriter) end(why streamEnd) error {
 	_ = ww.flush() // the frames of the last batch go before the close frame
+	if ww.wc != nil {
+		// No heartbeat answer after the close frame (RFC 6455 5.5.1).
+		ww.wc.mu.Lock()
+		ww.wc.closing = true
+		ww.wc.mu.Unlock()
+	}
 	c := wsCloses[why]
 	return ww.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.code, c.reason),
 		time.Now().Add(time.Second))
@@ -663,9 +669,10 @@ type wsConn struct {
 	net.Conn
 	mu sync.Mutex // guards what follows, and every write
 	leftover
-	theirs time.Time // gorilla's deadline for its next write
-	moved  bool      // a write of gorilla's moved the connection's deadline
-	parks  bool      // the stream may park: gorilla's deadlines are taken off after its writes
+	theirs  time.Time // gorilla's deadline for its next write
+	moved   bool      // a write of gorilla's moved the connection's deadline
+	parks   bool      // the stream may park: gorilla's deadlines are taken off after its writes
+	closing bool      // the stream's close frame is going or went: no more frames of the server's own (writeFrame)
 }
 
 // SetWriteDeadline is gorilla's: it applies to gorilla's next write.
@@ -721,9 +728,21 @@ func (c *wsConn) writeOwn(p []byte, ld *lazyDeadline) error {
 // goroutine than the stream's (a heartbeat's answer), under deadline.
 func (c *wsConn) writeFrame(p []byte, deadline time.Time) error {
 	c.mu.Lock()
-	c.theirs = deadline
-	c.mu.Unlock()
-	_, err := c.Write(p)
+	defer c.mu.Unlock()
+	if c.closing {
+		return websocket.ErrCloseSent
+	}
+	_ = c.Conn.SetWriteDeadline(deadline)
+	c.moved = true
+	if err := c.writePending(); err != nil {
+		return err
+	}
+	_, err := c.Conn.Write(p)
+	if err != nil {
+		c.broken()
+	} else if c.parks {
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
 	return err
 }
 

@@ -94,7 +94,7 @@ func (s *Store) Follow(keys []string, req pushstore.FollowRequest) (pushstore.Su
 			continue
 		}
 		last := str(res[3])
-		if len(backlog) > n {
+		if len(backlog) > n && afterCursor(backlog[len(backlog)-1].Message.ID.String(), last) {
 			last = scoreOf(backlog[len(backlog)-1].Message.ID)
 		}
 		if mode == "o" && len(backlog) > n {

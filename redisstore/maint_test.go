@@ -138,11 +138,15 @@ func TestDeadInstancesLongPollsLapse(t *testing.T) {
 
 // TestKeepaliveTakesOffPollsNobodyWaits: a parked long-poll count of this
 // instance's where none of its long-polls waits (a registration answered
-// too late to wait: the request had failed) is taken off by its next
-// keepalive, not kept alive with its streams' count.
+// too late to wait: the request had failed) is not kept alive by the
+// keepalives of the instance's streams on the channel: it lapses a minute
+// after it was made. A count without its time (written before counts had
+// one) is taken off by the keepalive, since it would never lapse.
 func TestKeepaliveTakesOffPollsNobodyWaits(t *testing.T) {
 	srv := redistest.Start(t)
 	a := startOn(t, srv, "ghost:")
+	var skew atomic.Int64
+	a.SetClockSkew(func() time.Duration { return time.Duration(skew.Load()) })
 	sub, err := a.Follow([]string{"c"}, pushstore.FollowRequest{Create: true, QueueBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -150,19 +154,44 @@ func TestKeepaliveTakesOffPollsNobodyWaits(t *testing.T) {
 	defer sub.Cancel()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
-	if err := rdb.HIncrBy(context.Background(), a.Keys("c")[5], a.instance, 1).Err(); err != nil { // the late registration
+	ctx := context.Background()
+	w := a.Keys("c")[5]
+	keepalive := func() {
+		t.Helper()
+		a.mu.Lock()
+		a.local["c"].kept = time.Now().Add(-time.Hour)
+		a.mu.Unlock()
+		if n := a.Sweep(); n != 1 {
+			t.Fatalf("%d keepalives sent, want 1", n)
+		}
+	}
+	subscribers := func(want int, when string) {
+		t.Helper()
+		if info, _ := a.Info("c"); info.Subscribers != want {
+			t.Fatalf("%s: %d subscribers, want %d", when, info.Subscribers, want)
+		}
+	}
+	// The late registration's count, with its time (countPolls').
+	res, err := rdb.Time(ctx).Result()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if info, _ := a.Info("c"); info.Subscribers != 2 {
-		t.Fatalf("%d subscribers, want the stream and the late registration's count", info.Subscribers)
+	if err := rdb.HSet(ctx, w, a.instance, 1, a.instance+":t", res.UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
 	}
-	a.mu.Lock()
-	a.local["c"].kept = time.Now().Add(-time.Hour)
-	a.mu.Unlock()
-	if n := a.Sweep(); n != 1 {
-		t.Fatalf("%d keepalives sent, want 1", n)
+	subscribers(2, "the stream and the late registration's count")
+	keepalive()
+	subscribers(2, "after a keepalive, within the minute")
+	skew.Store(int64(streamTTL/2 + time.Second))
+	keepalive() // the stream's count is refreshed, the long-poll count is not
+	skew.Store(int64(streamTTL + time.Second))
+	subscribers(1, "a minute after the late registration, the stream's keepalives notwithstanding")
+
+	// A count without its time.
+	if err := rdb.HDel(ctx, w, a.instance+":t").Err(); err != nil {
+		t.Fatal(err)
 	}
-	if info, _ := a.Info("c"); info.Subscribers != 1 {
-		t.Fatalf("after the keepalive: %d subscribers, want the stream alone", info.Subscribers)
-	}
+	subscribers(2, "a count without its time")
+	keepalive()
+	subscribers(1, "after the keepalive, a count without its time")
 }

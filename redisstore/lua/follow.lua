@@ -25,7 +25,7 @@ else
   local id, v = firstAfter(cur)
   if id then ids[1] = {id, v} end
 end
-local out = {'ok', expired, M.gen, cur, M.ct}
+local out = {'ok', expired, M.gen, seenCursor(cur), M.ct}
 for _, v in ipairs(ids) do
   out[#out + 1] = v[1]
   out[#out + 1] = v[2]

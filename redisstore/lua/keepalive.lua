@@ -39,7 +39,14 @@ else
   if c > 0 then redis.call('HSET', s, ARGV[7], fmt(c) .. ' ' .. fmt(now)) end
 end
 if redis.call('HEXISTS', w, ARGV[7]) == 1 then
-  if ARGV[11] ~= '0' then redis.call('HSET', w, ARGV[7] .. ':t', NOW) else uncountPolls(ARGV[7], math.huge) end
+  if ARGV[11] ~= '0' then
+    redis.call('HSET', w, ARGV[7] .. ':t', NOW)
+  elseif redis.call('HEXISTS', w, ARGV[7] .. ':t') == 0 then
+    uncountPolls(ARGV[7], math.huge) -- a count without its time never lapses
+  end
+  -- Else it is left to lapse (counts): a long-poll that registered after
+  -- the instance read its count of them (none) for this call has its
+  -- count there, and the next keepalive marks it alive.
 end
 local had = interest(ARGV[7], written)
 local all = redis.call('HGETALL', ir)

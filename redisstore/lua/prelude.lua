@@ -130,6 +130,13 @@ local function countPolls(inst, k, written)
   if redis.call('HINCRBY', w, inst, k) == k then
     redis.call('HSET', w, inst .. ':t', NOW)
     written[#written + 1] = w
+    return
+  end
+  local at = redis.call('HGET', w, inst .. ':t')
+  if at and now - at >= STREAM_TTL then
+    -- A lapsed count counts no one (counts): this registration's are
+    -- the instance's long-polls that wait.
+    redis.call('HSET', w, inst, fmt(k), inst .. ':t', NOW)
   end
 end
 
@@ -382,6 +389,18 @@ local function resolve(cur)
   local i = math.max(math.min(tonumber(at), n - 1), -n)
   local e = redis.call('ZRANGE', q, i, i, 'WITHSCORES')
   return fmt(tonumber(e[2]) - 1)
+end
+
+-- seenCursor is the cursor a subscriber that waits from cur (resolve's)
+-- settles at: the channel's last id, when it is later. Every stored
+-- message after cur was answered, and what was published without being
+-- stored came before the subscriber: a notification of it that arrives
+-- after the registration is not newer than the subscriber's cursor.
+local function seenCursor(cur)
+  if not M.lt then return cur end
+  local last = M.lt * TAGS + M.lg
+  if last > tonumber(cur) then return fmt(last) end
+  return cur
 end
 
 -- displace ends the wait of every subscriber of every instance (`last`

@@ -27,4 +27,4 @@ local written = {}
 countPolls(ARGV[12], k, written)
 interest(ARGV[12], written)
 settl(written)
-return {'wait', expired, displaced, M.gen, cur, M.ct}
+return {'wait', expired, displaced, M.gen, seenCursor(cur), M.ct}
