@@ -254,6 +254,12 @@ func (s *Store) replay(lc *localChannel, m *member) (again *recheck) {
 		if !m.Listed() || n.gen <= m.gen {
 			continue
 		}
+		if n.kind == 'm' && !afterCursor(n.id, m.cursor) {
+			// Held from before the channel's gen went back (a failover to
+			// a replica that lacked the last events): m has its message,
+			// or its cursor is past it, and its gen means nothing now.
+			continue
+		}
 		if n.kind == 'm' && n.gen != m.gen+1 {
 			missed := *n
 			return &recheck{m: m, missed: &missed}

@@ -73,17 +73,24 @@ local function bodied(ids)
 end
 
 -- firstAfter returns the first stored message after score cur whose body
--- is there (its id and stored form), or nil; it drops the ids before it
--- whose body is gone (a bounded number a call).
+-- is there (its id and stored form), or nil when there is none (a
+-- waiting subscriber settles past every id after cur: seenCursor); it
+-- drops the ids before it whose body is gone, 64 at a time.
 local function firstAfter(cur)
-  for _ = 1, 64 do
-    local found = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 1)
+  while true do
+    local found = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 64)
     if #found == 0 then return nil end
-    local v = redis.call('HGET', d, found[1])
-    if v then return found[1], v end
-    drop(found[1])
+    local gone = {}
+    for _, id in ipairs(found) do
+      local v = redis.call('HGET', d, id)
+      if v then
+        dropIds(gone)
+        return id, v
+      end
+      gone[#gone + 1] = id
+    end
+    dropIds(gone)
   end
-  return nil
 end
 
 -- dropOldest drops the k oldest stored messages, 256 at a time.
