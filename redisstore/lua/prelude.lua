@@ -77,8 +77,10 @@ end
 -- waiting subscriber settles past every id after cur: seenCursor); it
 -- drops the ids before it whose body is gone, 64 at a time.
 local function firstAfter(cur)
+  local n = 1 -- the first is there, but for evictions
   while true do
-    local found = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, 64)
+    local found = redis.call('ZRANGEBYSCORE', q, '(' .. cur, '+inf', 'LIMIT', 0, n)
+    n = 64
     if #found == 0 then return nil end
     local gone = {}
     for _, id in ipairs(found) do
