@@ -7,7 +7,9 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,5 +171,56 @@ func TestNewPollOverLapsedCount(t *testing.T) {
 	if info.Subscribers == 0 || !errors.Is(err, pushstore.ErrConflict) {
 		t.Fatalf("while a's new long-poll waits: %d subscribers (want at least 1), and a `first` subscriber on b: %v (want ErrConflict)",
 			info.Subscribers, err)
+	}
+}
+
+// TestHeldNotesBounded: notifications are held for the members being
+// registered or rechecked; on a channel whose registrations overlap
+// without end (another always pending when one settles, as long-polls
+// re-polling while publications go on), those no member needs are
+// dropped, not held for as long as the overlap lasts.
+func TestHeldNotesBounded(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startOn(t, srv, "held:")
+	waitFor(t, "a subscribed", a.subscribed.Load)
+	s0 := openStream(t, a, "c") // interest: the publications are notified
+	var delivered, peak atomic.Int64
+	hook := func() {
+		a.mu.Lock()
+		if lc := a.local["c"]; lc != nil && int64(len(lc.notes)) > peak.Load() {
+			peak.Store(int64(len(lc.notes)))
+		}
+		a.mu.Unlock()
+		delivered.Add(1)
+	}
+	testHookDelivered.Store(&hook)
+	t.Cleanup(func() { testHookDelivered.Store(nil) })
+	pending := func() *member {
+		sub := newRedisSub(a, 1, true, 0)
+		m := &sub.members[0]
+		m.key = "c"
+		if !a.register(m) {
+			t.Fatal("not registered")
+		}
+		return m
+	}
+	const n = 500
+	prev := pending()
+	for i := range n {
+		next := pending() // registered before the last one is done: they overlap
+		a.unregister(prev)
+		prev = next
+		if _, err := a.Publish("c", &pushstore.Message{Body: []byte(fmt.Sprint(i))}, pub()); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(i + 1)
+		waitFor(t, "the notification applied", func() bool { return delivered.Load() >= want })
+	}
+	a.unregister(prev)
+	if got := storetest.AwaitN(t, s0, n); len(got) != n {
+		t.Fatalf("the stream got %d messages, want %d", len(got), n)
+	}
+	if p := peak.Load(); p > 2*trimEvery {
+		t.Fatalf("%d notifications held at once for %d publications, while no member needed more than one", p, n)
 	}
 }

@@ -31,11 +31,15 @@ type localChannel struct {
 	rechecking int
 	// notes are the notifications that came while a member was pending
 	// or rechecking: each applies them, past its gen, when it settles or
-	// its recheck answers.
-	notes   []note
-	streams int           // of subs, the streams (keepalives refresh their count)
-	ct      time.Duration // channel_timeout, for keepalives
-	kept    time.Time     // last keepalive
+	// its recheck answers. notesBase numbers notes[0] (notes[i] is the
+	// notesBase+i-th held since the channel was listed here): a member
+	// needs none held before it began pending or rechecking (heldFrom),
+	// and trimNotes drops those no member needs.
+	notes     []note
+	notesBase uint64
+	streams   int           // of subs, the streams (keepalives refresh their count)
+	ct        time.Duration // channel_timeout, for keepalives
+	kept      time.Time     // last keepalive
 }
 
 // redisSub is a subscription of the Redis store, on one channel (a
@@ -95,6 +99,9 @@ type member struct {
 	// held (newer than its gen): the next catch-up sends those the fetch
 	// cannot return (store_messages off).
 	heard []*note
+	// heldFrom numbers the first of its channel's held notes it may need:
+	// those held from when it began pending or rechecking.
+	heldFrom uint64
 }
 
 // note is a notification: a message, a deletion or a `last` displacement
@@ -194,6 +201,7 @@ func (s *Store) register(m *member) bool {
 		lc = &localChannel{}
 		s.local[m.key] = lc
 	}
+	m.heldFrom = lc.heldEnd()
 	lc.subs.Add(m)
 	lc.pending++
 	if m.stream {
@@ -231,6 +239,7 @@ func (s *Store) setRechecking(m *member, on bool) {
 	}
 	if lc := s.local[m.key]; lc != nil && !m.holds && m.Listed() {
 		m.holds = true
+		m.heldFrom = lc.heldEnd()
 		lc.rechecking++
 	}
 }
@@ -285,7 +294,37 @@ func (s *Store) endPending(lc *localChannel, m *member) {
 // or rechecking.
 func (lc *localChannel) dropUnheldNotes() {
 	if lc.pending == 0 && lc.rechecking == 0 {
+		lc.notesBase = lc.heldEnd()
 		lc.notes = nil
+	}
+}
+
+// heldEnd numbers the next note held on lc.
+func (lc *localChannel) heldEnd() uint64 { return lc.notesBase + uint64(len(lc.notes)) }
+
+// trimEvery is how many notes are held between two trims.
+const trimEvery = 64
+
+// hold holds a notification that came while a member was pending or
+// rechecking. Every trimEvery notes it drops those that came before every
+// pending or rechecking member began, which none needs: a channel whose
+// registrations overlap without end (long-polls re-polling while others
+// are published to) would otherwise hold every notification, payloads
+// included, for as long as they overlap.
+func (lc *localChannel) hold(n note) {
+	lc.notes = append(lc.notes, n)
+	if len(lc.notes)%trimEvery != 0 {
+		return
+	}
+	least := lc.heldEnd()
+	lc.subs.Each(func(m *member) {
+		if (m.pending || m.holds) && m.heldFrom < least {
+			least = m.heldFrom
+		}
+	})
+	if k := int(least - lc.notesBase); k > 0 {
+		lc.notes = append([]note(nil), lc.notes[k:]...)
+		lc.notesBase = least
 	}
 }
 
@@ -356,7 +395,7 @@ func (s *Store) deliver(n note) {
 		n.msg, n.seq = newMessage(parseID(n.id), n.payload)
 	}
 	if lc.pending > 0 || lc.rechecking > 0 {
-		lc.notes = append(lc.notes, n)
+		lc.hold(n)
 	}
 	var missed []recheck
 	fan := pushstore.NewFanout(lc.subs.Len())
