@@ -141,14 +141,12 @@ func TestKeepaliveOnItsWayKeepsNewPoll(t *testing.T) {
 	}
 }
 
-// TestNewPollOverLapsedCount: an instance's count in P{K}:w that
-// lapsed (its ':t' older than STREAM_TTL: a registration answered too late
-// to wait, which the instance never knew of) stays in w. A long-poll of
-// that instance that registers later adds to it, and countPolls, which
-// marks the time only when it makes the field, leaves the old time: the
-// new long-poll is not counted (a `first` subscriber elsewhere is
-// admitted beside it) until the instance's next keepalive, up to 20 s
-// after its first Sweep saw the channel.
+// TestNewPollOverLapsedCount: an instance's count in P{K}:w that lapsed
+// (its ':t' older than STREAM_TTL: a registration answered too late to
+// wait, which the instance never knew of) stays in w. A long-poll of that
+// instance that registers later makes it count again (countPolls renews
+// its time): the new long-poll is counted at once, not only at the
+// instance's next keepalive, up to 20 s later.
 func TestNewPollOverLapsedCount(t *testing.T) {
 	srv := redistest.Start(t)
 	a := startOn(t, srv, "lapsedpoll:")

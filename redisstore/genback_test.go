@@ -182,16 +182,14 @@ func TestEvictedBodiesSeenCursorKeepsStored(t *testing.T) {
 	}
 }
 
-// TestLapsedCountRestoredByKeepalive: an instance's long-polls L1 and L2 stay
+// TestLapsedCountKeepsItsWaiters: an instance's long-polls L1 and L2 stay
 // parked while no keepalive reaches Redis for a minute (Redis out of
 // reach; here Redis's clock is moved on), so their count lapses. A new
-// long-poll L3 of the instance registers before its next keepalive:
-// countPolls takes the lapsed count for no one and sets it to 1, though
-// three wait. The keepalive that follows (three long-polls) only renews
-// the time, and when L1 leaves its cancel takes the count to 0 and off:
-// L2 and L3 wait uncounted (a `first` subscriber elsewhere is admitted
-// beside them) until the channel's next event.
-func TestLapsedCountRestoredByKeepalive(t *testing.T) {
+// long-poll L3 of the instance registers before its next keepalive: the
+// count counts again with it (it was set to L3 alone, and once L1 left,
+// L2 and L3 waited uncounted: a `first` subscriber elsewhere was admitted
+// beside them until the channel's next event).
+func TestLapsedCountKeepsItsWaiters(t *testing.T) {
 	srv := redistest.Start(t)
 	a := startOn(t, srv, "e20lapse:")
 	b := startOn(t, srv, "e20lapse:")

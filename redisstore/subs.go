@@ -239,7 +239,12 @@ func (s *Store) setRechecking(m *member, on bool) {
 	}
 	if lc := s.local[m.key]; lc != nil && !m.holds && m.Listed() {
 		m.holds = true
-		m.heldFrom = lc.heldEnd()
+		if !m.pending {
+			// A settling member (settle's replay found a gap) keeps the
+			// notes held since it registered: its catch-up sends those
+			// after the gap that the fetch cannot return (heard).
+			m.heldFrom = lc.heldEnd()
+		}
 		lc.rechecking++
 	}
 }
@@ -258,12 +263,16 @@ func (s *Store) release(lc *localChannel, m *member) {
 // order; s.mu is held. A message that does not follow m's gen (one was
 // missed) starts a recheck instead, which replay reports.
 func (s *Store) replay(lc *localChannel, m *member) (again *recheck) {
-	for i := range lc.notes {
+	from := 0
+	if m.heldFrom > lc.notesBase {
+		from = int(min(m.heldFrom-lc.notesBase, uint64(len(lc.notes))))
+	}
+	for i := from; i < len(lc.notes); i++ { // those held before it began are no news to it
 		n := &lc.notes[i]
 		if !m.Listed() || n.gen <= m.gen {
 			continue
 		}
-		if n.kind == 'm' && !afterCursor(n.id, m.cursor) {
+		if n.kind == 'm' && n.gen != m.gen+1 && !afterCursor(n.id, m.cursor) {
 			// Held from before the channel's gen went back (a failover to
 			// a replica that lacked the last events): m has its message,
 			// or its cursor is past it, and its gen means nothing now.

@@ -38,15 +38,10 @@ else
   local c = streamsOf(redis.call('HGET', s, ARGV[7]))
   if c > 0 then redis.call('HSET', s, ARGV[7], fmt(c) .. ' ' .. fmt(now)) end
 end
-local cp = tonumber(ARGV[12] or '0')
-if cp > 0 and ARGV[13] == M.gen then
-  -- Every long-poll the instance counted registered at the current gen:
-  -- none was ended since, so they wait, and the count is theirs (one that
-  -- lapsed while Redis was out of reach, or that a registration over a
-  -- lapsed count set to its own, is right again). A registration or a
-  -- cancel on its way is counted right by the next keepalive.
-  if redis.call('HSET', w, ARGV[7], fmt(cp), ARGV[7] .. ':t', NOW) > 0 then written[#written + 1] = w end
-elseif redis.call('HEXISTS', w, ARGV[7]) == 1 then
+-- The long-poll count is never set here, only renewed or left to lapse: a
+-- cancel or registration on its way would make a set one wrong for as
+-- long as nothing sets it again.
+if redis.call('HEXISTS', w, ARGV[7]) == 1 then
   if ARGV[11] ~= '0' then
     redis.call('HSET', w, ARGV[7] .. ':t', NOW)
   elseif redis.call('HEXISTS', w, ARGV[7] .. ':t') == 0 then

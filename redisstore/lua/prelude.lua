@@ -143,9 +143,14 @@ local function countPolls(inst, k, written)
   end
   local at = redis.call('HGET', w, inst .. ':t')
   if at and now - at >= STREAM_TTL then
-    -- A lapsed count counts no one (counts): this registration's are
-    -- the instance's long-polls that wait.
-    redis.call('HSET', w, inst, fmt(k), inst .. ':t', NOW)
+    -- A lapsed count (counts leaves it out) counts again, this
+    -- registration's long-polls with it: it may hold long-polls of the
+    -- instance that still wait (Redis was out of its reach for a minute),
+    -- or one nobody is (a registration answered too late), which then
+    -- counts until the channel's next event or a minute after the
+    -- instance's last long-poll there leaves. Counting too many refuses a
+    -- `first` subscriber; too few would admit a second.
+    redis.call('HSET', w, inst .. ':t', NOW)
   end
 end
 
