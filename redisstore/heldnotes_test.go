@@ -235,3 +235,68 @@ func TestFutureCursorHeldNoteApplied(t *testing.T) {
 			info.Subscribers)
 	}
 }
+
+// TestLostRegistrationCountRestored: a's long-poll L waits on c
+// (concurrency first), counted in P{K}:w with a's interest. Redis fails
+// over to a replica that lacked L's registration (asynchronous
+// replication: simulated here by removing a's fields from w and i, which
+// the registration script wrote together). a's next keepalive finds its
+// interest lost and rechecks L ('same': nothing happened), which renews the
+// interest. Nothing counts L again: since 2e6aae4 the keepalive never sets
+// the long-poll count (before, it set it to the long-polls counted at the
+// channel's gen), so L waits uncounted until the channel's next event, and
+// a `first` subscriber of b is admitted beside it.
+func TestLostRegistrationCountRestored(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startOn(t, srv, "lostreg:")
+	b := startOn(t, srv, "lostreg:")
+	waitFor(t, "a's notes subscription", a.subscribed.Load)
+	first := pushstore.SubscribeRequest{Create: true, Wait: true, Concurrency: pushstore.First, Start: pushstore.Start{Newest: true}}
+	res, err := a.Subscribe("c", first)
+	if err != nil || res.Sub == nil {
+		t.Fatal(res, err)
+	}
+	defer res.Sub.Cancel()
+	if _, err := b.Subscribe("c", first); err != pushstore.ErrConflict {
+		t.Fatalf("a `first` subscriber while a's long-poll waits: %v, want ErrConflict", err)
+	}
+	// The promoted replica lacks L's registration: its count and a's interest.
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	keys := a.Keys("c")
+	if err := rdb.HDel(ctx, keys[5], a.instance, a.instance+":t").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HDel(ctx, keys[8], a.instance).Err(); err != nil {
+		t.Fatal(err)
+	}
+	sweepDue(t, a, 1) // answers lost: L is rechecked
+	waitFor(t, "L's recheck", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		lc := a.local["c"]
+		if lc == nil {
+			return true
+		}
+		busy := false
+		lc.subs.Each(func(m *member) { busy = busy || m.rechecking })
+		return !busy
+	})
+	sweepDue(t, a, 1) // and the keepalive after
+	select {
+	case <-res.Sub.Ready():
+		t.Fatal("L was answered; it should wait")
+	default:
+	}
+	info, _ := a.Info("c")
+	r, err := b.Subscribe("c", first)
+	if r.Sub != nil {
+		r.Sub.Cancel()
+	}
+	if err != pushstore.ErrConflict || info.Subscribers != 1 {
+		w := rdb.HGetAll(ctx, keys[5]).Val()
+		t.Fatalf("L waits, after a's recheck and keepalive: %d subscribers (want 1; P{K}:w %v), and a `first` subscriber on b: %v (want ErrConflict)",
+			info.Subscribers, w, err)
+	}
+}
