@@ -72,6 +72,20 @@ func channelsOn(t *testing.T, s *Store) (byMaster map[string]string, notesAddr s
 	return byMaster, masterAddr(t, s, s.notes)
 }
 
+// channelOffNotes names a channel whose master is not the node of s's
+// notes connection, that master, and the notes connection's node.
+func channelOffNotes(t *testing.T, s *Store) (key, master, notesAddr string) {
+	t.Helper()
+	byMaster, notesAddr := channelsOn(t, s)
+	for addr, k := range byMaster {
+		if addr != notesAddr {
+			return k, addr, notesAddr
+		}
+	}
+	t.Fatalf("every channel is on the notes connection's node %s", notesAddr)
+	return "", "", ""
+}
+
 func nodeByAddr(nodes []*redistest.Server, addr string) *redistest.Server {
 	for _, n := range nodes {
 		if n.Addr() == addr {
@@ -241,14 +255,7 @@ func TestClusterFailoverKeepsLaterMessages(t *testing.T) {
 	nodes := redistest.ClusterWithReplicas(t, 3, 1000, "cluster-replica-validity-factor 0")
 	st := failoverStores(t, addrsOf(nodes), "", "fo:", 2)
 	a, b := st[0], st[1]
-	byMaster, notesAddr := channelsOn(t, b)
-	var key, maddr string
-	for addr, k := range byMaster {
-		if addr != notesAddr {
-			key, maddr = k, addr
-			break
-		}
-	}
+	key, maddr, notesAddr := channelOffNotes(t, b)
 	m := nodeByAddr(nodes, maddr)
 	r := replicaOf(t, nodes, maddr)
 	t.Logf("channel %s on master %s (replica %s); notes on %s", key, maddr, r.Addr(), notesAddr)
@@ -390,14 +397,7 @@ func TestClusterFailoverServesSoon(t *testing.T) {
 	nodes := redistest.ClusterWithReplicas(t, 3, 1000, "cluster-replica-validity-factor 0")
 	st := failoverStores(t, addrsOf(nodes), "", "fw:", 2)
 	a, b := st[0], st[1]
-	byMaster, notesAddr := channelsOn(t, b)
-	var key, maddr string
-	for addr, k := range byMaster {
-		if addr != notesAddr {
-			key, maddr = k, addr
-			break
-		}
-	}
+	key, maddr, _ := channelOffNotes(t, b)
 	m := nodeByAddr(nodes, maddr)
 	r := replicaOf(t, nodes, maddr)
 	lp := parkNewest(t, b, key, true)

@@ -23,8 +23,9 @@ import (
 // long-poll of a is counted at the channel's gen, and sends the keepalive
 // (counted 1 at that gen). The long-poll's client goes away meanwhile: its
 // cancel reaches Redis first and takes a's count off. The keepalive, whose
-// gen is still the channel's, then SETs a's count to 1 with a fresh time:
-// nobody waits, but the channel counts one subscriber, and no later
+// gen is still the channel's, must not set a's count to 1 with a fresh
+// time (it did from ab4f109 to 2e6aae4): nobody waits, but the channel
+// would count one subscriber, and no later
 // keepalive of a corrects it (a has no subscriber there any more, so it
 // keeps the channel no longer): a `first` subscriber of another instance is
 // refused (409) until the count lapses, STREAM_TTL (60 s) later, or the
