@@ -34,7 +34,7 @@ type localChannel struct {
 	// its recheck answers. notesBase numbers notes[0] (notes[i] is the
 	// notesBase+i-th held since the channel was listed here): a member
 	// needs none held before it began pending or rechecking (heldFrom),
-	// and trimNotes drops those no member needs.
+	// and hold drops those no member needs.
 	notes     []note
 	notesBase uint64
 	streams   int           // of subs, the streams (keepalives refresh their count)
