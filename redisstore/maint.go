@@ -73,8 +73,6 @@ func (s *Store) Sweep() int {
 		streams, reg int64 // the streams counted here, the least gen they registered at
 		least        int64 // the least gen any subscriber counted here registered at
 		polls        int   // the long-polls waiting here, parked or being registered
-		counted      int   // of those, the ones Redis counts
-		pgen         int64 // the least gen they are counted at
 	}
 	var due []keep
 	s.mu.Lock()
@@ -97,12 +95,6 @@ func (s *Store) Sweep() int {
 				if k.least < 0 || m.regGen < k.least {
 					k.least = m.regGen
 				}
-				if !m.stream {
-					if k.counted == 0 || m.gen < k.pgen {
-						k.pgen = m.gen
-					}
-					k.counted++
-				}
 				if m.stream {
 					if k.streams == 0 || m.regGen < k.reg {
 						k.reg = m.regGen
@@ -122,8 +114,7 @@ func (s *Store) Sweep() int {
 	channels := 0
 	for _, k := range due {
 		ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
-		res, err := s.run(ctx, scriptKeepalive, k.key, s.instance, k.streams, k.reg, k.least, k.polls,
-			k.counted, k.pgen)
+		res, err := s.run(ctx, scriptKeepalive, k.key, s.instance, k.streams, k.reg, k.least, k.polls)
 		cancel()
 		sent++
 		if err != nil {

@@ -190,7 +190,7 @@ func TestStaleKeepaliveCount(t *testing.T) {
 	s.mu.Lock()
 	s.local["c"].subs.Each(func(m *member) { gen = m.regGen })
 	s.mu.Unlock()
-	if _, err := s.run(context.Background(), scriptKeepalive, "c", s.instance, 1, gen, gen, 0, 0, -1); err != nil {
+	if _, err := s.run(context.Background(), scriptKeepalive, "c", s.instance, 1, gen, gen, 0); err != nil {
 		t.Fatal(err)
 	}
 	first.Cancel()

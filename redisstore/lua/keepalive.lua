@@ -38,22 +38,10 @@ else
   local c = streamsOf(redis.call('HGET', s, ARGV[7]))
   if c > 0 then redis.call('HSET', s, ARGV[7], fmt(c) .. ' ' .. fmt(now)) end
 end
--- The long-poll count is renewed or left to lapse, and set only where
--- the registrations were lost with it (below): a cancel or registration on
--- its way would make a set one wrong for as long as nothing sets it again.
--- ARGV[12], ARGV[13]: the long-polls Redis counts here, the least gen they
--- are counted at.
-local lostReg = redis.call('HGET', ir, ARGV[7])
-lostReg = not lostReg or lostReg + 0 <= now
-if redis.call('HEXISTS', w, ARGV[7]) == 0 then
-  -- Neither count nor interest: the registrations that wrote them were
-  -- lost (a replica promoted without them). The long-polls the instance
-  -- counted at the current gen wait uncounted: they are counted again.
-  -- (A cancel on its way deletes only the count, never the interest.)
-  if lostReg and tonumber(ARGV[12] or '0') > 0 and ARGV[13] == M.gen then
-    if redis.call('HSET', w, ARGV[7], ARGV[12], ARGV[7] .. ':t', NOW) > 0 then written[#written + 1] = w end
-  end
-else
+-- The long-poll count is never set here, only renewed or left to lapse: a
+-- cancel or registration on its way would make a set one wrong for as
+-- long as nothing sets it again.
+if redis.call('HEXISTS', w, ARGV[7]) == 1 then
   if ARGV[11] ~= '0' then
     redis.call('HSET', w, ARGV[7] .. ':t', NOW)
   elseif redis.call('HEXISTS', w, ARGV[7] .. ':t') == 0 then
