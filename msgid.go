@@ -181,10 +181,10 @@ func streamCursor(r *http.Request, n int) ([]pushstore.MessageID, error) {
 	// The first last_event_id, as nginx's $arg_last_event_id, which nchan
 	// reads: NchanSubscriber.js appends its own to a URL that held one.
 	for id := range queryValues(r.URL.RawQuery, "last_event_id") {
-		if id != "" {
-			return parseID(id, n)
+		if id == "" {
+			break
 		}
-		break
+		return parseID(id, n)
 	}
 	return nil, nil
 }

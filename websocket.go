@@ -688,7 +688,13 @@ func (c *wsConn) SetWriteDeadline(t time.Time) error {
 func (c *wsConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_ = c.Conn.SetWriteDeadline(c.theirs)
+	return c.writeUnder(p, c.theirs)
+}
+
+// writeUnder writes p, after what a parked write left, under deadline,
+// which a write of the stream's own then moves (moved); c.mu is held.
+func (c *wsConn) writeUnder(p []byte, deadline time.Time) (int, error) {
+	_ = c.Conn.SetWriteDeadline(deadline)
 	c.moved = true
 	if err := c.writePending(); err != nil {
 		return 0, err
@@ -696,7 +702,7 @@ func (c *wsConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if err != nil {
 		c.broken()
-	} else if c.parks && !c.theirs.IsZero() {
+	} else if c.parks && !deadline.IsZero() {
 		// A parked write would fail once the deadline passed (a
 		// pong's is a second away).
 		_ = c.Conn.SetWriteDeadline(time.Time{})
@@ -732,17 +738,7 @@ func (c *wsConn) writeFrame(p []byte, deadline time.Time) error {
 	if c.closing {
 		return websocket.ErrCloseSent
 	}
-	_ = c.Conn.SetWriteDeadline(deadline)
-	c.moved = true
-	if err := c.writePending(); err != nil {
-		return err
-	}
-	_, err := c.Conn.Write(p)
-	if err != nil {
-		c.broken()
-	} else if c.parks {
-		_ = c.Conn.SetWriteDeadline(time.Time{})
-	}
+	_, err := c.writeUnder(p, deadline)
 	return err
 }
 

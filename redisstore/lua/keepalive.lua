@@ -10,8 +10,8 @@
 -- registered at, the least gen any subscriber counted here (stream or
 -- parked long-poll) registered at (-1: none), the long-polls waiting here
 -- (parked or being registered). The parked long-polls' count is marked
--- alive again (see countPolls), or, when none waits here, taken off: a
--- count left by a registration answered too late to wait (Redis stalled
+-- alive again (see countPolls) while one waits here, else left to lapse (a
+-- count left by a registration answered too late to wait: Redis stalled
 -- past read_timeout). Returns {ok, channel
 -- timeout}; {nf} when the channel is gone; {wiped, sw} when the counts
 -- were wiped at gen sw, after some of those subscribers registered: the
@@ -45,7 +45,7 @@ if redis.call('HEXISTS', w, ARGV[7]) == 1 then
   if ARGV[11] ~= '0' then
     redis.call('HSET', w, ARGV[7] .. ':t', NOW)
   elseif redis.call('HEXISTS', w, ARGV[7] .. ':t') == 0 then
-    uncountPolls(ARGV[7], math.huge) -- a count without its time never lapses
+    redis.call('HDEL', w, ARGV[7]) -- a count without its time never lapses
   end
   -- Else it is left to lapse (counts): a long-poll that registered after
   -- the instance read its count of them (none) for this call has its

@@ -160,11 +160,11 @@ local function uncountPolls(inst, n)
   if v <= 0 then redis.call('HDEL', w, inst, inst .. ':t') else redis.call('HSET', w, inst, fmt(v)) end
 end
 
--- counts counts the subscribers of every instance: parked long-polls (w),
--- with the number of instances that have some, and open streams (s); and
--- reports whether w holds fields (lapsed ones included).
+-- counts counts the subscribers of every instance: parked long-polls (w)
+-- and open streams (s); and reports whether w holds fields (lapsed ones
+-- included).
 local function counts()
-  local wn, wl, sn = 0, 0, 0
+  local wn, sn = 0, 0
   local all = redis.call('HGETALL', w)
   if #all > 0 then
     local at = {}
@@ -175,17 +175,17 @@ local function counts()
     for i = 1, #all, 2 do
       local f, when = all[i], at[all[i]]
       if string.byte(f, -2) ~= 58 and (not when or now - when < STREAM_TTL) then
-        wn, wl = wn + all[i + 1], wl + 1
+        wn = wn + all[i + 1]
       end
     end
   end
   for _, v in ipairs(redis.call('HVALS', s)) do sn = sn + streamsOf(v) end
-  return wn, wl, sn, #all > 0
+  return wn, sn, #all > 0
 end
 
 -- waiting counts the subscribers of every instance.
 local function waiting()
-  local wn, _, sn = counts()
+  local wn, sn = counts()
   return wn + sn
 end
 

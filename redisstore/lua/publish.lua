@@ -35,9 +35,9 @@ local ft, fg = string.match(floor, '^(%d+):(%d+)$')
 -- first publication ends the long-polls' waits; the streams stay.
 -- A channel without subscribers' keys (w, s, ir) has none to count or
 -- notify.
-local wn, wl, sn, heard, polls = 0, 0, 0, false, false
+local wn, sn, heard, polls = 0, 0, false, false
 if redis.call('EXISTS', w, s, ir) > 0 then
-  wn, wl, sn, polls = counts()
+  wn, sn, polls = counts()
   heard = interested()
 end
 local nq = redis.call('ZCARD', q)
@@ -70,7 +70,7 @@ for i = 1, np do
   local n = wn + sn
   if polls then
     redis.call('DEL', w)
-    wn, wl, polls = 0, 0, false
+    wn, polls = 0, false
   end
   local value = string.format('%016d\n', us + seq) .. payload
   seq = seq + 1
