@@ -112,10 +112,7 @@ func TestLateRegistrationNotCounted(t *testing.T) {
 	}
 	// The late registration has run (Redis runs what it read in order);
 	// nobody waits on c, and a minute later its count has lapsed.
-	var skew atomic.Int64
-	clock := func() time.Duration { return time.Duration(skew.Load()) }
-	s.SetClockSkew(clock)
-	other.SetClockSkew(clock)
+	skew := shareClock(s, other)
 	skew.Store(int64(streamTTL + time.Second))
 	info, err := other.Info("c")
 	if err != nil {

@@ -62,10 +62,7 @@ func TestLapsedStreamCountRestored(t *testing.T) {
 	srv := redistest.Start(t)
 	a := startOn(t, srv, "lapse:")
 	b := startOn(t, srv, "lapse:")
-	var skew atomic.Int64
-	clock := func() time.Duration { return time.Duration(skew.Load()) }
-	a.SetClockSkew(clock)
-	b.SetClockSkew(clock)
+	skew := shareClock(a, b)
 	if _, err := a.Touch("c", time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -101,10 +98,7 @@ func TestDeadInstancesLongPollsLapse(t *testing.T) {
 	srv := redistest.Start(t)
 	a := startOn(t, srv, "deadpoll:")
 	b := startOn(t, srv, "deadpoll:")
-	var skew atomic.Int64
-	clock := func() time.Duration { return time.Duration(skew.Load()) }
-	a.SetClockSkew(clock)
-	b.SetClockSkew(clock)
+	skew := shareClock(a, b)
 	first := pushstore.SubscribeRequest{Create: true, Wait: true, Concurrency: pushstore.First, Start: pushstore.Start{Newest: true}}
 	res, err := a.Subscribe("c", first)
 	if err != nil || res.Sub == nil {
@@ -194,4 +188,14 @@ func TestKeepaliveTakesOffPollsNobodyWaits(t *testing.T) {
 	subscribers(2, "a count without its time")
 	keepalive()
 	subscribers(1, "after the keepalive, a count without its time")
+}
+
+// shareClock moves the scripts' clock of every store by one skew, which
+// the test sets.
+func shareClock(stores ...*Store) *atomic.Int64 {
+	var skew atomic.Int64
+	for _, s := range stores {
+		s.SetClockSkew(func() time.Duration { return time.Duration(skew.Load()) })
+	}
+	return &skew
 }
